@@ -1,0 +1,3 @@
+#pragma once
+/// @file Umbrella header: checkpoint storage.
+#include "framework/checkpoint/CheckpointStore.h"

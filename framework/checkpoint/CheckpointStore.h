@@ -1,0 +1,55 @@
+#pragma once
+/// @file Versioned, checksummed, atomically written checkpoints in a run directory.
+///
+/// Layout: `<dir>/step-<12 digits>/state.bin` plus a `DONE` marker. state.bin is
+///   "GTCKPT\r\n" | u32 format version | u64 step | u32 world size | u64 payload bytes |
+///   payload | u32 CRC-32 of the payload      (integers little-endian)
+/// Writing (rank 0): temp folder, fsync, rename, fsync the parent; then all ranks agree it worked
+/// (one collective, so a failed write is an error on every rank, never a hang); then DONE.
+/// A checkpoint without DONE, or whose header, size or checksum is wrong, is reported and skipped
+/// by loadLatest(), which falls back to the one before. The payload is opaque here.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "framework/comm/Communicator.h"
+
+namespace gentrain {
+
+struct LoadedCheckpoint {
+  std::string path;
+  uint64_t step = 0;
+  uint32_t worldSize = 0;
+  std::string payload;
+};
+
+class CheckpointStore {
+ public:
+  static constexpr uint32_t kFormatVersion = 1;
+
+  CheckpointStore(std::string dir, Communicator& comm, int keep);
+
+  /// Collective. `payload` matters on rank 0 only. Keeps the newest `keep` complete checkpoints.
+  /// Throws CheckpointError on every rank if rank 0 could not write; older checkpoints stay.
+  void save(uint64_t step, const std::string& payload);
+
+  /// Collective. The newest complete, valid checkpoint (read by rank 0, sent to all ranks), or
+  /// nothing when there is none. Damaged ones are reported and skipped.
+  std::optional<LoadedCheckpoint> loadLatest();
+
+  /// Reads and verifies one checkpoint folder; CheckpointError says what is wrong with it.
+  static LoadedCheckpoint read(const std::string& folder);
+  /// Complete-looking checkpoint folders (with DONE), newest first.
+  std::vector<std::string> list() const;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  Communicator& comm_;
+  int keep_;
+};
+
+}  // namespace gentrain

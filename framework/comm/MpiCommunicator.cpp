@@ -1,0 +1,142 @@
+#include "framework/comm/MpiCommunicator.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "framework/runtime/Error.h"
+
+namespace gentrain {
+namespace {
+
+MPI_Datatype mpiType(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kLong: return MPI_INT64_T;
+    case at::kInt: return MPI_INT32_T;
+    case at::kByte: return MPI_UINT8_T;
+    case at::kChar: return MPI_INT8_T;
+    case at::kBool: return MPI_C_BOOL;
+    default: return MPI_DATATYPE_NULL;
+  }
+}
+
+MPI_Op mpiOp(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum:
+    case ReduceOp::Mean: return MPI_SUM;
+    case ReduceOp::Max: return MPI_MAX;
+    case ReduceOp::Min: return MPI_MIN;
+  }
+  return MPI_SUM;
+}
+
+// MPI counts are ints: move larger buffers in pieces of at most this many elements.
+constexpr int64_t kMaxCount = INT_MAX / 2;
+
+}  // namespace
+
+void checkMpi(int code, const char* call, const char* file, int line) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  throw CommError(std::string(file) + ":" + std::to_string(line) + ": " + call + " failed: " +
+                  std::string(text, length) +
+                  " (another rank may have died; check the other ranks' output)");
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm parent) {
+  GENTRAIN_MPI_CHECK(MPI_Comm_dup(parent, &comm_));
+  GENTRAIN_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  GENTRAIN_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  GENTRAIN_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
+  if (!tensor.is_contiguous()) throw CommError("allReduce needs a contiguous tensor");
+  if (!tensor.device().is_cpu()) {
+    // Device tensors without a device backend (several ranks on one GPU, or no NCCL): stage
+    // through host memory. Correct, not fast.
+    at::Tensor staged = tensor.cpu();
+    allReduce(staged, op);
+    tensor.copy_(staged);
+    return;
+  }
+  MPI_Datatype type = mpiType(tensor.scalar_type());
+  if (type == MPI_DATATYPE_NULL) {
+    // bf16 / fp16: MPI has no arithmetic for them; reduce in fp32 and convert back.
+    at::Tensor wide = tensor.to(at::kFloat);
+    allReduce(wide, op);
+    tensor.copy_(wide);
+    return;
+  }
+  char* data = static_cast<char*>(tensor.data_ptr());
+  const int64_t elementSize = tensor.element_size();
+  for (int64_t start = 0; start < tensor.numel(); start += kMaxCount) {
+    const int count = static_cast<int>(std::min(kMaxCount, tensor.numel() - start));
+    GENTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data + start * elementSize, count, type,
+                                     mpiOp(op), comm_));
+  }
+  if (op == ReduceOp::Mean) tensor.div_(size_);
+}
+
+void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
+  if (!tensor.is_contiguous()) throw CommError("broadcast needs a contiguous tensor");
+  if (!tensor.device().is_cpu()) {
+    at::Tensor staged = tensor.cpu();
+    broadcast(staged, root);
+    tensor.copy_(staged);
+    return;
+  }
+  char* data = static_cast<char*>(tensor.data_ptr());
+  const int64_t bytes = tensor.numel() * tensor.element_size();
+  for (int64_t start = 0; start < bytes; start += kMaxCount) {
+    const int count = static_cast<int>(std::min(kMaxCount, bytes - start));
+    GENTRAIN_MPI_CHECK(MPI_Bcast(data + start, count, MPI_BYTE, root, comm_));
+  }
+}
+
+void MpiCommunicator::barrier() { GENTRAIN_MPI_CHECK(MPI_Barrier(comm_)); }
+
+void MpiCommunicator::allReduceHost(double* values, std::size_t count, ReduceOp op) {
+  GENTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_DOUBLE,
+                                   mpiOp(op), comm_));
+  if (op == ReduceOp::Mean) {
+    for (std::size_t i = 0; i < count; ++i) values[i] /= size_;
+  }
+}
+
+std::vector<std::string> MpiCommunicator::allGatherBytes(const std::string& mine) {
+  int myLength = static_cast<int>(mine.size());
+  std::vector<int> lengths(size_);
+  GENTRAIN_MPI_CHECK(MPI_Allgather(&myLength, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_));
+  std::vector<int> offsets(size_, 0);
+  for (int r = 1; r < size_; ++r) offsets[r] = offsets[r - 1] + lengths[r - 1];
+  std::string all(static_cast<std::size_t>(offsets.back() + lengths.back()), '\0');
+  GENTRAIN_MPI_CHECK(MPI_Allgatherv(mine.data(), myLength, MPI_CHAR, all.data(), lengths.data(),
+                                    offsets.data(), MPI_CHAR, comm_));
+  std::vector<std::string> out(size_);
+  for (int r = 0; r < size_; ++r) out[r] = all.substr(offsets[r], lengths[r]);
+  return out;
+}
+
+void MpiCommunicator::broadcastBytes(std::string& bytes, int root) {
+  int64_t length = static_cast<int64_t>(bytes.size());
+  GENTRAIN_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT64_T, root, comm_));
+  bytes.resize(static_cast<std::size_t>(length));
+  for (int64_t start = 0; start < length; start += kMaxCount) {
+    const int count = static_cast<int>(std::min(kMaxCount, length - start));
+    GENTRAIN_MPI_CHECK(MPI_Bcast(bytes.data() + start, count, MPI_CHAR, root, comm_));
+  }
+}
+
+}  // namespace gentrain

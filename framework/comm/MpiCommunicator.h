@@ -1,0 +1,43 @@
+#pragma once
+/// @file MPI backend of Communicator: CPU tensors and host values.
+
+#include <mpi.h>
+
+#include "framework/comm/Communicator.h"
+
+namespace gentrain {
+
+/// Owns a duplicate of the communicator it is given, with MPI_ERRORS_RETURN set so that failures
+/// become CommError (with the MPI call's file:line) instead of a silent abort.
+class MpiCommunicator : public Communicator {
+ public:
+  explicit MpiCommunicator(MPI_Comm parent = MPI_COMM_WORLD);
+  ~MpiCommunicator() override;
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+
+  void allReduce(at::Tensor& tensor, ReduceOp op) override;
+  void broadcast(at::Tensor& tensor, int root) override;
+  void barrier() override;
+  void allReduceHost(double* values, std::size_t count, ReduceOp op) override;
+  std::vector<std::string> allGatherBytes(const std::string& mine) override;
+  void broadcastBytes(std::string& bytes, int root) override;
+  using Communicator::allReduceHost;
+
+  MPI_Comm handle() const { return comm_; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+/// Throws CommError naming the failed call and where it was made, unless `code` is MPI_SUCCESS.
+void checkMpi(int code, const char* call, const char* file, int line);
+#define GENTRAIN_MPI_CHECK(call) ::gentrain::checkMpi((call), #call, __FILE__, __LINE__)
+
+}  // namespace gentrain

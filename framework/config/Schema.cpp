@@ -1,0 +1,166 @@
+#include "framework/config/Schema.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace gentrain {
+namespace {
+
+std::size_t editDistance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string number(double value) {
+  std::ostringstream os;
+  os << value;
+  return os.str();
+}
+
+}  // namespace
+
+const char* typeName(KeyType type) {
+  switch (type) {
+    case KeyType::Int: return "integer";
+    case KeyType::Float: return "number";
+    case KeyType::Bool: return "boolean";
+    case KeyType::String: return "string";
+    case KeyType::IntList: return "list of integers";
+    case KeyType::FloatList: return "list of numbers";
+    case KeyType::StringList: return "list of strings";
+  }
+  return "?";
+}
+
+Schema& Schema::add(KeyInfo key) {
+  auto it = std::find_if(keys_.begin(), keys_.end(),
+                         [&](const KeyInfo& k) { return k.path == key.path; });
+  if (it != keys_.end()) {
+    *it = std::move(key);
+  } else {
+    keys_.push_back(std::move(key));
+  }
+  return *this;
+}
+
+Schema& Schema::merge(const Schema& other) {
+  for (const KeyInfo& key : other.keys_) add(key);
+  return *this;
+}
+
+const KeyInfo* Schema::find(const std::string& path) const {
+  for (const KeyInfo& key : keys_) {
+    if (key.path == path) return &key;
+  }
+  return nullptr;
+}
+
+bool Schema::isSection(const std::string& path) const {
+  const std::string prefix = path + ".";
+  return std::any_of(keys_.begin(), keys_.end(),
+                     [&](const KeyInfo& k) { return k.path.rfind(prefix, 0) == 0; });
+}
+
+std::string Schema::closest(const std::string& path) const {
+  // Compare whole paths and last components alike, so both `trian.epochs` and `train.epoch`
+  // find `train.epochs`.
+  const auto last = [](const std::string& p) { return p.substr(p.rfind('.') + 1); };
+  std::string best;
+  std::size_t bestDistance = std::max<std::size_t>(3, path.size() / 3) + 1;
+  for (const KeyInfo& key : keys_) {
+    std::size_t d = editDistance(path, key.path);
+    if (last(path) == last(key.path)) d = std::min<std::size_t>(d, 1);
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = key.path;
+    }
+  }
+  return best;
+}
+
+std::string Schema::describe() const {
+  std::ostringstream os;
+  for (const KeyInfo& key : keys_) {
+    os << key.path << " (" << typeName(key.type) << ")";
+    os << (key.defaultYaml.empty() ? "  required" : "  default: " + key.defaultYaml);
+    if (!key.choices.empty()) {
+      os << "  one of:";
+      for (const std::string& c : key.choices) os << ' ' << c;
+    }
+    if (key.min > -std::numeric_limits<double>::infinity()) os << "  min: " << number(key.min);
+    if (key.max < std::numeric_limits<double>::infinity()) os << "  max: " << number(key.max);
+    os << "\n    " << key.help << "\n";
+  }
+  return os.str();
+}
+
+void addOptimizerKeys(Schema& schema, const std::string& name, const std::string& type, double lr,
+                      double beta1, double beta2) {
+  const std::string p = "optim." + name + ".";
+  schema.add({p + "type", KeyType::String, type, "optimizer for the '" + name + "' parameters",
+              -1e300, 1e300, {"adam", "adamw", "sgd", "rmsprop"}});
+  schema.add({p + "lr", KeyType::Float, number(lr), "learning rate", 0, 1e3});
+  schema.add({p + "betas", KeyType::FloatList, "[" + number(beta1) + ", " + number(beta2) + "]",
+              "Adam/AdamW betas (beta1, beta2)", 0, 1});
+  schema.add({p + "eps", KeyType::Float, "1.0e-8", "Adam/AdamW/RMSprop epsilon", 0, 1});
+  schema.add({p + "weight_decay", KeyType::Float, "0", "L2 penalty (decoupled for adamw)", 0, 1e3});
+  schema.add({p + "momentum", KeyType::Float, "0", "SGD/RMSprop momentum", 0, 1});
+}
+
+Schema frameworkSchema() {
+  Schema s;
+  const double big = 1e300;
+  s.add({"name", KeyType::String, "experiment", "experiment name; names the run directory"});
+  s.add({"seed", KeyType::Int, "1234", "seed of every random choice (init, shuffles, noise)", 0});
+  s.add({"model.name", KeyType::String, "", "which model to train (see `gentrain models`)"});
+  s.add({"data.path", KeyType::String, "",
+         "HDF5 file in the gentrain image schema (datasets/README.md); make one with `gentrain "
+         "data import-idx`"});
+  s.add({"data.train_split", KeyType::String, "train", "group of the file to train on"});
+  s.add({"data.test_split", KeyType::String, "test", "group of the file to evaluate on"});
+  s.add({"data.cache_mb", KeyType::Int, "2048",
+         "a split at most this large is read into memory once; larger ones are read per batch",
+         0});
+  s.add({"data.prefetch", KeyType::Int, "4", "batches the loader thread prepares ahead", 1, 64});
+  s.add({"train.global_batch", KeyType::Int, "128",
+         "images per optimizer step over all ranks; must divide by the number of ranks", 1});
+  s.add({"train.epochs", KeyType::Int, "10", "passes over the training split (if steps is 0)",
+         0});
+  s.add({"train.steps", KeyType::Int, "0", "optimizer steps to run; 0 means use epochs", 0});
+  s.add({"train.bucket_mb", KeyType::Float, "25", "gradient all-reduce bucket size in MB",
+         0.001, big});
+  s.add({"log.every_steps", KeyType::Int, "100", "progress line and metrics row interval", 1});
+  s.add({"log.all_ranks", KeyType::Bool, "false", "print info lines on every rank, not only 0"});
+  s.add({"eval.every_epochs", KeyType::Int, "1",
+         "evaluate on the test split every N epochs (0: only at the end)", 0});
+  s.add({"eval.batch", KeyType::Int, "500", "test images per rank per evaluation batch", 1});
+  s.add({"sample.every_epochs", KeyType::Int, "1", "save a sample grid every N epochs (0: end)",
+         0});
+  s.add({"sample.count", KeyType::Int, "64", "images in a sample grid", 1, 4096});
+  s.add({"checkpoint.every_epochs", KeyType::Int, "1", "checkpoint every N epochs (0: off)", 0});
+  s.add({"checkpoint.every_steps", KeyType::Int, "0", "checkpoint every N steps (0: off)", 0});
+  s.add({"checkpoint.keep", KeyType::Int, "3", "complete checkpoints to keep (oldest go first)",
+         1});
+  s.add({"run.dir", KeyType::String, "runs/{name}",
+         "run directory; {name} is replaced by the experiment name"});
+  s.add({"runtime.device", KeyType::String, "auto", "device of each rank", -big, big,
+         {"auto", "cpu", "cuda"}});
+  s.add({"runtime.threads", KeyType::Int, "0",
+         "compute threads per rank; 0 = cores on the node / ranks on the node", 0, 1024});
+  s.add({"runtime.backend", KeyType::String, "auto",
+         "collective backend: nccl for CUDA tensors, mpi otherwise", -big, big,
+         {"auto", "mpi", "nccl"}});
+  return s;
+}
+
+}  // namespace gentrain

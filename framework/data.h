@@ -1,0 +1,6 @@
+#pragma once
+/// @file Umbrella header: HDF5 image datasets, sampling, loading and importing.
+#include "framework/data/ImageFile.h"
+#include "framework/data/DistributedSampler.h"
+#include "framework/data/DataLoader.h"
+#include "framework/data/IdxImport.h"

@@ -1,0 +1,66 @@
+#pragma once
+/// @file Batches for training (prefetched on a background thread) and for evaluation.
+
+#include <ATen/core/Tensor.h>
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "framework/data/DistributedSampler.h"
+#include "framework/data/ImageFile.h"
+
+namespace gentrain {
+
+/// One rank's share of a global batch, on the CPU.
+struct Batch {
+  at::Tensor images;      ///< float [B, C, H, W], values in [0, 1]
+  at::Tensor labels;      ///< int64 [B]; undefined when the split has none
+  at::Tensor attributes;  ///< float [B, A] of 0/1; undefined when the split has none
+  int64_t epoch = 0;
+  int64_t stepInEpoch = 0;
+  int64_t step = 0;  ///< global optimizer step (epoch * steps per epoch + step in epoch)
+  /// Address of images[0] in the run's sample stream: step * global batch + rank offset for
+  /// training, the dataset index for evaluation. Counter-based noise is keyed by it.
+  int64_t firstSample = 0;
+
+  int64_t size() const { return images.defined() ? images.size(0) : 0; }
+};
+
+/// Reads the images at `indices` into a Batch (labels and attributes included when present).
+Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices);
+
+/// Endless stream of training batches from a resume position, prepared `prefetch` ahead on a
+/// background thread. The thread does no MPI and no multi-threaded tensor work. An error on the
+/// thread is rethrown by next().
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
+             int64_t startEpoch, int64_t startStepInEpoch, int prefetch);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  /// The next batch, in order; blocks until it is ready.
+  Batch next();
+  const DistributedSampler& sampler() const { return sampler_; }
+
+ private:
+  void run(int64_t epoch, int64_t stepInEpoch);
+
+  std::shared_ptr<const ImageDataset> data_;
+  DistributedSampler sampler_;
+  std::size_t capacity_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Batch> ready_;
+  std::exception_ptr failure_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace gentrain

@@ -1,0 +1,304 @@
+#include "framework/data/ImageFile.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "framework/runtime/Error.h"
+
+namespace gentrain {
+namespace fs = std::filesystem;
+using h5::Handle;
+using h5::hdf5Lock;
+
+namespace {
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "(none)" : out;
+}
+
+Handle openDataset(hid_t group, const std::string& name) {
+  return Handle(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose);
+}
+
+bool isUint8(hid_t dataset) {
+  Handle type(H5Dget_type(dataset), H5Tclose);
+  return H5Tget_class(type.id()) == H5T_INTEGER && H5Tget_size(type.id()) == 1 &&
+         H5Tget_sign(type.id()) == H5T_SGN_NONE;
+}
+
+void readAll(hid_t dataset, hid_t memType, void* out, const std::string& what) {
+  if (H5Dread(dataset, memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    throw DataError(what + ": HDF5 read failed (is the file truncated?)");
+  }
+}
+
+}  // namespace
+
+ImageDataset::ImageDataset(const std::string& path, const std::string& split, int64_t cacheBytes)
+    : path_(path), split_(split) {
+  file_ = h5::openFile(path);
+  std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+  const std::string where = path + ":/" + split;
+  if (!h5::exists(file_.id(), split)) {
+    throw DataError(path + ": no split '" + split + "' (the file has: " +
+                    joined(h5::children(file_.id())) +
+                    "); set data.train_split / data.test_split to one of them");
+  }
+  Handle group(H5Gopen2(file_.id(), split.c_str(), H5P_DEFAULT), H5Gclose);
+  if (!group.valid() || !h5::exists(group.id(), "images")) {
+    throw DataError(where + ": no 'images' dataset; datasets/README.md gives the schema");
+  }
+  // A chunk cache that holds a few chunks of images, for the per-batch reading path.
+  Handle access(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  H5Pset_chunk_cache(access.id(), 10007, 64u << 20, 1.0);
+  images_ = Handle(H5Dopen2(group.id(), "images", access.id()), H5Dclose);
+  const std::vector<hsize_t> shape = h5::dims(images_.id());
+  if (shape.size() != 4 || !isUint8(images_.id())) {
+    throw DataError(where + "/images must be uint8 [N, C, H, W]; re-import it with `gentrain "
+                            "data` or see datasets/README.md");
+  }
+  size_ = static_cast<int64_t>(shape[0]);
+  channels_ = static_cast<int64_t>(shape[1]);
+  height_ = static_cast<int64_t>(shape[2]);
+  width_ = static_cast<int64_t>(shape[3]);
+  if (size_ == 0) throw DataError(where + " is empty: it holds no images");
+
+  if (h5::exists(group.id(), "labels")) {
+    Handle labels = openDataset(group.id(), "labels");
+    const std::vector<hsize_t> n = h5::dims(labels.id());
+    if (n.size() != 1 || static_cast<int64_t>(n[0]) != size_) {
+      throw DataError(where + "/labels must be [N] with N = " + std::to_string(size_) +
+                      " (the number of images)");
+    }
+    labels_.resize(static_cast<std::size_t>(size_));
+    readAll(labels.id(), H5T_NATIVE_INT64, labels_.data(), where + "/labels");
+  }
+  if (h5::exists(group.id(), "attributes")) {
+    Handle attributes = openDataset(group.id(), "attributes");
+    const std::vector<hsize_t> n = h5::dims(attributes.id());
+    attributeNames_ = h5::readStringListAttribute(attributes.id(), "names");
+    if (n.size() != 2 || static_cast<int64_t>(n[0]) != size_ ||
+        n[1] != attributeNames_.size()) {
+      throw DataError(where + "/attributes must be [N, A] with N = " + std::to_string(size_) +
+                      " and a 'names' attribute of A strings");
+    }
+    attributes_.resize(static_cast<std::size_t>(size_) * n[1]);
+    readAll(attributes.id(), H5T_NATIVE_UINT8, attributes_.data(), where + "/attributes");
+  }
+  if (size_ * imageBytes() <= cacheBytes) {
+    cache_.resize(static_cast<std::size_t>(size_ * imageBytes()));
+    readAll(images_.id(), H5T_NATIVE_UINT8, cache_.data(), where + "/images");
+  }
+}
+
+std::string ImageDataset::fileAttribute(const std::string& name) const {
+  std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+  return h5::readStringAttribute(file_.id(), name);
+}
+
+void ImageDataset::readImages(const std::vector<int64_t>& indices, uint8_t* out) const {
+  const int64_t bytes = imageBytes();
+  for (int64_t index : indices) {
+    if (index < 0 || index >= size_) {
+      throw DataError(path_ + ":/" + split_ + ": image index " + std::to_string(index) +
+                      " is out of range [0, " + std::to_string(size_) + ")");
+    }
+  }
+  if (inMemory()) {
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      std::memcpy(out + k * bytes, cache_.data() + indices[k] * bytes, bytes);
+    }
+    return;
+  }
+  // One hyperslab read per run of consecutive indices.
+  std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+  Handle fileSpace(H5Dget_space(images_.id()), H5Sclose);
+  std::size_t k = 0;
+  while (k < indices.size()) {
+    std::size_t run = 1;
+    while (k + run < indices.size() && indices[k + run] == indices[k] + int64_t(run)) ++run;
+    const hsize_t start[4] = {hsize_t(indices[k]), 0, 0, 0};
+    const hsize_t count[4] = {hsize_t(run), hsize_t(channels_), hsize_t(height_), hsize_t(width_)};
+    H5Sselect_hyperslab(fileSpace.id(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+    Handle memSpace(H5Screate_simple(4, count, nullptr), H5Sclose);
+    if (H5Dread(images_.id(), H5T_NATIVE_UINT8, memSpace.id(), fileSpace.id(), H5P_DEFAULT,
+                out + k * bytes) < 0) {
+      throw DataError(path_ + ":/" + split_ + "/images: read failed at image " +
+                      std::to_string(indices[k]) + " (is the file truncated?)");
+    }
+    k += run;
+  }
+}
+
+struct ImageFileWriter::Split {
+  Handle group, images, labels, attributes;
+  int64_t count = 0;
+  int64_t imageBytes = 0;
+  hsize_t shape[4] = {0, 0, 0, 0};
+  std::size_t attributeCount = 0;
+};
+
+namespace {
+
+Handle extensible(hid_t group, const char* name, hid_t type, std::vector<hsize_t> rowShape,
+                  hsize_t chunkRows, bool compress) {
+  std::vector<hsize_t> dims{0}, maxDims{H5S_UNLIMITED}, chunk{chunkRows};
+  for (hsize_t d : rowShape) {
+    dims.push_back(d);
+    maxDims.push_back(d);
+    chunk.push_back(d);
+  }
+  Handle space(H5Screate_simple(int(dims.size()), dims.data(), maxDims.data()), H5Sclose);
+  Handle create(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_chunk(create.id(), int(chunk.size()), chunk.data());
+  if (compress) H5Pset_deflate(create.id(), 4);
+  Handle dataset(H5Dcreate2(group, name, type, space.id(), H5P_DEFAULT, create.id(), H5P_DEFAULT),
+                 H5Dclose);
+  if (!dataset.valid()) throw DataError(std::string("HDF5: cannot create dataset ") + name);
+  return dataset;
+}
+
+void appendRows(hid_t dataset, hsize_t first, hsize_t rows, hid_t memType, const void* data) {
+  std::vector<hsize_t> shape = h5::dims(dataset);
+  shape[0] = first + rows;
+  H5Dset_extent(dataset, shape.data());
+  Handle fileSpace(H5Dget_space(dataset), H5Sclose);
+  std::vector<hsize_t> start(shape.size(), 0), count = shape;
+  start[0] = first;
+  count[0] = rows;
+  H5Sselect_hyperslab(fileSpace.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
+                      nullptr);
+  Handle memSpace(H5Screate_simple(int(count.size()), count.data(), nullptr), H5Sclose);
+  if (H5Dwrite(dataset, memType, memSpace.id(), fileSpace.id(), H5P_DEFAULT, data) < 0) {
+    throw DataError("HDF5: write failed (is the disk full?)");
+  }
+}
+
+}  // namespace
+
+ImageFileWriter::ImageFileWriter(std::string path, bool overwrite)
+    : path_(std::move(path)), partial_(path_ + ".partial") {
+  if (!overwrite && fs::exists(path_)) {
+    throw DataError(path_ + " already exists; pass --force to replace it, or choose another "
+                            "output name");
+  }
+  file_ = h5::createFile(partial_);
+  setFileAttribute("gentrain_format", std::string("gentrain-images"));
+  setFileAttribute("gentrain_version", int64_t{1});
+}
+
+ImageFileWriter::~ImageFileWriter() {
+  if (!committed_) {
+    split_.reset();
+    file_.reset();
+    std::error_code ignored;
+    fs::remove(partial_, ignored);
+  }
+}
+
+void ImageFileWriter::beginSplit(const std::string& name, int64_t channels, int64_t height,
+                                 int64_t width, bool withLabels,
+                                 const std::vector<std::string>& attributeNames) {
+  std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+  split_ = std::make_unique<Split>();
+  split_->group = Handle(
+      H5Gcreate2(file_.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  if (!split_->group.valid()) throw DataError(partial_ + ": cannot create split '" + name + "'");
+  split_->imageBytes = channels * height * width;
+  // About 1 MiB of images per chunk: large enough to compress well, small enough to cache.
+  const hsize_t rows = std::max<hsize_t>(1, (1u << 20) / hsize_t(split_->imageBytes));
+  split_->images = extensible(split_->group.id(), "images", H5T_STD_U8LE,
+                              {hsize_t(channels), hsize_t(height), hsize_t(width)}, rows, true);
+  if (withLabels) {
+    split_->labels = extensible(split_->group.id(), "labels", H5T_STD_I64LE, {}, 4096, true);
+  }
+  if (!attributeNames.empty()) {
+    split_->attributeCount = attributeNames.size();
+    split_->attributes = extensible(split_->group.id(), "attributes", H5T_STD_U8LE,
+                                    {hsize_t(attributeNames.size())}, 4096, true);
+    h5::writeStringListAttribute(split_->attributes.id(), "names", attributeNames);
+  }
+}
+
+void ImageFileWriter::append(const uint8_t* images, int64_t count, const int64_t* labels,
+                             const uint8_t* attributes) {
+  std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+  if (!split_) throw DataError("internal: append before beginSplit");
+  if (count == 0) return;
+  appendRows(split_->images.id(), split_->count, count, H5T_NATIVE_UINT8, images);
+  if (split_->labels.valid()) {
+    if (labels == nullptr) throw DataError("internal: split has labels but none were given");
+    appendRows(split_->labels.id(), split_->count, count, H5T_NATIVE_INT64, labels);
+  }
+  if (split_->attributes.valid()) {
+    if (attributes == nullptr) throw DataError("internal: split has attributes, none given");
+    appendRows(split_->attributes.id(), split_->count, count, H5T_NATIVE_UINT8, attributes);
+  }
+  split_->count += count;
+}
+
+void ImageFileWriter::setFileAttribute(const std::string& name, const std::string& value) {
+  h5::writeStringAttribute(file_.id(), name, value);
+}
+void ImageFileWriter::setFileAttribute(const std::string& name, int64_t value) {
+  h5::writeIntAttribute(file_.id(), name, value);
+}
+void ImageFileWriter::setFileAttribute(const std::string& name,
+                                       const std::vector<std::string>& values) {
+  h5::writeStringListAttribute(file_.id(), name, values);
+}
+
+void ImageFileWriter::commit() {
+  split_.reset();
+  {
+    std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+    if (H5Fflush(file_.id(), H5F_SCOPE_GLOBAL) < 0) {
+      throw DataError(partial_ + ": flush failed (is the disk full?)");
+    }
+  }
+  file_.reset();
+  std::error_code error;
+  fs::rename(partial_, path_, error);
+  if (error) throw DataError(path_ + ": cannot move the finished file into place: " + error.message());
+  committed_ = true;
+}
+
+std::string describeImageFile(const std::string& path) {
+  Handle file = h5::openFile(path);
+  std::ostringstream os;
+  os << path << "\n";
+  for (const char* name : {"gentrain_format", "source", "binarize"}) {
+    const std::string value = h5::readStringAttribute(file.id(), name);
+    if (!value.empty()) os << "  " << name << ": " << value << "\n";
+  }
+  const std::vector<std::string> labelNames = h5::readStringListAttribute(file.id(), "label_names");
+  if (!labelNames.empty()) os << "  label_names: " << joined(labelNames) << "\n";
+  for (const std::string& split : h5::children(file.id())) {
+    ImageDataset data(path, split, 0);
+    os << "  split '" << split << "': " << data.size() << " images, uint8 [" << data.size()
+       << ", " << data.channels() << ", " << data.height() << ", " << data.width() << "]\n";
+    if (data.hasLabels()) {
+      std::map<int64_t, int64_t> counts;
+      for (int64_t l : data.labels()) ++counts[l];
+      os << "    labels: " << counts.size() << " classes (";
+      bool first = true;
+      for (auto [label, n] : counts) {
+        os << (first ? "" : ", ") << label << ": " << n;
+        first = false;
+      }
+      os << ")\n";
+    }
+    if (!data.attributeNames().empty()) {
+      os << "    attributes: " << joined(data.attributeNames()) << "\n";
+    }
+  }
+  return os.str();
+}
+
+}  // namespace gentrain

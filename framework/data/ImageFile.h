@@ -1,0 +1,91 @@
+#pragma once
+/// @file Reading and writing image datasets in the gentrain HDF5 schema (datasets/README.md).
+///
+///   /<split>/images      uint8  [N, C, H, W], chunked
+///   /<split>/labels      int64  [N]            (optional)
+///   /<split>/attributes  uint8  [N, A] of 0/1  (optional; attribute `names`: A strings)
+///   root attributes: gentrain_format="gentrain-images", gentrain_version=1, source, binarize...
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/data/Hdf5.h"
+
+namespace gentrain {
+
+/// Read access to one split. Small splits are read into memory once; large ones are read per
+/// batch through a chunk cache. Methods are safe to call from the loader thread.
+class ImageDataset {
+ public:
+  /// Opens `split` of `path`; splits of at most `cacheBytes` of images are held in memory.
+  ImageDataset(const std::string& path, const std::string& split, int64_t cacheBytes);
+
+  int64_t size() const { return size_; }
+  int64_t channels() const { return channels_; }
+  int64_t height() const { return height_; }
+  int64_t width() const { return width_; }
+  int64_t imageBytes() const { return channels_ * height_ * width_; }
+  bool inMemory() const { return !cache_.empty(); }
+  const std::string& path() const { return path_; }
+  const std::string& split() const { return split_; }
+
+  bool hasLabels() const { return !labels_.empty(); }
+  const std::vector<int64_t>& labels() const { return labels_; }
+  const std::vector<std::string>& attributeNames() const { return attributeNames_; }
+  /// Row-major [N, A] of 0/1; empty when the split has no attributes.
+  const std::vector<uint8_t>& attributes() const { return attributes_; }
+  /// A root attribute of the file (e.g. "binarize"), "" when absent.
+  std::string fileAttribute(const std::string& name) const;
+
+  /// Copies the images at `indices`, in that order, to `out` (indices.size() * imageBytes()).
+  void readImages(const std::vector<int64_t>& indices, uint8_t* out) const;
+
+ private:
+  std::string path_;
+  std::string split_;
+  h5::Handle file_;
+  h5::Handle images_;
+  int64_t size_ = 0, channels_ = 0, height_ = 0, width_ = 0;
+  std::vector<uint8_t> cache_;
+  std::vector<int64_t> labels_;
+  std::vector<std::string> attributeNames_;
+  std::vector<uint8_t> attributes_;
+};
+
+/// Writes a file in the schema, split by split, streaming (nothing is held whole in memory).
+/// It writes to `<path>.partial` and renames on commit(), so an existing file is never left
+/// half-written; without `overwrite`, an existing `path` is refused up front.
+class ImageFileWriter {
+ public:
+  ImageFileWriter(std::string path, bool overwrite);
+  ~ImageFileWriter();
+  ImageFileWriter(const ImageFileWriter&) = delete;
+  ImageFileWriter& operator=(const ImageFileWriter&) = delete;
+
+  /// Starts a split; the previous one (if any) is finished.
+  void beginSplit(const std::string& name, int64_t channels, int64_t height, int64_t width,
+                  bool withLabels, const std::vector<std::string>& attributeNames = {});
+  /// Appends `count` images (and labels / attributes when the split has them).
+  void append(const uint8_t* images, int64_t count, const int64_t* labels = nullptr,
+              const uint8_t* attributes = nullptr);
+  void setFileAttribute(const std::string& name, const std::string& value);
+  void setFileAttribute(const std::string& name, int64_t value);
+  void setFileAttribute(const std::string& name, const std::vector<std::string>& values);
+  /// Flushes, closes and renames into place.
+  void commit();
+
+ private:
+  struct Split;
+  std::string path_;
+  std::string partial_;
+  h5::Handle file_;
+  std::unique_ptr<Split> split_;
+  bool committed_ = false;
+};
+
+/// A multi-line, human-readable summary of a file: splits, shapes, labels, attributes.
+std::string describeImageFile(const std::string& path);
+
+}  // namespace gentrain

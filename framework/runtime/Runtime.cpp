@@ -1,0 +1,96 @@
+#include "framework/runtime/Runtime.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <mpi.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "framework/comm/MpiCommunicator.h"
+#include "framework/runtime/Error.h"
+#include "framework/runtime/Log.h"
+#ifdef GENTRAIN_WITH_NCCL
+#include "framework/comm/NcclCommunicator.h"
+#endif
+
+namespace gentrain {
+
+void setComputeThreads(int threads) {
+  at::set_num_threads(threads);
+  // OpenBLAS (Debian's libblas.so.3 alternative) has a thread pool of its own that ignores
+  // OpenMP's setting; look its setter up at run time so other BLAS builds link too.
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set(threads);
+  }
+}
+
+Runtime::Runtime(int* argc, char*** argv) {
+  int initialized = 0;
+  GENTRAIN_MPI_CHECK(MPI_Initialized(&initialized));
+  if (!initialized) {
+    int provided = 0;
+    // Only the main thread calls MPI; the loader's thread never does.
+    GENTRAIN_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    ownsMpi_ = true;
+  }
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  host_ = std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+  comm_ = host_;
+  rank_ = host_->rank();
+  world_ = host_->size();
+  MPI_Comm local;
+  GENTRAIN_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local));
+  GENTRAIN_MPI_CHECK(MPI_Comm_rank(local, &localRank_));
+  GENTRAIN_MPI_CHECK(MPI_Comm_size(local, &localSize_));
+  MPI_Comm_free(&local);
+  log::setRank(rank_, world_);
+}
+
+Runtime::~Runtime() {
+  comm_.reset();
+  host_.reset();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (ownsMpi_ && !finalized) MPI_Finalize();
+}
+
+void Runtime::configure(const RuntimeOptions& options) {
+  const bool cudaAvailable = torch::cuda::is_available();
+  if (options.device == "cuda" && !cudaAvailable) {
+    throw UsageError("runtime.device is 'cuda' but this build or machine has no CUDA device: "
+                     "set runtime.device=cpu (or auto)");
+  }
+  const bool useCuda = options.device == "cuda" || (options.device == "auto" && cudaAvailable);
+  if (useCuda) {
+    const int count = static_cast<int>(torch::cuda::device_count());
+    device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(localRank_ % count));
+  } else {
+    device_ = c10::Device(c10::kCPU);
+  }
+
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  threads_ = options.threads > 0 ? options.threads : std::max(1, cores / localSize_);
+  setComputeThreads(threads_);
+
+  const bool wantNccl = options.backend == "nccl" || (options.backend == "auto" && useCuda);
+#ifdef GENTRAIN_WITH_NCCL
+  if (wantNccl) {
+    if (!useCuda) throw UsageError("runtime.backend=nccl needs runtime.device=cuda");
+    comm_ = std::make_shared<NcclCommunicator>(host_, device_.index());
+  }
+#else
+  if (wantNccl && options.backend == "nccl") {
+    throw UsageError("runtime.backend=nccl but this build has no NCCL (it needs CUDA LibTorch and "
+                     "nccl.h at configure time): set runtime.backend=mpi");
+  }
+#endif
+  log::info(log::cat("runtime: ", world_, " rank(s), ", localSize_, " on this node; device ",
+                     device_.str(), ", ", threads_, " thread(s) per rank, backend ",
+                     comm_->backend()));
+}
+
+}  // namespace gentrain

@@ -1,0 +1,98 @@
+#pragma once
+/// @file The small interface every model implements, and what the framework gives it.
+///
+/// Models don't know they are distributed: they build networks, step their optimizers, and report
+/// per-sample sums; the Trainer owns devices, reduction, checkpoints and logging. Everything a
+/// model draws at random per sample should come from counterNormal/counterUniform keyed by
+/// (seed, stream, batch.step) and batch.firstSample, so training does not depend on the split.
+
+#include <torch/nn/module.h>
+#include <torch/serialize/archive.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/config/Spec.h"
+#include "framework/data/DataLoader.h"
+#include "framework/parallel/DistributedOptimizer.h"
+
+namespace gentrain {
+
+/// What a model learns about its data before it builds.
+struct DataShape {
+  int64_t channels = 1;
+  int64_t height = 28;
+  int64_t width = 28;
+  std::vector<std::string> attributeNames;
+  int64_t testSize = 0;  ///< images in the test split
+  /// The file's `binarize` attribute ("none", "threshold:128", ...).
+  std::string binarization = "none";
+};
+
+/// The framework's side of a model's build (and rebuild, for networks that grow).
+class ModelContext {
+ public:
+  virtual ~ModelContext() = default;
+  virtual c10::Device device() const = 0;
+  virtual const Spec& spec() const = 0;
+  virtual uint64_t seed() const = 0;
+  /// Registers a network under a unique name. The trainer checks its shapes agree on all ranks,
+  /// broadcasts its parameters and buffers from rank 0, and saves and restores it.
+  virtual void addNetwork(const std::string& name, std::shared_ptr<torch::nn::Module> net) = 0;
+  /// Makes the optimizer `optim.<name>` of the spec over `params`. Calling it again with the
+  /// same name replaces the optimizer (and its reducer), as a growing network needs.
+  virtual DistributedOptimizer& addOptimizer(const std::string& name,
+                                             std::vector<at::Tensor> params) = 0;
+};
+
+/// Named scalars. For training: means over the rank's batch. For evaluation: sums over the
+/// rank's images (the trainer adds them over ranks and divides by the image count; a metric
+/// measured on only some images also returns "<name>:count", its own divisor).
+using Scalars = std::map<std::string, double>;
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  /// Builds networks and optimizers through `context` (called once, on every rank).
+  virtual void build(ModelContext& context, const DataShape& data) = 0;
+  /// One optimizer step (or one round of steps, for GANs) on this rank's share of a global batch
+  /// already on the device. Returns per-batch means.
+  virtual Scalars trainStep(const Batch& batch) = 0;
+  /// Per-image sums of the evaluation metrics on a batch of test images. `final` marks the last
+  /// evaluation, where expensive metrics (e.g. importance-weighted bounds) run.
+  virtual Scalars evaluate(const Batch& batch, bool final) = 0;
+  /// `count` images [N, C, H, W] in [0, 1], the same on every rank for the same step.
+  virtual at::Tensor sample(int64_t count, int64_t step) = 0;
+  /// State beyond networks and optimizers (moving averages, phases); empty by default.
+  virtual void saveState(torch::serialize::OutputArchive&) const {}
+  virtual void loadState(torch::serialize::InputArchive&) {}
+};
+
+/// How to make a model and which spec keys it adds.
+struct ModelEntry {
+  std::string description;
+  std::function<void(Schema&)> addKeys;
+  std::function<std::unique_ptr<Model>()> make;
+};
+
+/// Models by the name a spec gives in `model.name`.
+class ModelRegistry {
+ public:
+  static ModelRegistry& instance();
+  void add(const std::string& name, ModelEntry entry);
+  const ModelEntry& get(const std::string& name) const;
+  std::vector<std::string> names() const;
+  /// framework keys + the model's keys, as Spec::load wants them.
+  Schema schemaFor(const std::string& modelName) const;
+
+ private:
+  std::map<std::string, ModelEntry> entries_;
+};
+
+/// Registers every built-in model (defined in models/Models.cpp).
+void registerBuiltinModels();
+
+}  // namespace gentrain

@@ -1,0 +1,42 @@
+#include "framework/train/Optimizers.h"
+
+#include <torch/optim.h>
+
+#include "framework/runtime/Error.h"
+
+namespace gentrain {
+
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const Spec& spec, const std::string& name,
+                                                       std::vector<at::Tensor> params) {
+  const std::string p = "optim." + name + ".";
+  if (!spec.schema().find(p + "type")) {
+    throw SpecError("internal: the model asked for optimizer '" + name +
+                    "' but did not add its keys (addOptimizerKeys)");
+  }
+  const std::string type = spec.text(p + "type");
+  const double lr = spec.real(p + "lr");
+  const double eps = spec.real(p + "eps");
+  const double decay = spec.real(p + "weight_decay");
+  const double momentum = spec.real(p + "momentum");
+  const std::vector<double> betas = spec.reals(p + "betas");
+  if (betas.size() != 2) {
+    throw SpecError(spec.where(p + "betas") + ": give two values, [beta1, beta2]");
+  }
+  if (type == "adam") {
+    return std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(decay));
+  }
+  if (type == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(decay));
+  }
+  if (type == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(decay));
+  }
+  return std::make_unique<torch::optim::RMSprop>(
+      params,
+      torch::optim::RMSpropOptions(lr).eps(eps).momentum(momentum).weight_decay(decay));
+}
+
+}  // namespace gentrain

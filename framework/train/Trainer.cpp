@@ -1,0 +1,458 @@
+#include "framework/train/Trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <numeric>
+#include <sstream>
+
+#include "framework/parallel/Consistency.h"
+#include "framework/runtime/Error.h"
+#include "framework/runtime/Log.h"
+#include "framework/train/ImageGrid.h"
+#include "framework/train/Optimizers.h"
+
+namespace gentrain {
+namespace fs = std::filesystem;
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  std::ostringstream os;
+  os << s / 3600 << ":" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ":"
+     << std::setw(2) << std::setfill('0') << s % 60;
+  return os.str();
+}
+
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+/// Adds a and b key by key, over ranks, in key order (the same order on every rank).
+Scalars reduceScalars(Communicator& comm, const Scalars& local, ReduceOp op) {
+  std::vector<double> values;
+  std::string keys;
+  for (const auto& [name, value] : local) {
+    values.push_back(value);
+    keys += name + "\n";
+  }
+  requireSameOnAllRanks(comm, "metric names", keys);
+  comm.allReduceHost(values.data(), values.size(), op);
+  Scalars out;
+  std::size_t k = 0;
+  for (const auto& [name, value] : local) out[name] = values[k++];
+  return out;
+}
+
+// Keys whose change makes a checkpoint meaningless for this spec; others may change on resume
+// (more epochs, another log interval, a new data path).
+bool resumeCritical(const std::string& key) {
+  return key.rfind("model.", 0) == 0 || key == "seed" || key == "train.global_batch" ||
+         (key.rfind("optim.", 0) == 0 && key.size() > 5 && key.substr(key.size() - 5) == ".type");
+}
+
+}  // namespace
+
+double RunSummary::imagesPerSecond() const {
+  return seconds > 0 ? double((lastStep - firstStep) * globalBatch) / seconds : 0;
+}
+
+std::string checkpointDir(const std::string& runDir) {
+  return (fs::path(runDir) / "checkpoints").string();
+}
+
+Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptions options)
+    : comm_(comm), device_(device), spec_(std::move(spec)), options_(options) {
+  requireSameOnAllRanks(comm, "the resolved spec", spec_.resolvedYaml());
+
+  const int64_t cacheBytes = spec_.integer("data.cache_mb") << 20;
+  const std::string path = spec_.text("data.path");
+  train_ = std::make_shared<ImageDataset>(path, spec_.text("data.train_split"), cacheBytes);
+  test_ = std::make_shared<ImageDataset>(path, spec_.text("data.test_split"), cacheBytes);
+  if (test_->size() < comm.size()) {
+    throw UsageError(path + ":/" + test_->split() + " has " + std::to_string(test_->size()) +
+                     " images, fewer than the " + std::to_string(comm.size()) +
+                     " ranks: use fewer ranks or a larger test split");
+  }
+  if (test_->channels() != train_->channels() || test_->height() != train_->height() ||
+      test_->width() != train_->width()) {
+    throw DataError(path + ": the train and test splits have different image shapes");
+  }
+  const DistributedSampler sampler(train_->size(), spec_.integer("train.global_batch"),
+                                   comm.rank(), comm.size(), seed());
+  stepsPerEpoch_ = sampler.stepsPerEpoch();
+  totalSteps_ = spec_.integer("train.steps") > 0 ? spec_.integer("train.steps")
+                                                 : spec_.integer("train.epochs") * stepsPerEpoch_;
+
+  DataShape shape;
+  shape.channels = train_->channels();
+  shape.height = train_->height();
+  shape.width = train_->width();
+  shape.attributeNames = train_->attributeNames();
+  shape.testSize = test_->size();
+  shape.binarization = train_->fileAttribute("binarize");
+  if (shape.binarization.empty()) shape.binarization = "none";
+
+  // The same seed on every rank gives the same initial values before the broadcast anyway.
+  torch::manual_seed(seed());
+  model_ = ModelRegistry::instance().get(spec_.text("model.name")).make();
+  model_->build(*this, shape);
+
+  std::string shapes;
+  std::vector<at::Tensor> state;
+  for (const auto& [name, net] : networks_) {
+    for (const auto& item : net->named_parameters()) {
+      shapes += name + "." + item.key() + " " + c10::toString(item.value().scalar_type()) +
+                c10::str(item.value().sizes()) + "\n";
+      state.push_back(item.value());
+    }
+    for (const auto& item : net->named_buffers()) {
+      shapes += name + "." + item.key() + " (buffer) " + c10::str(item.value().sizes()) + "\n";
+      state.push_back(item.value());
+    }
+  }
+  requireSameOnAllRanks(comm, "network parameter shapes", shapes);
+  broadcastTensors(comm, state, 0);
+
+  if (!options_.benchmark) prepareRunDirectory();
+  if (options_.resume && checkpoints_) {
+    if (auto checkpoint = checkpoints_->loadLatest()) {
+      restore(*checkpoint);
+    } else {
+      log::info("resume: no complete checkpoint in " + checkpoints_->dir() + "; starting fresh");
+    }
+  }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::addNetwork(const std::string& name, std::shared_ptr<torch::nn::Module> net) {
+  for (const auto& entry : networks_) {
+    if (entry.first == name) throw UsageError("internal: network '" + name + "' added twice");
+  }
+  net->to(device());
+  networks_.emplace_back(name, std::move(net));
+}
+
+DistributedOptimizer& Trainer::addOptimizer(const std::string& name,
+                                            std::vector<at::Tensor> params) {
+  const auto bucketBytes = static_cast<std::size_t>(spec_.real("train.bucket_mb") * 1e6);
+  auto optimizer = std::make_unique<DistributedOptimizer>(
+      name, makeOptimizer(spec_, name, params), comm_, bucketBytes, &times_);
+  for (auto& existing : optimizers_) {
+    if (existing->name() == name) {
+      existing = std::move(optimizer);
+      return *existing;
+    }
+  }
+  optimizers_.push_back(std::move(optimizer));
+  return *optimizers_.back();
+}
+
+std::vector<at::Tensor> Trainer::parameters() const {
+  std::vector<at::Tensor> out;
+  for (const auto& [name, net] : networks_) {
+    for (const at::Tensor& p : net->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+void Trainer::prepareRunDirectory() {
+  Communicator& comm = comm_;
+  runDir_ = replaceAll(spec_.text("run.dir"), "{name}", spec_.text("name"));
+  std::string problem;
+  if (comm.rank() == 0) {
+    std::error_code error;
+    const bool hasCheckpoints = !CheckpointStore(checkpointDir(runDir_), comm, 1).list().empty();
+    if (hasCheckpoints && !options_.resume) {
+      problem = runDir_ + " already holds a run with checkpoints: pass --resume to continue it, "
+                          "or set run.dir=... (or name=...) for a new run";
+    } else {
+      fs::create_directories(fs::path(runDir_) / "samples", error);
+      fs::create_directories(fs::path(runDir_) / "logs", error);
+      if (error) problem = runDir_ + ": cannot create the run directory: " + error.message();
+    }
+    if (problem.empty()) {
+      const std::string resolved = (fs::path(runDir_) / "spec.yaml").string();
+      std::ofstream(resolved + ".tmp") << spec_.resolvedYaml();
+      fs::rename(resolved + ".tmp", resolved, error);
+      if (error) problem = resolved + ": cannot write the resolved spec: " + error.message();
+    }
+  }
+  comm.broadcastBytes(problem, 0);
+  if (!problem.empty()) throw UsageError(problem);
+  log::setAllRanks(spec_.flag("log.all_ranks"));
+  log::setFile((fs::path(runDir_) / "logs" / ("rank-" + std::to_string(comm.rank()) + ".log"))
+                   .string());
+  checkpoints_ = std::make_unique<CheckpointStore>(checkpointDir(runDir_), comm,
+                                                   static_cast<int>(spec_.integer("checkpoint.keep")));
+  if (comm.rank() == 0) metrics_ = std::make_unique<MetricsLog>(
+      (fs::path(runDir_) / "metrics.jsonl").string());
+}
+
+std::string Trainer::checkpointPayload() const {
+  Communicator& comm = comm_;
+  // Every rank's CPU generator state (the framework's own randomness is counter-based and needs
+  // none; this keeps any library-drawn randomness resumable at the same world size).
+  const at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+  const std::vector<std::string> states = comm.allGatherBytes(
+      std::string(static_cast<const char*>(rng.data_ptr()), rng.numel()));
+  if (comm.rank() != 0) return {};
+
+  torch::serialize::OutputArchive root;
+  root.write("trainer.step", c10::IValue(step_));
+  root.write("trainer.world", c10::IValue(static_cast<int64_t>(comm.size())));
+  root.write("spec", c10::IValue(spec_.resolvedYaml()));
+  for (const auto& [name, net] : networks_) {
+    torch::serialize::OutputArchive archive;
+    net->save(archive);
+    root.write("net." + name, archive);
+  }
+  for (const auto& optimizer : optimizers_) {
+    torch::serialize::OutputArchive archive;
+    optimizer->optimizer().save(archive);
+    root.write("optim." + optimizer->name(), archive);
+  }
+  torch::serialize::OutputArchive modelState;
+  model_->saveState(modelState);
+  root.write("model", modelState);
+  for (std::size_t r = 0; r < states.size(); ++r) {
+    at::Tensor state = at::empty({static_cast<int64_t>(states[r].size())}, at::kByte);
+    std::memcpy(state.data_ptr(), states[r].data(), states[r].size());
+    root.write("rng.rank" + std::to_string(r), state);
+  }
+  std::ostringstream bytes;
+  root.save_to(bytes);
+  return bytes.str();
+}
+
+void Trainer::saveCheckpoint() {
+  if (!checkpoints_) return;
+  const double start = now();
+  checkpoints_->save(static_cast<uint64_t>(step_), checkpointPayload());
+  log::info(log::cat("checkpoint: step ", step_, " written to ", checkpoints_->dir(), " in ",
+                     std::fixed, std::setprecision(2), now() - start, " s"));
+}
+
+void Trainer::restore(const LoadedCheckpoint& checkpoint) {
+  torch::serialize::InputArchive root;
+  std::istringstream bytes(checkpoint.payload);
+  root.load_from(bytes, device());
+
+  c10::IValue value;
+  root.read("spec", value);
+  const auto then = Spec::flatten(value.toStringRef());
+  const auto current = Spec::flatten(spec_.resolvedYaml());
+  std::vector<std::string> critical, changed;
+  for (const auto& [key, text] : current) {
+    auto it = then.find(key);
+    const std::string before = it == then.end() ? "(absent)" : it->second;
+    if (before == text) continue;
+    (resumeCritical(key) ? critical : changed).push_back(key + ": " + before + " -> " + text);
+  }
+  if (!critical.empty()) {
+    std::string list;
+    for (const std::string& line : critical) list += "\n  " + line;
+    throw CheckpointError(checkpoint.path + " was made by a different experiment; these keys "
+                          "differ:" + list + "\nresume with the original spec, or start a new "
+                          "run directory (run.dir=...)");
+  }
+  for (const std::string& line : changed) log::info("resume: spec changed: " + line);
+
+  for (auto& [name, net] : networks_) {
+    torch::serialize::InputArchive archive;
+    if (!root.try_read("net." + name, archive)) {
+      throw CheckpointError(checkpoint.path + " has no network '" + name + "'");
+    }
+    try {
+      net->load(archive);
+    } catch (const c10::Error& e) {
+      throw CheckpointError(checkpoint.path + ": network '" + name +
+                            "' does not fit this model: " + e.what_without_backtrace());
+    }
+  }
+  for (auto& optimizer : optimizers_) {
+    torch::serialize::InputArchive archive;
+    if (root.try_read("optim." + optimizer->name(), archive)) optimizer->optimizer().load(archive);
+  }
+  torch::serialize::InputArchive modelState;
+  if (root.try_read("model", modelState)) model_->loadState(modelState);
+  root.read("trainer.step", value);
+  step_ = value.toInt();
+  root.read("trainer.world", value);
+  if (value.toInt() == comm_.size()) {
+    at::Tensor state;
+    if (root.try_read("rng.rank" + std::to_string(comm_.rank()), state)) {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();  // a shared handle
+      generator.set_state(state.cpu());
+    }
+  } else {
+    log::info(log::cat("resume: checkpoint from ", value.toInt(), " rank(s) on ",
+                       comm_.size(), "; training is world-size independent, so it "
+                       "continues the same"));
+  }
+  log::info(log::cat("resume: continuing from ", checkpoint.path, " at step ", step_));
+}
+
+Scalars Trainer::evaluate(bool final) {
+  Communicator& comm = comm_;
+  torch::NoGradGuard noGrad;
+  const auto [begin, end] = DistributedSampler::evalShard(test_->size(), comm.rank(), comm.size());
+  const int64_t batchSize = spec_.integer("eval.batch");
+  Scalars sums;
+  for (int64_t first = begin; first < end; first += batchSize) {
+    std::vector<int64_t> indices(static_cast<std::size_t>(std::min(batchSize, end - first)));
+    std::iota(indices.begin(), indices.end(), first);
+    Batch batch = readBatch(*test_, indices);
+    batch.firstSample = first;
+    batch.step = step_;
+    batch.images = batch.images.to(device());
+    if (batch.labels.defined()) batch.labels = batch.labels.to(device());
+    if (batch.attributes.defined()) batch.attributes = batch.attributes.to(device());
+    for (const auto& [name, value] : model_->evaluate(batch, final)) sums[name] += value;
+  }
+  sums["count"] = static_cast<double>(end - begin);
+  Scalars total = reduceScalars(comm, sums, ReduceOp::Sum);
+  // A metric computed on a subset of the images reports its own count as "<name>:count".
+  Scalars means;
+  for (const auto& [name, value] : total) {
+    if (name == "count" || name.find(':') != std::string::npos) continue;
+    auto own = total.find(name + ":count");
+    means[name] = value / (own != total.end() ? own->second : total["count"]);
+  }
+  return means;
+}
+
+void Trainer::writeSamples(const std::string& tag) {
+  if (comm_.rank() != 0 || options_.benchmark) return;
+  torch::NoGradGuard noGrad;
+  const at::Tensor images = model_->sample(spec_.integer("sample.count"), step_);
+  const std::string path = (fs::path(runDir_) / "samples" / (tag + ".png")).string();
+  writeImageGrid(images, path);
+  log::info("samples: " + path);
+}
+
+void Trainer::logProgress(int64_t steps, double seconds) {
+  Communicator& comm = comm_;
+  Scalars means;
+  for (const auto& [name, sum] : pending_) means[name] = sum / pendingSteps_;
+  means = reduceScalars(comm, means, ReduceOp::Mean);
+  const double images = static_cast<double>(steps * spec_.integer("train.global_batch"));
+  means["images_per_s"] = images / seconds;
+  summary_.lastTrain = means;
+  pending_.clear();
+  pendingSteps_ = 0;
+
+  const double perStep = 1000.0 / static_cast<double>(summary_.lastStep - summary_.firstStep);
+  const double done = static_cast<double>(step_ - summary_.firstStep);
+  const double eta = summary_.seconds / std::max(1.0, done) * double(totalSteps_ - step_);
+  std::ostringstream line;
+  line << "step " << step_ << "/" << totalSteps_ << " (epoch " << std::fixed
+       << std::setprecision(2) << double(step_) / double(stepsPerEpoch_) << ")";
+  for (const auto& [name, value] : means) {
+    if (name != "images_per_s") line << " | " << name << " " << std::setprecision(4) << value;
+  }
+  line << std::setprecision(0) << " | " << means["images_per_s"] << " img/s ("
+       << means["images_per_s"] / comm.size() << "/rank) | ms/step: data " << std::setprecision(2)
+       << summary_.dataWait * perStep << ", fwd+bwd " << summary_.compute * perStep
+       << ", allreduce " << summary_.reduce * perStep << ", optim " << summary_.update * perStep
+       << " | ETA " << duration(eta);
+  log::info(line.str());
+  if (metrics_) {
+    Scalars row = means;
+    row["epoch"] = double(step_) / double(stepsPerEpoch_);
+    metrics_->append(step_, "train", row);
+  }
+}
+
+RunSummary Trainer::run(int64_t maxSteps) {
+  Communicator& comm = comm_;
+  const int64_t end = maxSteps > 0 ? std::min(totalSteps_, step_ + maxSteps) : totalSteps_;
+  DistributedSampler sampler(train_->size(), spec_.integer("train.global_batch"), comm.rank(),
+                             comm.size(), seed());
+  DataLoader loader(train_, sampler, step_ / stepsPerEpoch_, step_ % stepsPerEpoch_,
+                    static_cast<int>(spec_.integer("data.prefetch")));
+  const int64_t logEvery = spec_.integer("log.every_steps");
+  const int64_t evalEvery = spec_.integer("eval.every_epochs");
+  const int64_t sampleEvery = spec_.integer("sample.every_epochs");
+  const int64_t ckptEpochs = spec_.integer("checkpoint.every_epochs");
+  const int64_t ckptSteps = spec_.integer("checkpoint.every_steps");
+  summary_ = RunSummary{};
+  summary_.firstStep = summary_.lastStep = step_;
+  summary_.globalBatch = spec_.integer("train.global_batch");
+  if (step_ == 0 && !options_.benchmark) writeSamples("step-000000000000-init");
+
+  double intervalStart = now();
+  int64_t intervalSteps = 0;
+  while (step_ < end) {
+    const double t0 = now();
+    Batch batch = loader.next();
+    const double t1 = now();
+    batch.images = batch.images.to(device());
+    if (batch.labels.defined()) batch.labels = batch.labels.to(device());
+    if (batch.attributes.defined()) batch.attributes = batch.attributes.to(device());
+    const StepTimes before = times_;
+    const Scalars stepMetrics = model_->trainStep(batch);
+    for (const auto& [name, value] : stepMetrics) pending_[name] += value;
+    const double t2 = now();
+    ++pendingSteps_;
+    ++step_;
+    if (observer_) observer_(step_, stepMetrics);
+    ++intervalSteps;
+    summary_.lastStep = step_;
+    summary_.dataWait += t1 - t0;
+    const double reduce = times_.reduce - before.reduce;
+    const double update = times_.update - before.update;
+    summary_.reduce += reduce;
+    summary_.update += update;
+    summary_.compute += (t2 - t1) - reduce - update;
+    summary_.seconds += t2 - t0;
+
+    if (step_ % logEvery == 0 || step_ == end) {
+      logProgress(intervalSteps, now() - intervalStart);
+      intervalStart = now();
+      intervalSteps = 0;
+    }
+    if (options_.benchmark) continue;
+    const bool epochEnd = step_ % stepsPerEpoch_ == 0;
+    const int64_t epoch = step_ / stepsPerEpoch_;
+    const bool last = step_ == totalSteps_;
+    const double pause = now();
+    if (last || (epochEnd && evalEvery > 0 && epoch % evalEvery == 0)) {
+      summary_.lastEval = evaluate(last);
+      std::ostringstream line;
+      line << "eval at step " << step_ << (last ? " (final)" : "") << ":";
+      for (const auto& [name, value] : summary_.lastEval) {
+        line << " " << name << " " << std::fixed << std::setprecision(3) << value;
+      }
+      log::info(line.str());
+      if (metrics_) metrics_->append(step_, "test", summary_.lastEval);
+    }
+    if (last || (epochEnd && sampleEvery > 0 && epoch % sampleEvery == 0)) {
+      std::ostringstream tag;
+      tag << "step-" << std::setw(12) << std::setfill('0') << step_;
+      writeSamples(tag.str());
+    }
+    if (last || (ckptSteps > 0 && step_ % ckptSteps == 0) ||
+        (epochEnd && ckptEpochs > 0 && epoch % ckptEpochs == 0)) {
+      saveCheckpoint();
+    }
+    intervalStart += now() - pause;  // evaluation and checkpoints are not training time
+  }
+  return summary_;
+}
+
+}  // namespace gentrain

@@ -1,0 +1,103 @@
+#pragma once
+/// @file The training loop around a Model: data, devices, reduction, evaluation, checkpoints,
+/// metrics and samples. Models never see ranks; the Trainer is where ranks meet.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/checkpoint/CheckpointStore.h"
+#include "framework/comm/Communicator.h"
+#include "framework/train/MetricsLog.h"
+#include "framework/train/Model.h"
+
+namespace gentrain {
+
+struct TrainerOptions {
+  /// Continue from the newest complete checkpoint of the run directory (if there is one).
+  bool resume = false;
+  /// Measure only: no evaluation, samples, checkpoints or run-directory files.
+  bool benchmark = false;
+};
+
+/// What a run did, for callers and benchmarks.
+struct RunSummary {
+  int64_t firstStep = 0;
+  int64_t lastStep = 0;  ///< one past the last step run
+  int64_t globalBatch = 0;
+  double seconds = 0;    ///< wall time of the training steps (evaluation excluded)
+  double dataWait = 0, compute = 0, reduce = 0, update = 0;  ///< per-rank seconds, summed
+  Scalars lastTrain;     ///< train metrics of the last logging interval
+  Scalars lastEval;      ///< metrics of the last evaluation (a key "x:count" never appears)
+  double imagesPerSecond() const;
+};
+
+class Trainer : public ModelContext {
+ public:
+  /// Reads the data, builds the model, agrees with the other ranks, and (with resume) restores
+  /// the newest checkpoint. Collective over `comm`: every rank constructs its Trainer together.
+  Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptions options);
+  ~Trainer() override;
+
+  /// Trains to the spec's end (or until `maxSteps` more steps, when positive).
+  RunSummary run(int64_t maxSteps = 0);
+  /// Evaluates on the whole test split (collective); sums reduced exactly over ranks.
+  Scalars evaluate(bool final);
+
+  int64_t step() const { return step_; }
+  int64_t totalSteps() const { return totalSteps_; }
+  const std::string& runDir() const { return runDir_; }
+  Model& model() { return *model_; }
+  /// Parameters of every network, in registration order (for equivalence tests).
+  std::vector<at::Tensor> parameters() const;
+
+  // ModelContext
+  c10::Device device() const override { return device_; }
+  const Spec& spec() const override { return spec_; }
+  uint64_t seed() const override { return static_cast<uint64_t>(spec_.integer("seed")); }
+  void addNetwork(const std::string& name, std::shared_ptr<torch::nn::Module> net) override;
+  DistributedOptimizer& addOptimizer(const std::string& name,
+                                     std::vector<at::Tensor> params) override;
+
+  /// Called after every step with this rank's step metrics (before averaging over ranks).
+  void onStep(std::function<void(int64_t step, const Scalars&)> observer) {
+    observer_ = std::move(observer);
+  }
+  /// Writes a checkpoint of the current step (collective).
+  void saveCheckpoint();
+
+ private:
+  void prepareRunDirectory();
+  void restore(const LoadedCheckpoint& checkpoint);
+  std::string checkpointPayload() const;
+  void writeSamples(const std::string& tag);
+  void logProgress(int64_t steps, double seconds);
+
+  Communicator& comm_;
+  c10::Device device_;
+  Spec spec_;
+  TrainerOptions options_;
+  std::string runDir_;
+  std::shared_ptr<const ImageDataset> train_;
+  std::shared_ptr<const ImageDataset> test_;
+  std::unique_ptr<Model> model_;
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> networks_;
+  std::vector<std::unique_ptr<DistributedOptimizer>> optimizers_;
+  std::unique_ptr<CheckpointStore> checkpoints_;
+  std::unique_ptr<MetricsLog> metrics_;
+  StepTimes times_;
+  int64_t step_ = 0;
+  int64_t stepsPerEpoch_ = 0;
+  int64_t totalSteps_ = 0;
+  // Means of train metrics since the last progress line.
+  Scalars pending_;
+  int64_t pendingSteps_ = 0;
+  RunSummary summary_;
+  std::function<void(int64_t, const Scalars&)> observer_;
+};
+
+/// Deduces the checkpoint folder of a run directory.
+std::string checkpointDir(const std::string& runDir);
+
+}  // namespace gentrain

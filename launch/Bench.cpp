@@ -1,0 +1,109 @@
+#include "launch/Bench.h"
+
+#include <ATen/ATen.h>
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "framework/comm/MpiCommunicator.h"
+#include "framework/parallel/GradientReducer.h"
+#include "framework/runtime/Log.h"
+#include "framework/runtime/Runtime.h"
+#include "framework/train/Trainer.h"
+
+namespace gentrain {
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+RuntimeOptions runtimeOptions(const Spec& spec) {
+  return {spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
+          spec.text("runtime.backend")};
+}
+
+}  // namespace
+
+int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
+  std::vector<std::string> overrides = options.overrides;
+  overrides.push_back("train.steps=" + std::to_string(options.steps + options.warmup));
+  overrides.push_back("log.every_steps=1000000000");
+  const Spec spec = Spec::load(options.spec, overrides, [](const std::string& model) {
+    return ModelRegistry::instance().schemaFor(model);
+  });
+  runtime.configure(runtimeOptions(spec));
+  Trainer trainer(runtime.comm(), runtime.device(), spec, {false, true});
+  if (options.warmup > 0) trainer.run(options.warmup);
+  const RunSummary s = trainer.run(options.steps);
+  const double steps = static_cast<double>(s.lastStep - s.firstStep);
+  // The slowest rank sets the pace: report it, with the split of its step time.
+  Communicator& comm = runtime.comm();
+  const double wall = comm.allReduceScalar(s.seconds, ReduceOp::Max);
+  const double images = steps * static_cast<double>(s.globalBatch);
+  const auto ms = [&](double seconds) {
+    return comm.allReduceScalar(seconds, ReduceOp::Mean) * 1000.0 / steps;
+  };
+  const double data = ms(s.dataWait), compute = ms(s.compute), reduce = ms(s.reduce),
+               update = ms(s.update);
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "bench train: %d rank(s) x %d thread(s), global batch %lld, %lld steps: "
+                "%.1f images/s total, %.1f images/s per rank | ms/step: data wait %.3f, "
+                "fwd+bwd %.3f, all-reduce %.3f, optimizer %.3f, total %.3f",
+                comm.size(), runtime.threads(), static_cast<long long>(s.globalBatch),
+                static_cast<long long>(steps), images / wall, images / wall / comm.size(), data,
+                compute, reduce, update, wall * 1000.0 / steps);
+  log::info(line);
+  if (comm.rank() == 0) std::printf("RESULT images_per_s=%.2f\n", images / wall);
+  return 0;
+}
+
+int benchAllReduce(Runtime& runtime, const AllReduceBenchOptions& options) {
+  runtime.configure({"cpu", options.threads, "mpi"});
+  Communicator& comm = runtime.comm();
+  auto* mpi = dynamic_cast<MpiCommunicator*>(&comm);
+  const int n = comm.size();
+  for (double mb : options.megabytes) {
+    const int64_t elements = static_cast<int64_t>(mb * 1e6 / 4);
+    // A model-like parameter list: a few large and many small tensors.
+    std::vector<at::Tensor> params;
+    for (int64_t left = elements; left > 0;) {
+      const int64_t size = std::min<int64_t>(left, params.size() % 2 == 0 ? elements / 4 + 1 : 4096);
+      params.push_back(at::zeros({size}).requires_grad_(true));
+      left -= size;
+    }
+    GradientReducer reducer(comm, params, static_cast<std::size_t>(options.bucketMb * 1e6));
+    for (auto& p : params) p.mutable_grad().fill_(1.0f);
+    at::Tensor raw = at::ones({elements});
+    const auto time = [&](auto body) {
+      body();
+      comm.barrier();
+      const double start = now();
+      for (int i = 0; i < options.iterations; ++i) body();
+      comm.barrier();
+      return comm.allReduceScalar((now() - start) / options.iterations, ReduceOp::Max);
+    };
+    const double reducerSeconds = time([&] { reducer.reduce(); });
+    const double rawSeconds = time([&] {
+      MPI_Allreduce(MPI_IN_PLACE, raw.data_ptr(), static_cast<int>(elements), MPI_FLOAT, MPI_SUM,
+                    mpi ? mpi->handle() : MPI_COMM_WORLD);
+    });
+    const double bytes = static_cast<double>(elements) * 4;
+    const double bus = n > 1 ? 2.0 * (n - 1) / n : 1.0;
+    char line[400];
+    std::snprintf(line, sizeof(line),
+                  "bench allreduce: %d ranks, %.2f MB in %zu tensors / %zu bucket(s): reducer "
+                  "%.3f ms (%.2f GB/s bus), raw MPI_Allreduce %.3f ms (%.2f GB/s bus), "
+                  "reducer/raw time %.2f",
+                  n, bytes / 1e6, params.size(), reducer.buckets().size(), reducerSeconds * 1e3,
+                  bus * bytes / reducerSeconds / 1e9, rawSeconds * 1e3,
+                  bus * bytes / rawSeconds / 1e9, reducerSeconds / rawSeconds);
+    log::info(line);
+  }
+  return 0;
+}
+
+}  // namespace gentrain

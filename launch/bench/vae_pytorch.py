@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""The peer gentrain is measured against: the same VAE in PyTorch eager (optionally DDP).
+
+Same network (784-400-20, ReLU, Bernoulli decoder), same loss (per-image BCE-with-logits sum +
+KL, mean over the batch), Adam 1e-3, same global batch, same data (Fashion-MNIST binarized at
+128, held in memory as float tensors). Prints training images/s after a warm-up.
+
+  python3 launch/bench/vae_pytorch.py --threads 1 --batch 128 --steps 300
+  mpirun -np 2 python3 launch/bench/vae_pytorch.py --threads 1   # DDP over gloo
+"""
+import argparse
+import gzip
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def load_idx_images(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    n, h, w = (int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(3))
+    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, 1, h, w)
+
+
+class Vae(nn.Module):
+    def __init__(self, hidden=400, latent=20, pixels=784):
+        super().__init__()
+        self.enc = nn.Linear(pixels, hidden)
+        self.mu = nn.Linear(hidden, latent)
+        self.log_var = nn.Linear(hidden, latent)
+        self.dec1 = nn.Linear(latent, hidden)
+        self.dec2 = nn.Linear(hidden, pixels)
+
+    def forward(self, x, eps):
+        h = F.relu(self.enc(x.flatten(1)))
+        mu, log_var = self.mu(h), self.log_var(h)
+        z = mu + eps * (0.5 * log_var).exp()
+        logits = self.dec2(F.relu(self.dec1(z))).view_as(x)
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        kl = -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(1)
+        return (recon + kl).mean()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=128, help="global batch")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    world = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
+    rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    if world > 1:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29533")
+        torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+
+    images = torch.from_numpy((load_idx_images(args.data) >= 128).astype(np.float32))
+    torch.manual_seed(0)
+    model = Vae()
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    local = args.batch // world
+    generator = torch.Generator().manual_seed(1 + rank)
+
+    def step(k):
+        index = torch.randint(0, images.shape[0], (local,), generator=generator)
+        x = images[index]
+        eps = torch.randn(local, 20, generator=generator)
+        optimizer.zero_grad()
+        loss = model(x, eps)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    for k in range(args.warmup):
+        step(k)
+    start = time.perf_counter()
+    for k in range(args.steps):
+        loss = step(k)
+    seconds = time.perf_counter() - start
+    if world > 1:
+        t = torch.tensor([seconds])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        seconds = t.item()
+    if rank == 0:
+        rate = args.steps * args.batch / seconds
+        print(f"pytorch {torch.__version__} eager{' DDP' if world > 1 else ''}: {world} rank(s) x "
+              f"{args.threads} thread(s), global batch {args.batch}: {rate:.1f} images/s "
+              f"(loss {loss.item():.2f})")
+        print(f"RESULT images_per_s={rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+// gentrain: one binary for training (under mpirun or srun), data import and benchmarks.
+// Only this file catches errors: it prints them with the rank prefix and exits non-zero.
+
+#include <c10/util/Exception.h>
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <sstream>
+
+#include "framework/config/Spec.h"
+#include "framework/data/IdxImport.h"
+#include "framework/data/ImageFile.h"
+#include "framework/runtime/Error.h"
+#include "framework/runtime/Log.h"
+#include "framework/runtime/Runtime.h"
+#include "framework/train/Trainer.h"
+#include "launch/Bench.h"
+
+namespace gentrain {
+namespace {
+
+Schema schemaFor(const std::string& model) { return ModelRegistry::instance().schemaFor(model); }
+
+const std::vector<std::string> kFashionMnistLabels{"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                                   "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                                                   "Ankle boot"};
+
+std::vector<std::string> labelNames(const std::string& text) {
+  if (text.empty()) return {};
+  if (text == "fashion-mnist") return kFashionMnistLabels;
+  if (text == "digits") return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  std::vector<std::string> names;
+  std::stringstream in(text);
+  for (std::string name; std::getline(in, name, ',');) names.push_back(name);
+  return names;
+}
+
+int train(Runtime& runtime, const std::string& specPath, const std::vector<std::string>& overrides,
+          bool resume, int64_t maxSteps) {
+  const Spec spec = Spec::load(specPath, overrides, schemaFor);
+  runtime.configure({spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
+                     spec.text("runtime.backend")});
+  Trainer trainer(runtime.comm(), runtime.device(), spec, {resume, false});
+  log::info(log::cat("run directory: ", trainer.runDir(), "; ", trainer.totalSteps(), " steps"));
+  const RunSummary summary = trainer.run(maxSteps);
+  log::info(log::cat("done: step ", trainer.step(), ", ", static_cast<int64_t>(
+                                                              summary.imagesPerSecond()),
+                     " images/s over the run"));
+  return 0;
+}
+
+}  // namespace
+}  // namespace gentrain
+
+int main(int argc, char** argv) {
+  using namespace gentrain;
+  registerBuiltinModels();
+  CLI::App app{"gentrain: data-parallel training of generative image models"};
+  app.require_subcommand(1);
+
+  std::string specPath;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  int64_t maxSteps = 0;
+  auto* trainCmd = app.add_subcommand("train", "train an experiment spec (run under mpirun/srun)");
+  trainCmd->add_option("spec", specPath, "YAML experiment spec")->required();
+  trainCmd->add_option("overrides", overrides, "key.path=value overrides");
+  trainCmd->add_flag("--resume", resume, "continue from the newest complete checkpoint");
+  trainCmd->add_option("--max-steps", maxSteps, "stop after this many steps (0: run to the end)");
+
+  auto* keysCmd = app.add_subcommand("keys", "list every spec key with type, default and help");
+  std::string keysModel;
+  keysCmd->add_option("--model", keysModel, "include this model's keys");
+  app.add_subcommand("models", "list the models a spec can name");
+
+  auto* dataCmd = app.add_subcommand("data", "import and inspect HDF5 image datasets");
+  dataCmd->require_subcommand(1);
+  IdxImportOptions idx;
+  std::string binarizeText = "none", labels;
+  auto* importCmd = dataCmd->add_subcommand("import-idx", "import an MNIST-layout IDX folder");
+  importCmd->add_option("--dir", idx.dir, "folder with train-images-idx3-ubyte[.gz] etc.")
+      ->required();
+  importCmd->add_option("--out", idx.out, "HDF5 file to write")->required();
+  importCmd->add_option("--binarize", binarizeText, "none | threshold:T | stochastic:SEED");
+  importCmd->add_option("--labels", labels, "class names: fashion-mnist, digits or a,b,c");
+  importCmd->add_flag("--force", idx.overwrite, "replace OUT if it exists");
+  std::string binIn, binOut;
+  bool binForce = false;
+  auto* binCmd = dataCmd->add_subcommand("binarize", "write a binarized copy of an image file");
+  binCmd->add_option("input", binIn, "HDF5 image file")->required();
+  binCmd->add_option("output", binOut, "HDF5 file to write")->required();
+  binCmd->add_option("--binarize", binarizeText, "threshold:T | stochastic:SEED")->required();
+  binCmd->add_flag("--force", binForce, "replace OUTPUT if it exists");
+  std::string infoPath;
+  auto* infoCmd = dataCmd->add_subcommand("info", "describe an HDF5 image file");
+  infoCmd->add_option("file", infoPath, "HDF5 image file")->required();
+
+  auto* benchCmd = app.add_subcommand("bench", "benchmarks (print figures)");
+  benchCmd->require_subcommand(1);
+  TrainBenchOptions trainBench;
+  auto* benchTrainCmd = benchCmd->add_subcommand("train", "training images/s and step split");
+  benchTrainCmd->add_option("spec", trainBench.spec, "YAML experiment spec")->required();
+  benchTrainCmd->add_option("overrides", trainBench.overrides, "key.path=value overrides");
+  benchTrainCmd->add_option("--steps", trainBench.steps, "timed steps");
+  benchTrainCmd->add_option("--warmup", trainBench.warmup, "untimed steps first");
+  AllReduceBenchOptions reduceBench;
+  auto* benchReduceCmd = benchCmd->add_subcommand("allreduce", "reducer vs raw MPI_Allreduce");
+  benchReduceCmd->add_option("--mb", reduceBench.megabytes, "gradient sizes in MB");
+  benchReduceCmd->add_option("--iterations", reduceBench.iterations, "timed repetitions");
+  benchReduceCmd->add_option("--bucket-mb", reduceBench.bucketMb, "reducer bucket size");
+
+  CLI11_PARSE(app, argc, argv);
+
+  std::unique_ptr<Runtime> runtime;
+  try {
+    if (*keysCmd) {
+      std::cout << schemaFor(keysModel).describe();
+    } else if (app.got_subcommand("models")) {
+      for (const auto& name : ModelRegistry::instance().names()) {
+        std::cout << name << ": " << ModelRegistry::instance().get(name).description << "\n";
+      }
+    } else if (*dataCmd) {
+      if (*importCmd) {
+        idx.binarization = Binarization::parse(binarizeText);
+        idx.labelNames = labelNames(labels);
+        std::cout << importIdx(idx) << "\n";
+      } else if (*binCmd) {
+        std::cout << binarizeFile(binIn, binOut, binForce, Binarization::parse(binarizeText))
+                  << "\n";
+      } else {
+        std::cout << describeImageFile(infoPath);
+      }
+    } else {
+      runtime = std::make_unique<Runtime>(&argc, &argv);
+      if (*trainCmd) return train(*runtime, specPath, overrides, resume, maxSteps);
+      if (*benchTrainCmd) return benchTrain(*runtime, trainBench);
+      return benchAllReduce(*runtime, reduceBench);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
+    log::error(what);
+    // Other ranks may be waiting in a collective for this one: take them down too, not hang.
+    if (runtime && runtime->world() > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+  }
+}

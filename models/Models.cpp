@@ -1,0 +1,14 @@
+// The registry of built-in models: one line per model, by the name a spec uses in model.name.
+#include "framework/train/Model.h"
+#include "models/vae/Vae.h"
+
+namespace gentrain {
+
+void registerBuiltinModels() {
+  ModelRegistry& registry = ModelRegistry::instance();
+  registry.add("vae", {"variational autoencoder (Kingma & Welling), MLP or convolutional, "
+                       "Bernoulli decoder; test ELBO and importance-weighted log-likelihood",
+                       &models::Vae::addKeys, [] { return std::make_unique<models::Vae>(); }});
+}
+
+}  // namespace gentrain

@@ -1,0 +1,215 @@
+// Tests that need several real processes. Each test is collective: every rank runs it, and
+// results are compared across ranks with collectives rather than asserted before them, so a
+// failing rank does not leave the others waiting.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "TestUtil.h"
+#include "framework/comm/MpiCommunicator.h"
+#include "framework/parallel/Consistency.h"
+#include "framework/runtime/Error.h"
+#include "framework/train/Trainer.h"
+
+using namespace gentrain;
+namespace fs = std::filesystem;
+
+namespace {
+
+MpiCommunicator& world() {
+  static MpiCommunicator comm(MPI_COMM_WORLD);
+  return comm;
+}
+
+/// A folder made by rank 0 whose path every rank gets.
+std::string sharedDir(const std::string& tag) {
+  std::string dir = world().rank() == 0 ? test::freshDir(tag) : std::string();
+  world().broadcastBytes(dir, 0);
+  return dir;
+}
+
+/// A tiny dataset written by rank 0 and visible to all.
+std::string sharedDataset(const std::string& dir) {
+  if (world().rank() == 0) test::writeTinyDataset(dir + "/d.h5", 48, 10);
+  world().barrier();
+  return dir + "/d.h5";
+}
+
+#define REQUIRE_RANKS()                                                                      \
+  do {                                                                                       \
+    if (world().size() < 2) GTEST_SKIP() << "SKIPPED LOUDLY: needs mpirun -np 2 or more";   \
+    if (const char* want = std::getenv("GENTRAIN_TEST_RANKS")) {                             \
+      ASSERT_EQ(world().size(), std::atoi(want)) << "mpirun started the wrong rank count";   \
+    }                                                                                        \
+  } while (0)
+
+double maxDifference(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  double worst = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    worst = std::max(worst, (a[k] - b[k]).abs().max().item<double>());
+  }
+  return worst;
+}
+
+std::vector<at::Tensor> copies(const std::vector<at::Tensor>& tensors) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : tensors) out.push_back(t.detach().clone());
+  return out;
+}
+
+}  // namespace
+
+TEST(Mpi, CollectivesAgree) {
+  REQUIRE_RANKS();
+  Communicator& comm = world();
+  const int n = comm.size(), r = comm.rank();
+  at::Tensor t = at::full({5}, double(r + 1));
+  comm.allReduce(t, ReduceOp::Sum);
+  EXPECT_TRUE(at::allclose(t, at::full({5}, n * (n + 1) / 2.0)));
+  at::Tensor m = at::full({3}, float(r));
+  comm.allReduce(m, ReduceOp::Mean);
+  EXPECT_TRUE(at::allclose(m, at::full({3}, (n - 1) / 2.0f)));
+  at::Tensor b = at::full({4}, int64_t(r == 1 ? 42 : 0));
+  comm.broadcast(b, 1);
+  EXPECT_TRUE(at::equal(b, at::full({4}, int64_t(42))));
+  const auto all = comm.allGatherBytes(std::string(static_cast<std::size_t>(r), 'x'));
+  for (int k = 0; k < n; ++k) EXPECT_EQ(all[k], std::string(static_cast<std::size_t>(k), 'x'));
+  std::string big = r == 0 ? std::string(3 << 20, 'q') : "";
+  comm.broadcastBytes(big, 0);
+  EXPECT_EQ(big.size(), std::size_t(3) << 20);
+  EXPECT_DOUBLE_EQ(comm.allReduceScalar(r, ReduceOp::Max), n - 1);
+}
+
+TEST(Mpi, DisagreementIsAnErrorOnEveryRankNotAHang) {
+  REQUIRE_RANKS();
+  const int last = world().size() - 1;
+  const std::string mine = world().rank() == last ? "a\nB\n" : "a\nb\n";
+  try {
+    requireSameOnAllRanks(world(), "shapes", mine);
+    ADD_FAILURE() << "no error";
+  } catch (const CommError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank " + std::to_string(last) + " has 'B' where rank 0 has 'b'"),
+              std::string::npos)
+        << e.what();
+  }
+  // A whole trainer with a different spec on one rank stops at start-up, on every rank.
+  const std::string dir = sharedDir("mismatch");
+  const std::string data = sharedDataset(dir);
+  std::vector<std::string> overrides;
+  if (world().rank() == last) overrides.push_back("model.hidden=[17]");
+  EXPECT_THROW(Trainer(world(), c10::kCPU, test::tinyVaeSpec(data, dir + "/run", overrides), {}),
+               CommError);
+}
+
+TEST(Mpi, TrainingShardsAreDisjointAndCoverEachEpoch) {
+  REQUIRE_RANKS();
+  const int64_t n = 100, batch = 6 * world().size();
+  DistributedSampler sampler(n, batch, world().rank(), world().size(), 9);
+  std::string mine;
+  for (int64_t s = 0; s < sampler.stepsPerEpoch(); ++s) {
+    for (int64_t i : sampler.indices(2, s)) mine += std::to_string(i) + " ";
+  }
+  std::set<int64_t> seen;
+  int64_t total = 0;
+  for (const std::string& text : world().allGatherBytes(mine)) {
+    std::istringstream in(text);
+    for (int64_t i; in >> i; ++total) seen.insert(i);
+  }
+  EXPECT_EQ(total, sampler.stepsPerEpoch() * batch);
+  EXPECT_EQ(static_cast<int64_t>(seen.size()), total) << "an image appeared twice in an epoch";
+}
+
+// N ranks training on shards end with the parameters of one process training on the whole
+// global batch (the reference runs on rank 0 alone, over MPI_COMM_SELF).
+class Equivalence : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
+  REQUIRE_RANKS();
+  const std::string dir = sharedDir("equiv");
+  const std::string data = sharedDataset(dir);
+  std::vector<std::string> overrides{"train.steps=6"};
+  if (GetParam() == "conv") {
+    overrides.push_back("model.arch=conv");
+    overrides.push_back("model.conv_channels=[4, 8]");
+  }
+  Trainer distributed(world(), c10::kCPU, test::tinyVaeSpec(data, dir + "/ranks", overrides), {});
+  distributed.run();
+  double difference = 0;
+  if (world().rank() == 0) {
+    MpiCommunicator self(MPI_COMM_SELF);
+    Trainer alone(self, c10::kCPU, test::tinyVaeSpec(data, dir + "/alone", overrides), {});
+    alone.run();
+    difference = maxDifference(distributed.parameters(), alone.parameters());
+  }
+  // Every rank holds identical parameters, too.
+  std::string checksum;
+  for (const auto& p : distributed.parameters()) checksum += std::to_string(p.sum().item<double>()) + " ";
+  EXPECT_NO_THROW(requireSameOnAllRanks(world(), "parameters after training", checksum));
+  EXPECT_LT(world().allReduceScalar(difference, ReduceOp::Max), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Vae, Equivalence, ::testing::Values("mlp", "conv"));
+
+TEST(Mpi, ResumeReproducesTheUninterruptedRunExactly) {
+  REQUIRE_RANKS();
+  const std::string dir = sharedDir("resume");
+  const std::string data = sharedDataset(dir);
+  const std::vector<std::string> overrides{"train.steps=8", "checkpoint.every_steps=4"};
+
+  std::map<int64_t, double> straight, resumed;
+  std::vector<at::Tensor> straightParams;
+  {
+    Trainer trainer(world(), c10::kCPU, test::tinyVaeSpec(data, dir + "/a", overrides), {});
+    trainer.onStep([&](int64_t s, const Scalars& m) { straight[s] = m.at("loss"); });
+    trainer.run();
+    straightParams = copies(trainer.parameters());
+  }
+  {
+    Trainer first(world(), c10::kCPU, test::tinyVaeSpec(data, dir + "/b", overrides), {});
+    first.onStep([&](int64_t s, const Scalars& m) { resumed[s] = m.at("loss"); });
+    first.run(5);  // checkpoint at 4, then one step that the resume must redo
+  }
+  std::vector<at::Tensor> resumedParams;
+  {
+    Trainer second(world(), c10::kCPU, test::tinyVaeSpec(data, dir + "/b", overrides),
+                   {true, false});
+    EXPECT_EQ(second.step(), 4);
+    second.onStep([&](int64_t s, const Scalars& m) { resumed[s] = m.at("loss"); });
+    second.run();
+    resumedParams = copies(second.parameters());
+  }
+  EXPECT_EQ(straight.size(), 8u);
+  EXPECT_EQ(resumed, straight) << "losses after resume differ from the uninterrupted run";
+  EXPECT_EQ(maxDifference(straightParams, resumedParams), 0.0);
+
+  // A corrupted newest checkpoint (step 8) is reported and the one before (step 4) is used.
+  if (world().rank() == 0) {
+    const std::string state = checkpointDir(dir + "/b") + "/step-000000000008/state.bin";
+    std::fstream f(state, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x55');
+  }
+  world().barrier();
+  Trainer fallback(world(), c10::kCPU, test::tinyVaeSpec(data, dir + "/b", overrides), {true, false});
+  EXPECT_EQ(fallback.step(), 4);
+
+  // The same checkpoint resumed by one process: world-size independent training continues the
+  // same (up to floating-point summation order).
+  if (world().rank() == 0) {
+    fs::copy(dir + "/b", dir + "/c", fs::copy_options::recursive);
+    MpiCommunicator self(MPI_COMM_SELF);
+    Trainer alone(self, c10::kCPU, test::tinyVaeSpec(data, dir + "/c", overrides), {true, false});
+    EXPECT_EQ(alone.step(), 4);
+    std::map<int64_t, double> single;
+    alone.onStep([&](int64_t s, const Scalars& m) { single[s] = m.at("loss"); });
+    alone.run();
+    EXPECT_LT(maxDifference(alone.parameters(), straightParams), 1e-5);
+  }
+  world().barrier();
+}

@@ -1,0 +1,72 @@
+#include "TestUtil.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+
+#include "framework/data/ImageFile.h"
+#include "framework/train/Model.h"
+
+namespace gentrain::test {
+namespace fs = std::filesystem;
+
+std::string freshDir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  const fs::path dir = fs::temp_directory_path() /
+                       ("gentrain-test-" + std::to_string(::getpid()) + "-" + tag + "-" +
+                        std::to_string(counter++));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+void writeTinyDataset(const std::string& path, int64_t train, int64_t test, int64_t c, int64_t h,
+                      int64_t w, bool attributes) {
+  ImageFileWriter writer(path, true);
+  writer.setFileAttribute("binarize", std::string("threshold:128"));
+  std::mt19937 engine(7);
+  for (const auto& [split, n] : {std::pair{"train", train}, std::pair{"test", test}}) {
+    writer.beginSplit(split, c, h, w, true,
+                      attributes ? std::vector<std::string>{"odd", "big"}
+                                 : std::vector<std::string>{});
+    std::vector<uint8_t> images(static_cast<std::size_t>(n * c * h * w));
+    std::vector<int64_t> labels(static_cast<std::size_t>(n));
+    std::vector<uint8_t> attrs(static_cast<std::size_t>(n * 2));
+    for (int64_t k = 0; k < n; ++k) {
+      labels[k] = k % 3;
+      // A class-dependent stripe plus noise, so that there is something to learn.
+      for (int64_t p = 0; p < c * h * w; ++p) {
+        const bool stripe = (p % w) % 3 == labels[k];
+        images[k * c * h * w + p] = (stripe ? engine() % 10 < 8 : engine() % 10 < 1) ? 255 : 0;
+      }
+      attrs[2 * k] = k % 2;
+      attrs[2 * k + 1] = labels[k] == 2;
+    }
+    writer.append(images.data(), n, labels.data(), attributes ? attrs.data() : nullptr);
+  }
+  writer.commit();
+}
+
+Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
+                 std::vector<std::string> overrides) {
+  const std::string yaml =
+      "name: tiny\n"
+      "seed: 11\n"
+      "model: {name: vae, hidden: [16], latent: 4, iw_samples: 20, iw_images: 0, iw_chunk: 7}\n"
+      "optim: {vae: {type: adam, lr: 0.01}}\n"
+      "data: {path: " + dataPath + "}\n"
+      "train: {global_batch: 12, epochs: 2}\n"
+      "log: {every_steps: 1000}\n"
+      "eval: {every_epochs: 0, batch: 5}\n"
+      "sample: {every_epochs: 0, count: 4}\n"
+      "checkpoint: {every_epochs: 0, keep: 3}\n"
+      "runtime: {threads: 1}\n"
+      "run: {dir: " + runDir + "}\n";
+  return Spec::parse(yaml, "tiny.yaml", overrides, [](const std::string& model) {
+    return ModelRegistry::instance().schemaFor(model);
+  });
+}
+
+}  // namespace gentrain::test

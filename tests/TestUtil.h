@@ -1,0 +1,23 @@
+#pragma once
+// Helpers shared by the tests: temporary folders, tiny generated datasets, tiny specs.
+
+#include <string>
+#include <vector>
+
+#include "framework/config/Spec.h"
+
+namespace gentrain::test {
+
+/// A fresh, empty folder under the system temp dir, unique to this process and call.
+std::string freshDir(const std::string& tag);
+
+/// Writes an HDF5 file in the gentrain schema with `train` and `test` splits of binary images
+/// (0/255) of shape [C, H, W], labels k % 3, and (when `attributes`) two 0/1 attributes.
+void writeTinyDataset(const std::string& path, int64_t train, int64_t test, int64_t c = 1,
+                      int64_t h = 8, int64_t w = 8, bool attributes = false);
+
+/// A small VAE spec over `dataPath` writing into `runDir`, plus extra overrides.
+Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
+                 std::vector<std::string> overrides = {});
+
+}  // namespace gentrain::test

@@ -1,0 +1,85 @@
+#!/bin/bash
+# End-to-end checks of the command-line tool: data import, info, bad input, a 2-rank training run
+# with checkpoints, resume, and a refused overwrite. Usage: cli_test.sh GENTRAIN "MPIEXEC FLAGS"
+set -u
+gentrain=$1
+mpiexec=$2
+work=$(mktemp -d /tmp/gentrain-cli-XXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+passes=0
+check() {  # check NAME EXPECTED-EXIT PATTERN -- COMMAND...
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -ne "$want" ] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL $name: exit $rc (want $want), output:"
+    echo "$out" | tail -15
+    failures=$((failures + 1))
+  else
+    echo "ok   $name"
+    passes=$((passes + 1))
+  fi
+}
+
+# A tiny MNIST-layout folder: 64 train and 16 test 4x4 images, raw IDX.
+python3 - <<'PY'
+import struct, random
+random.seed(1)
+for stem, n in (("train", 64), ("t10k", 16)):
+    with open(f"{stem}-images-idx3-ubyte", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 4, 4))
+        f.write(bytes(random.choice((0, 40, 200, 255)) for _ in range(n * 16)))
+    with open(f"{stem}-labels-idx1-ubyte", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(k % 10 for k in range(n)))
+PY
+
+check import 0 "wrote data.h5 \(train 64, test 16" -- \
+  "$gentrain" data import-idx --dir . --out data.h5 --binarize threshold:128
+check import-refuses-overwrite 1 "already exists; pass --force" -- \
+  "$gentrain" data import-idx --dir . --out data.h5
+check info 0 "split 'train': 64 images, uint8 \[64, 1, 4, 4\]" -- "$gentrain" data info data.h5
+check binarize-stochastic 0 "binarize stochastic:3" -- \
+  "$gentrain" data binarize data.h5 stoch.h5 --binarize stochastic:3
+mkdir -p bad && head -c 300 train-images-idx3-ubyte > bad/train-images-idx3-ubyte
+cp train-labels-idx1-ubyte t10k-* bad/
+check truncated-idx 1 "bad/train-images-idx3-ubyte: truncated" -- \
+  "$gentrain" data import-idx --dir bad --out bad.h5
+check keys 0 "train.global_batch \(integer\)  default: 128" -- "$gentrain" keys --model vae
+
+cat > spec.yaml <<'YAML'
+name: cli
+model: {name: vae, hidden: [8], latent: 2, iw_samples: 4, iw_images: 4}
+optim: {vae: {lr: 0.01}}
+data: {path: data.h5}
+train: {global_batch: 8, epochs: 2}
+log: {every_steps: 4}
+eval: {batch: 4}
+sample: {count: 4}
+runtime: {threads: 1}
+YAML
+check unknown-key 1 "command line \\(train.epoch=3\\): unknown key 'train.epoch'; did you mean 'train.epochs'" -- \
+  "$gentrain" train spec.yaml train.epoch=3
+sed 's/epochs: 2}/epochs: 2, epoch: 1}/' spec.yaml > typo.yaml
+check unknown-key-file 1 "typo.yaml:5:[0-9]+: unknown key 'train.epoch'; did you mean" -- "$gentrain" train typo.yaml
+check bad-batch 1 "global_batch = 9 does not divide by the 2 ranks" -- \
+  $mpiexec -np 2 "$gentrain" train spec.yaml train.global_batch=9
+check missing-data 1 "nothere.h5: not an HDF5 file, or it does not exist" -- \
+  "$gentrain" train spec.yaml data.path=nothere.h5
+check train-2-ranks 0 "eval at step 16 \(final\): elbo" -- $mpiexec -np 2 "$gentrain" train spec.yaml
+for f in runs/cli/spec.yaml runs/cli/metrics.jsonl runs/cli/samples/step-000000000016.png \
+         runs/cli/checkpoints/step-000000000016/DONE runs/cli/logs/rank-1.log; do
+  if [ -s "$f" ]; then echo "ok   exists $f"; passes=$((passes + 1)); else echo "FAIL missing $f"; failures=$((failures + 1)); fi
+done
+check no-overwrite 1 "already holds a run with checkpoints: pass --resume" -- \
+  "$gentrain" train spec.yaml
+check resume-more-epochs 0 "resume: continuing from .*step-000000000016 at step 16" -- \
+  $mpiexec -np 2 "$gentrain" train spec.yaml train.epochs=3 --resume
+check resume-other-model 1 "model.hidden: \[8\] -> \[9\]" -- \
+  "$gentrain" train spec.yaml model.hidden=[9] --resume
+
+echo "cli: $passes passed, $failures failed"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,91 @@
+#include <gtest/gtest.h>
+
+#include "framework/config/Spec.h"
+#include "framework/runtime/Error.h"
+#include "framework/train/Model.h"
+
+using namespace gentrain;
+
+namespace {
+
+Spec parse(const std::string& yaml, std::vector<std::string> overrides = {}) {
+  return Spec::parse(yaml, "spec.yaml", overrides,
+                     [](const std::string& m) { return ModelRegistry::instance().schemaFor(m); });
+}
+
+std::string errorOf(const std::string& yaml, std::vector<std::string> overrides = {}) {
+  try {
+    parse(yaml, overrides);
+  } catch (const SpecError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+const std::string kBase = "model:\n  name: vae\ndata:\n  path: x.h5\n";
+
+}  // namespace
+
+TEST(Spec, DefaultsFilledAndTyped) {
+  const Spec spec = parse(kBase);
+  EXPECT_EQ(spec.integer("train.global_batch"), 128);
+  EXPECT_EQ(spec.integers("model.hidden"), (std::vector<int64_t>{400}));
+  EXPECT_DOUBLE_EQ(spec.real("optim.vae.lr"), 1e-3);
+  EXPECT_EQ(spec.origin("train.global_batch"), "default");
+  EXPECT_EQ(spec.origin("data.path"), "spec.yaml:4:3");
+}
+
+TEST(Spec, OverridesWinAndAreValidated) {
+  const Spec spec = parse(kBase, {"train.global_batch=64", "model.hidden=[32, 16]"});
+  EXPECT_EQ(spec.integer("train.global_batch"), 64);
+  EXPECT_EQ(spec.integers("model.hidden"), (std::vector<int64_t>{32, 16}));
+  EXPECT_NE(spec.origin("train.global_batch").find("command line"), std::string::npos);
+  EXPECT_NE(errorOf(kBase, {"train.global_batch=many"}).find("must be an integer"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase, {"nonsense"}).find("key.path=value"), std::string::npos);
+}
+
+TEST(Spec, UnknownKeyGetsDidYouMeanWithLineAndColumn) {
+  const std::string message = errorOf(kBase + "train:\n  epocs: 3\n");
+  EXPECT_NE(message.find("spec.yaml:6:3"), std::string::npos) << message;
+  EXPECT_NE(message.find("unknown key 'train.epocs'"), std::string::npos) << message;
+  EXPECT_NE(message.find("did you mean 'train.epochs'"), std::string::npos) << message;
+}
+
+TEST(Spec, WrongTypeAndRange) {
+  EXPECT_NE(errorOf(kBase + "train:\n  epochs: ten\n").find("spec.yaml:6:11: train.epochs must be an integer"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase + "train:\n  global_batch: 0\n").find("at least 1"), std::string::npos);
+  EXPECT_NE(errorOf(kBase + "runtime:\n  device: tpu\n").find("use one of: auto, cpu, cuda"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase + "model:\n  name: vae\n  hidden: 400\n").find("list of integers"),
+            std::string::npos);
+}
+
+TEST(Spec, MalformedYamlNamesThePlace) {
+  const std::string message = errorOf("model: {name: vae\ndata: [\n");
+  EXPECT_NE(message.find("spec.yaml:"), std::string::npos) << message;
+  EXPECT_NE(message.find("malformed YAML"), std::string::npos) << message;
+}
+
+TEST(Spec, MissingRequiredAndUnknownModel) {
+  EXPECT_NE(errorOf("model:\n  name: vae\n").find("required key 'data.path'"), std::string::npos);
+  EXPECT_NE(errorOf("model:\n  name: vea\ndata: {path: x}\n").find("use one of: vae"),
+            std::string::npos);
+}
+
+TEST(Spec, ResolvedYamlRoundTrips) {
+  const Spec spec = parse(kBase, {"train.epochs=3", "name=round trip: yes"});
+  const Spec again = parse(spec.resolvedYaml());
+  EXPECT_EQ(again.resolvedYaml(), spec.resolvedYaml());
+  EXPECT_EQ(again.integer("train.epochs"), 3);
+  EXPECT_EQ(again.text("name"), "round trip: yes");
+  const auto flat = Spec::flatten(spec.resolvedYaml());
+  EXPECT_EQ(flat.at("train.epochs"), "3");
+}
+
+TEST(Spec, SchemaDescribesEveryKey) {
+  const Schema schema = ModelRegistry::instance().schemaFor("vae");
+  const std::string text = schema.describe();
+  for (const KeyInfo& key : schema.keys()) EXPECT_NE(text.find(key.path), std::string::npos);
+}

@@ -1,0 +1,99 @@
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "TestUtil.h"
+#include "framework/comm/MpiCommunicator.h"
+#include "framework/random/CounterRng.h"
+#include "framework/runtime/Error.h"
+#include "framework/train/Trainer.h"
+#include "models/vae/Vae.h"
+
+using namespace gentrain;
+
+namespace {
+
+struct Fixture {
+  std::string dir = test::freshDir("vae");
+  MpiCommunicator comm{MPI_COMM_SELF};
+  Fixture() { test::writeTinyDataset(dir + "/d.h5", 48, 10); }
+};
+
+}  // namespace
+
+TEST(Vae, TrainingLowersTheLossAndEvaluationIsSane) {
+  Fixture f;
+  Trainer trainer(f.comm, c10::kCPU, test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run"), {});
+  std::vector<double> losses;
+  trainer.onStep([&](int64_t, const Scalars& m) { losses.push_back(m.at("loss")); });
+  const Scalars before = trainer.evaluate(true);
+  trainer.run();
+  const Scalars after = trainer.evaluate(true);
+  ASSERT_EQ(losses.size(), 8u);  // 2 epochs x 4 steps
+  EXPECT_LT(after.at("recon") + after.at("kl"), before.at("recon") + before.at("kl"));
+  EXPECT_NEAR(after.at("elbo"), -(after.at("recon") + after.at("kl")), 1e-3);
+  // Importance weighting can only tighten the bound (k=20 >= 1, same test images).
+  EXPECT_GE(after.at("iw_ll"), after.at("elbo") - 1.0);
+  EXPECT_LT(after.at("iw_ll"), 0.0);
+}
+
+TEST(Vae, ImportanceWeightedWithOneSampleIsTheElbo) {
+  Fixture f;
+  Trainer trainer(f.comm, c10::kCPU, test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run"), {});
+  auto& vae = dynamic_cast<models::Vae&>(trainer.model());
+  torch::NoGradGuard noGrad;
+  const at::Tensor x = (at::rand({1, 1, 8, 8}) > 0.5).to(at::kFloat);
+  const at::Tensor eps = counterNormal({11, models::Vae::kImportance, 0}, 0, 1, {1, 4}).squeeze(0);
+  const auto [recon, kl] = vae.reconAndKl(x, eps);
+  // With k=1 the importance-weighted estimate is log p(x|z) + log p(z) - log q(z|x) for one z,
+  // whose expectation is the ELBO; for the same z it equals -(recon) + log p(z) - log q(z).
+  const at::Tensor iw = vae.importanceWeighted(x, 0, 1);
+  auto [mu, logVar] = vae.net()->encode(x);
+  const at::Tensor z = mu + eps * (0.5 * logVar).exp();
+  const double logPz = (-0.5 * z.pow(2)).sum().item<double>() - 4 * 0.5 * std::log(2 * M_PI);
+  const double logQz = (-0.5 * eps.pow(2) - 0.5 * logVar).sum().item<double>() -
+                       4 * 0.5 * std::log(2 * M_PI);
+  EXPECT_NEAR(iw.item<double>(), -recon.item<double>() + logPz - logQz, 1e-3);
+}
+
+TEST(Vae, ConvVariantTrainsAndChecksImageSides) {
+  Fixture f;
+  Trainer trainer(f.comm, c10::kCPU,
+                  test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run",
+                                    {"model.arch=conv", "model.conv_channels=[4, 8]"}),
+                  {});
+  trainer.run(2);
+  EXPECT_EQ(trainer.step(), 2);
+  const at::Tensor samples = trainer.model().sample(3, 0);
+  EXPECT_EQ(samples.sizes(), (std::vector<int64_t>{3, 1, 8, 8}));
+  EXPECT_THROW(Trainer(f.comm, c10::kCPU,
+                       test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run2",
+                                         {"model.arch=conv", "model.conv_channels=[4, 8, 8, 8]"}),
+                       {}),
+               SpecError);
+}
+
+TEST(Vae, ARunDirectoryWithCheckpointsIsNotOverwritten) {
+  Fixture f;
+  {
+    Trainer trainer(f.comm, c10::kCPU, test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run"), {});
+    trainer.run();
+  }
+  try {
+    Trainer again(f.comm, c10::kCPU, test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run"), {});
+    FAIL() << "no error";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("pass --resume"), std::string::npos);
+  }
+  // A resume with a changed model is refused with the keys that differ.
+  try {
+    Trainer changed(f.comm, c10::kCPU,
+                    test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run", {"model.latent=5"}),
+                    {true, false});
+    FAIL() << "no error";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.latent: 4 -> 5"), std::string::npos) << e.what();
+  }
+}
