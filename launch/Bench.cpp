@@ -76,7 +76,7 @@ int benchAllReduce(Runtime& runtime, const AllReduceBenchOptions& options) {
       left -= size;
     }
     GradientReducer reducer(comm, params, static_cast<std::size_t>(options.bucketMb * 1e6));
-    for (auto& p : params) p.mutable_grad().fill_(1.0f);
+    for (auto& p : params) p.mutable_grad() = at::ones_like(p);
     at::Tensor raw = at::ones({elements});
     const auto time = [&](auto body) {
       body();

@@ -40,7 +40,6 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
     bucket.flat = at::zeros({elements}, first.options().requires_grad(false));
     storage_.push_back(std::move(bucket));
   }
-  zeroGrad();
 }
 
 at::Tensor GradientReducer::viewOf(const Bucket& bucket, std::size_t position) const {
@@ -49,32 +48,27 @@ at::Tensor GradientReducer::viewOf(const Bucket& bucket, std::size_t position) c
 }
 
 void GradientReducer::zeroGrad() {
-  for (Bucket& bucket : storage_) {
-    bucket.flat.zero_();
-    for (std::size_t k = 0; k < bucket.params.size(); ++k) {
-      at::Tensor& grad = params_[bucket.params[k]].mutable_grad();
-      if (!grad.defined() || grad.data_ptr() != viewOf(bucket, k).data_ptr()) {
-        grad = viewOf(bucket, k);
-      }
-    }
-  }
+  for (at::Tensor& p : params_) p.mutable_grad().reset();
 }
 
 void GradientReducer::reduce() {
+  if (comm_.size() == 1) return;
+  const double scale = 1.0 / comm_.size();
   for (Bucket& bucket : storage_) {
-    // Copy in any gradient that is no longer our view (an optimizer or model replaced it).
     for (std::size_t k = 0; k < bucket.params.size(); ++k) {
       at::Tensor& grad = params_[bucket.params[k]].mutable_grad();
       at::Tensor view = viewOf(bucket, k);
       if (!grad.defined()) {
         view.zero_();
-        grad = view;
       } else if (grad.data_ptr() != view.data_ptr()) {
-        view.copy_(grad);
-        grad = view;
+        // Scale while copying in: one pass, and the sum over ranks is then the mean.
+        at::mul_out(view, grad, at::scalar_tensor(scale, grad.options()));
+      } else {
+        view.mul_(scale);  // accumulated into last step's view (no zeroGrad in between)
       }
+      grad = view;
     }
-    if (comm_.size() > 1) comm_.allReduce(bucket.flat, ReduceOp::Mean);
+    comm_.allReduce(bucket.flat, ReduceOp::Sum);
   }
 }
 

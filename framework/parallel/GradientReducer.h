@@ -2,9 +2,10 @@
 /// @file Averages gradients over ranks through flat, bucketed all-reduces.
 ///
 /// The reducer knows nothing of models or backends: it gets parameters and a Communicator.
-/// Each parameter's `.grad()` is made a view into its bucket's flat buffer, so backward writes
-/// straight into what is reduced (no copies in or out); a gradient that was replaced behind the
-/// reducer's back is copied in and re-attached.
+/// Backward produces gradients as usual; reduce() copies each into its bucket's flat buffer,
+/// scaled by 1/world on the way in, all-reduces the buckets (sum) in one fixed order, and leaves
+/// each `.grad()` as a view into its bucket, so nothing is copied back out. On one rank it does
+/// nothing at all: a single process pays no memory traffic for being distributable.
 
 #include <ATen/core/Tensor.h>
 
@@ -20,9 +21,11 @@ class GradientReducer {
   /// `params` in registration order; `capBytes` bounds each bucket (25 MB by default in specs).
   GradientReducer(Communicator& comm, std::vector<at::Tensor> params, std::size_t capBytes);
 
-  /// Zeroes every bucket and (re)attaches each parameter's gradient as a view into it.
+  /// Drops the gradients (sets them undefined), so that backward writes fresh ones without a
+  /// zeroing pass and without accumulating into old memory.
   void zeroGrad();
   /// Averages gradients over all ranks, bucket by bucket in one fixed order. A no-op on one rank.
+  /// A gradient that is undefined here counts as zero (every rank must reduce the same buckets).
   void reduce();
 
   const std::vector<std::vector<std::size_t>>& buckets() const { return buckets_; }

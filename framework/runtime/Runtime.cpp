@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <mpi.h>
 #include <torch/cuda.h>
 
@@ -27,7 +28,18 @@ void setComputeThreads(int threads) {
   }
 }
 
+void keepFreedMemory() {
+#ifdef __GLIBC__
+  // glibc hands large blocks (activations, gradients: hundreds of KB and up) back to the kernel
+  // on free and maps them again on the next step, so every step pays page faults and zeroing
+  // for memory it just had. Keeping them in the heap made the default VAE step ~25% faster here.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+#endif
+}
+
 Runtime::Runtime(int* argc, char*** argv) {
+  keepFreedMemory();
   int initialized = 0;
   GENTRAIN_MPI_CHECK(MPI_Initialized(&initialized));
   if (!initialized) {

@@ -58,6 +58,10 @@ class Runtime {
   std::shared_ptr<Communicator> comm_;
 };
 
+/// Tells the C allocator to keep freed memory for reuse instead of returning it to the kernel
+/// (called by Runtime; exposed for benchmarks and tools that run without one).
+void keepFreedMemory();
+
 /// Sets intra-op threads for LibTorch, OpenMP and OpenBLAS alike (OpenBLAS keeps its own pool).
 void setComputeThreads(int threads);
 

@@ -3,6 +3,7 @@
 #include <torch/optim.h>
 
 #include "framework/runtime/Error.h"
+#include "framework/train/FusedAdam.h"
 
 namespace gentrain {
 
@@ -23,7 +24,7 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const Spec& spec, const s
     throw SpecError(spec.where(p + "betas") + ": give two values, [beta1, beta2]");
   }
   if (type == "adam") {
-    return std::make_unique<torch::optim::Adam>(
+    return std::make_unique<FusedAdam>(
         params, torch::optim::AdamOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(decay));
   }
   if (type == "adamw") {

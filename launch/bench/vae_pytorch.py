@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The peer gentrain is measured against: the same VAE in PyTorch eager (optionally DDP).
 
 Same network (784-400-20, ReLU, Bernoulli decoder), same loss (per-image BCE-with-logits sum +

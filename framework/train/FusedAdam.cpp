@@ -1,0 +1,103 @@
+#include "framework/train/FusedAdam.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <type_traits>
+
+namespace gentrain {
+namespace {
+
+// LibTorch 1.13 keys optimizer state by the TensorImpl's address printed as a string; 2.x by the
+// address itself. Ask the map which one it wants.
+template <typename Map>
+typename Map::key_type stateKey(const Map&, c10::TensorImpl* impl) {
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    return c10::guts::to_string(impl);
+  } else {
+    return static_cast<typename Map::key_type>(impl);
+  }
+}
+
+bool fusable(const at::Tensor& p) {
+  return p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() &&
+         p.grad().defined() && p.grad().device().is_cpu() &&
+         p.grad().scalar_type() == at::kFloat && p.grad().is_contiguous() &&
+         !p.grad().is_sparse();
+}
+
+struct Coefficients {
+  float beta1, beta2, oneMinusBeta1, oneMinusBeta2, sqrtCorrection2, eps, stepSize, decay;
+};
+
+// The same arithmetic as Adam::step, element by element (Note: division by sqrt(bias
+// correction 2) is kept, not folded into the step size, to stay as close to torch as possible).
+void update(float* __restrict p, const float* __restrict g, float* __restrict m,
+            float* __restrict v, int64_t begin, int64_t end, const Coefficients& c) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float grad = c.decay != 0.0f ? g[i] + c.decay * p[i] : g[i];
+    const float mi = m[i] * c.beta1 + c.oneMinusBeta1 * grad;
+    const float vi = v[i] * c.beta2 + c.oneMinusBeta2 * grad * grad;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] += c.stepSize * (mi / (std::sqrt(vi) / c.sqrtCorrection2 + c.eps));
+  }
+}
+
+}  // namespace
+
+torch::Tensor FusedAdam::step(LossClosure closure) {
+  for (const auto& group : param_groups_) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    if (options.amsgrad()) return torch::optim::Adam::step(closure);
+    for (const auto& p : group.params()) {
+      if (p.grad().defined() && !fusable(p)) return torch::optim::Adam::step(closure);
+    }
+  }
+  torch::NoGradGuard noGrad;
+  torch::Tensor loss;
+  if (closure != nullptr) {
+    at::AutoGradMode enable(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      const auto key = stateKey(state_, p.unsafeGetTensorImpl());
+      auto found = state_.find(key);
+      if (found == state_.end()) {
+        auto fresh = std::make_unique<torch::optim::AdamParamState>();
+        fresh->step(0);
+        fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Contiguous));
+        fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Contiguous));
+        found = state_.emplace(key, std::move(fresh)).first;
+      }
+      auto& state = static_cast<torch::optim::AdamParamState&>(*found->second);
+      state.step(state.step() + 1);
+      const double beta1 = std::get<0>(options.betas());
+      const double beta2 = std::get<1>(options.betas());
+      const double correction1 = 1 - std::pow(beta1, state.step());
+      const double correction2 = 1 - std::pow(beta2, state.step());
+      const Coefficients c{float(beta1),
+                           float(beta2),
+                           float(1 - beta1),
+                           float(1 - beta2),
+                           float(std::sqrt(correction2)),
+                           float(options.eps()),
+                           float(-options.lr() / correction1),
+                           float(options.weight_decay())};
+      float* param = p.data_ptr<float>();
+      const float* grad = p.grad().data_ptr<float>();
+      float* m = state.exp_avg().data_ptr<float>();
+      float* v = state.exp_avg_sq().data_ptr<float>();
+      at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+        update(param, grad, m, v, begin, end, c);
+      });
+    }
+  }
+  return loss;
+}
+
+}  // namespace gentrain
