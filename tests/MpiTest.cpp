@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
-#include <ATen/ATen.h>
+#include <torch/torch.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -15,7 +15,7 @@
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/parallel/Consistency.h"
 #include "framework/runtime/Error.h"
-#include "framework/train/Trainer.h"
+#include "framework/train.h"
 
 using namespace gentrain;
 namespace fs = std::filesystem;
@@ -212,4 +212,90 @@ TEST(Mpi, ResumeReproducesTheUninterruptedRunExactly) {
     EXPECT_LT(maxDifference(alone.parameters(), straightParams), 1e-5);
   }
   world().barrier();
+}
+
+// A model with two networks and two optimizers stepped one after the other, as a GAN does:
+// the framework must reduce each optimizer's gradients separately and still match one process.
+namespace {
+
+class TwoNetworks : public Model {
+ public:
+  void build(ModelContext& context, const DataShape& data) override {
+    const int64_t pixels = data.channels * data.height * data.width;
+    critic_ = torch::nn::Sequential(torch::nn::Flatten(), torch::nn::Linear(pixels, 8),
+                                    torch::nn::Tanh(), torch::nn::Linear(8, 1));
+    maker_ = torch::nn::Linear(3, pixels);
+    context.addNetwork("critic", critic_.ptr());
+    context.addNetwork("maker", maker_.ptr());
+    criticOptimizer_ = &context.addOptimizer("critic", critic_->parameters());
+    makerOptimizer_ = &context.addOptimizer("maker", maker_->parameters());
+    seed_ = context.seed();
+    shape_ = {data.channels, data.height, data.width};
+  }
+  Scalars trainStep(const Batch& batch) override {
+    const at::Tensor z = counterNormal({seed_, 1, uint64_t(batch.step)}, batch.firstSample,
+                                       batch.size(), {3});
+    const at::Tensor fake = maker_->forward(z).view({batch.size(), shape_[0], shape_[1], shape_[2]});
+    criticOptimizer_->zeroGrad();
+    const at::Tensor criticLoss =
+        critic_->forward(fake.detach()).mean() - critic_->forward(batch.images).mean();
+    criticLoss.backward();
+    criticOptimizer_->step();
+    makerOptimizer_->zeroGrad();
+    const at::Tensor makerLoss = -critic_->forward(fake).mean();
+    makerLoss.backward();
+    makerOptimizer_->step();
+    return {{"critic", criticLoss.item<double>()}, {"maker", makerLoss.item<double>()}};
+  }
+  Scalars evaluate(const Batch& batch, bool) override { return {{"n", double(batch.size())}}; }
+  at::Tensor sample(int64_t count, int64_t) override {
+    return torch::sigmoid(maker_->forward(at::zeros({count, 3})))
+        .view({count, shape_[0], shape_[1], shape_[2]});
+  }
+
+ private:
+  torch::nn::Sequential critic_{nullptr};
+  torch::nn::Linear maker_{nullptr};
+  DistributedOptimizer* criticOptimizer_ = nullptr;
+  DistributedOptimizer* makerOptimizer_ = nullptr;
+  uint64_t seed_ = 0;
+  std::vector<int64_t> shape_;
+};
+
+const bool kTwoNetworksRegistered = [] {
+  ModelRegistry::instance().add(
+      "two_networks", {"test model: two networks, two optimizers",
+                       [](Schema& s) {
+                         addOptimizerKeys(s, "critic", "adam", 1e-2, 0.5, 0.9);
+                         addOptimizerKeys(s, "maker", "sgd", 1e-2);
+                       },
+                       [] { return std::make_unique<TwoNetworks>(); }});
+  return true;
+}();
+
+}  // namespace
+
+TEST(Mpi, TwoNetworksWithTheirOwnOptimizersMatchOneProcess) {
+  REQUIRE_RANKS();
+  ASSERT_TRUE(kTwoNetworksRegistered);
+  const std::string dir = sharedDir("twonets");
+  const std::string data = sharedDataset(dir);
+  const auto spec = [&](const std::string& run) {
+    return Spec::parse("model: {name: two_networks}\ndata: {path: " + data + "}\n"
+                       "train: {global_batch: 12, steps: 6}\nsample: {every_epochs: 0}\n"
+                       "checkpoint: {every_epochs: 0}\nrun: {dir: " + dir + "/" + run + "}\n",
+                       "two.yaml", {}, [](const std::string& m) {
+                         return ModelRegistry::instance().schemaFor(m);
+                       });
+  };
+  Trainer distributed(world(), c10::kCPU, spec("ranks"), {});
+  distributed.run();
+  double difference = 0;
+  if (world().rank() == 0) {
+    MpiCommunicator self(MPI_COMM_SELF);
+    Trainer alone(self, c10::kCPU, spec("alone"), {});
+    alone.run();
+    difference = maxDifference(distributed.parameters(), alone.parameters());
+  }
+  EXPECT_LT(world().allReduceScalar(difference, ReduceOp::Max), 1e-5);
 }
