@@ -126,7 +126,10 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
   writeDurably(final / "DONE", std::to_string(payload.size()) + " " +
                                    std::to_string(checksum(payload)) + "\n");
   syncFolder(final);
-  const std::vector<std::string> complete = list();
+  std::vector<std::string> complete;
+  for (const std::string& folder : list()) {
+    if (fs::exists(fs::path(folder) / "DONE")) complete.push_back(folder);
+  }
   for (std::size_t k = static_cast<std::size_t>(keep_); k < complete.size(); ++k) {
     std::error_code ignored;
     fs::remove_all(complete[k], ignored);

@@ -41,7 +41,7 @@ class CheckpointStore {
 
   /// Reads and verifies one checkpoint folder; CheckpointError says what is wrong with it.
   static LoadedCheckpoint read(const std::string& folder);
-  /// Complete-looking checkpoint folders (with DONE), newest first.
+  /// Checkpoint folders (complete or not), newest first.
   std::vector<std::string> list() const;
 
   const std::string& dir() const { return dir_; }

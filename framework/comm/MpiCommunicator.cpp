@@ -18,7 +18,6 @@ MPI_Datatype mpiType(at::ScalarType type) {
     case at::kInt: return MPI_INT32_T;
     case at::kByte: return MPI_UINT8_T;
     case at::kChar: return MPI_INT8_T;
-    case at::kBool: return MPI_C_BOOL;
     default: return MPI_DATATYPE_NULL;
   }
 }

@@ -28,6 +28,7 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
     slots.push_back({static_cast<std::size_t>(p.numel() * p.element_size()), group});
   }
   buckets_ = assignBuckets(slots, capBytes);
+  if (comm_.size() == 1) return;  // reduce() never touches buckets on one rank
   for (const auto& members : buckets_) {
     Bucket bucket;
     bucket.params = members;

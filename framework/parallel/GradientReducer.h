@@ -29,6 +29,7 @@ class GradientReducer {
   void reduce();
 
   const std::vector<std::vector<std::size_t>>& buckets() const { return buckets_; }
+  /// Bytes of bucket memory (none on one rank, where nothing is reduced).
   std::size_t totalBytes() const;
 
  private:

@@ -111,6 +111,22 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   model_ = ModelRegistry::instance().get(spec_.text("model.name")).make();
   model_->build(*this, shape);
 
+  agreeOnNetworks();
+
+  if (!options_.benchmark) prepareRunDirectory();
+  if (options_.resume && checkpoints_) {
+    if (auto checkpoint = checkpoints_->loadLatest()) {
+      restore(*checkpoint);
+    } else {
+      log::info("resume: no complete checkpoint in " + checkpoints_->dir() + "; starting fresh");
+    }
+  }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::agreeOnNetworks() {
+  Communicator& comm = comm_;
   std::string shapes;
   std::vector<at::Tensor> state;
   for (const auto& [name, net] : networks_) {
@@ -126,18 +142,7 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   }
   requireSameOnAllRanks(comm, "network parameter shapes", shapes);
   broadcastTensors(comm, state, 0);
-
-  if (!options_.benchmark) prepareRunDirectory();
-  if (options_.resume && checkpoints_) {
-    if (auto checkpoint = checkpoints_->loadLatest()) {
-      restore(*checkpoint);
-    } else {
-      log::info("resume: no complete checkpoint in " + checkpoints_->dir() + "; starting fresh");
-    }
-  }
 }
-
-Trainer::~Trainer() = default;
 
 void Trainer::addNetwork(const std::string& name, std::shared_ptr<torch::nn::Module> net) {
   for (const auto& entry : networks_) {
@@ -378,6 +383,35 @@ void Trainer::logProgress(int64_t steps, double seconds) {
   }
 }
 
+void Trainer::periodicWork() {
+  const bool epochEnd = step_ % stepsPerEpoch_ == 0;
+  const int64_t epoch = step_ / stepsPerEpoch_;
+  const bool last = step_ == totalSteps_;
+  const auto due = [&](const char* key) {
+    const int64_t every = spec_.integer(key);
+    return epochEnd && every > 0 && epoch % every == 0;
+  };
+  if (last || due("eval.every_epochs")) {
+    summary_.lastEval = evaluate(last);
+    std::ostringstream line;
+    line << "eval at step " << step_ << (last ? " (final)" : "") << ":";
+    for (const auto& [name, value] : summary_.lastEval) {
+      line << " " << name << " " << std::fixed << std::setprecision(3) << value;
+    }
+    log::info(line.str());
+    if (metrics_) metrics_->append(step_, "test", summary_.lastEval);
+  }
+  if (last || due("sample.every_epochs")) {
+    std::ostringstream tag;
+    tag << "step-" << std::setw(12) << std::setfill('0') << step_;
+    writeSamples(tag.str());
+  }
+  const int64_t everySteps = spec_.integer("checkpoint.every_steps");
+  if (last || due("checkpoint.every_epochs") || (everySteps > 0 && step_ % everySteps == 0)) {
+    saveCheckpoint();
+  }
+}
+
 RunSummary Trainer::run(int64_t maxSteps) {
   Communicator& comm = comm_;
   const int64_t end = maxSteps > 0 ? std::min(totalSteps_, step_ + maxSteps) : totalSteps_;
@@ -386,10 +420,6 @@ RunSummary Trainer::run(int64_t maxSteps) {
   DataLoader loader(train_, sampler, step_ / stepsPerEpoch_, step_ % stepsPerEpoch_,
                     static_cast<int>(spec_.integer("data.prefetch")));
   const int64_t logEvery = spec_.integer("log.every_steps");
-  const int64_t evalEvery = spec_.integer("eval.every_epochs");
-  const int64_t sampleEvery = spec_.integer("sample.every_epochs");
-  const int64_t ckptEpochs = spec_.integer("checkpoint.every_epochs");
-  const int64_t ckptSteps = spec_.integer("checkpoint.every_steps");
   summary_ = RunSummary{};
   summary_.firstStep = summary_.lastStep = step_;
   summary_.globalBatch = spec_.integer("train.global_batch");
@@ -427,29 +457,8 @@ RunSummary Trainer::run(int64_t maxSteps) {
       intervalSteps = 0;
     }
     if (options_.benchmark) continue;
-    const bool epochEnd = step_ % stepsPerEpoch_ == 0;
-    const int64_t epoch = step_ / stepsPerEpoch_;
-    const bool last = step_ == totalSteps_;
     const double pause = now();
-    if (last || (epochEnd && evalEvery > 0 && epoch % evalEvery == 0)) {
-      summary_.lastEval = evaluate(last);
-      std::ostringstream line;
-      line << "eval at step " << step_ << (last ? " (final)" : "") << ":";
-      for (const auto& [name, value] : summary_.lastEval) {
-        line << " " << name << " " << std::fixed << std::setprecision(3) << value;
-      }
-      log::info(line.str());
-      if (metrics_) metrics_->append(step_, "test", summary_.lastEval);
-    }
-    if (last || (epochEnd && sampleEvery > 0 && epoch % sampleEvery == 0)) {
-      std::ostringstream tag;
-      tag << "step-" << std::setw(12) << std::setfill('0') << step_;
-      writeSamples(tag.str());
-    }
-    if (last || (ckptSteps > 0 && step_ % ckptSteps == 0) ||
-        (epochEnd && ckptEpochs > 0 && epoch % ckptEpochs == 0)) {
-      saveCheckpoint();
-    }
+    periodicWork();
     intervalStart += now() - pause;  // evaluation and checkpoints are not training time
   }
   return summary_;

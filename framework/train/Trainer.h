@@ -69,6 +69,10 @@ class Trainer : public ModelContext {
 
  private:
   void prepareRunDirectory();
+  /// Checks every rank built the same shapes, then gives all ranks rank 0's values.
+  void agreeOnNetworks();
+  /// Evaluation, samples and checkpoints that fall due after the current step.
+  void periodicWork();
   void restore(const LoadedCheckpoint& checkpoint);
   std::string checkpointPayload() const;
   void writeSamples(const std::string& tag);
