@@ -4,3 +4,5 @@
 #include "framework/data/DistributedSampler.h"
 #include "framework/data/DataLoader.h"
 #include "framework/data/IdxImport.h"
+#include "framework/data/CifarImport.h"
+#include "framework/data/Colorize.h"

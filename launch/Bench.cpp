@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "framework/comm/MpiCommunicator.h"
+#include "framework/data/DataLoader.h"
 #include "framework/parallel/GradientReducer.h"
 #include "framework/runtime/Log.h"
 #include "framework/runtime/Runtime.h"
@@ -58,6 +59,42 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
                 compute, reduce, update, wall * 1000.0 / steps);
   log::info(line);
   if (comm.rank() == 0) std::printf("RESULT images_per_s=%.2f\n", images / wall);
+  return 0;
+}
+
+int benchLoader(Runtime& runtime, const TrainBenchOptions& options) {
+  const Spec spec = Spec::load(options.spec, options.overrides, [](const std::string& model) {
+    return ModelRegistry::instance().schemaFor(model);
+  });
+  runtime.configure(runtimeOptions(spec));
+  Communicator& comm = runtime.comm();
+  auto data = std::make_shared<ImageDataset>(spec.text("data.path"), spec.text("data.train_split"),
+                                             spec.integer("data.cache_mb") << 20);
+  Transform transform;
+  transform.resolution = spec.integer("data.resolution");
+  transform.flip = spec.flag("data.flip");
+  transform.symmetric = spec.text("data.normalize") == "symmetric";
+  transform.seed = static_cast<uint64_t>(spec.integer("seed"));
+  transform.check(data->height(), data->width());
+  DistributedSampler sampler(data->size(), spec.integer("train.global_batch"), comm.rank(),
+                             comm.size(), transform.seed);
+  DataLoader loader(data, sampler, 0, 0, static_cast<int>(spec.integer("data.prefetch")),
+                    transform);
+  for (int64_t k = 0; k < options.warmup; ++k) loader.next();
+  const double start = now();
+  int64_t images = 0;
+  for (int64_t k = 0; k < options.steps; ++k) images += loader.next().size();
+  const double perRank = images / (now() - start);
+  const double slowest = comm.allReduceScalar(perRank, ReduceOp::Min);
+  char line[300];
+  std::snprintf(line, sizeof(line),
+                "bench loader: %s [%lldx%lldx%lld], flip %s, normalize %s, resolution %lld: "
+                "%.0f images/s per rank (slowest rank), %d rank(s)",
+                spec.text("data.path").c_str(), static_cast<long long>(data->channels()),
+                static_cast<long long>(data->height()), static_cast<long long>(data->width()),
+                transform.flip ? "on" : "off", spec.text("data.normalize").c_str(),
+                static_cast<long long>(transform.resolution), slowest, comm.size());
+  log::info(line);
   return 0;
 }
 

@@ -16,6 +16,9 @@ struct TrainBenchOptions {
 };
 int benchTrain(Runtime& runtime, const TrainBenchOptions& options);
 
+/// Loader throughput: batches of the spec's training data with its transforms, nothing else.
+int benchLoader(Runtime& runtime, const TrainBenchOptions& options);
+
 struct AllReduceBenchOptions {
   std::vector<double> megabytes{2.66, 25.0, 100.0};
   int iterations = 50;

@@ -9,11 +9,15 @@
 #include <sstream>
 
 #include "framework/config/Spec.h"
+#include "framework/data/CifarImport.h"
+#include "framework/data/Colorize.h"
 #include "framework/data/IdxImport.h"
+#include "framework/data/DataLoader.h"
 #include "framework/data/ImageFile.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
 #include "framework/runtime/Runtime.h"
+#include "framework/train/ImageGrid.h"
 #include "framework/train/Trainer.h"
 #include "launch/Bench.h"
 
@@ -92,6 +96,28 @@ int main(int argc, char** argv) {
   binCmd->add_option("output", binOut, "HDF5 file to write")->required();
   binCmd->add_option("--binarize", binarizeText, "threshold:T | stochastic:SEED")->required();
   binCmd->add_flag("--force", binForce, "replace OUTPUT if it exists");
+  CifarImportOptions cifar;
+  auto* cifarCmd = dataCmd->add_subcommand("import-cifar", "import CIFAR-10/100 binary batches");
+  cifarCmd->add_option("--dir", cifar.dir, "folder with data_batch_*.bin or train.bin")->required();
+  cifarCmd->add_option("--out", cifar.out, "HDF5 file to write")->required();
+  cifarCmd->add_flag("--force", cifar.overwrite, "replace OUT if it exists");
+  ColorizeOptions color;
+  auto* colorCmd = dataCmd->add_subcommand(
+      "colorize", "colour a grey image file: foreground/background colours as attributes");
+  colorCmd->add_option("input", color.in, "grey HDF5 image file")->required();
+  colorCmd->add_option("output", color.out, "HDF5 file to write")->required();
+  colorCmd->add_option("--seed", color.seed, "seed of the colour draws");
+  colorCmd->add_option("--fg", color.foreground, "foreground palette")->delimiter(',');
+  colorCmd->add_option("--bg", color.background, "background palette")->delimiter(',');
+  colorCmd->add_option("--size", color.size, "output side: pad up, or a divisor to downsample");
+  colorCmd->add_flag("--force", color.overwrite, "replace OUTPUT if it exists");
+  std::string gridIn, gridOut, gridSplit = "train";
+  int64_t gridCount = 64;
+  auto* gridCmd = dataCmd->add_subcommand("grid", "save the first images of a split as a PNG grid");
+  gridCmd->add_option("file", gridIn, "HDF5 image file")->required();
+  gridCmd->add_option("png", gridOut, "PNG to write")->required();
+  gridCmd->add_option("--split", gridSplit, "split to show");
+  gridCmd->add_option("--count", gridCount, "images to show");
   std::string infoPath;
   auto* infoCmd = dataCmd->add_subcommand("info", "describe an HDF5 image file");
   infoCmd->add_option("file", infoPath, "HDF5 image file")->required();
@@ -104,6 +130,12 @@ int main(int argc, char** argv) {
   benchTrainCmd->add_option("overrides", trainBench.overrides, "key.path=value overrides");
   benchTrainCmd->add_option("--steps", trainBench.steps, "timed steps");
   benchTrainCmd->add_option("--warmup", trainBench.warmup, "untimed steps first");
+  TrainBenchOptions loaderBench;
+  loaderBench.steps = 2000;
+  auto* benchLoaderCmd = benchCmd->add_subcommand("loader", "loader images/s with transforms");
+  benchLoaderCmd->add_option("spec", loaderBench.spec, "YAML experiment spec")->required();
+  benchLoaderCmd->add_option("overrides", loaderBench.overrides, "key.path=value overrides");
+  benchLoaderCmd->add_option("--batches", loaderBench.steps, "timed batches");
   AllReduceBenchOptions reduceBench;
   auto* benchReduceCmd = benchCmd->add_subcommand("allreduce", "reducer vs raw MPI_Allreduce");
   benchReduceCmd->add_option("--mb", reduceBench.megabytes, "gradient sizes in MB");
@@ -125,6 +157,16 @@ int main(int argc, char** argv) {
         idx.binarization = Binarization::parse(binarizeText);
         idx.labelNames = labelNames(labels);
         std::cout << importIdx(idx) << "\n";
+      } else if (*cifarCmd) {
+        std::cout << importCifar(cifar) << "\n";
+      } else if (*colorCmd) {
+        std::cout << colorize(color) << "\n";
+      } else if (*gridCmd) {
+        const ImageDataset data(gridIn, gridSplit, 0);
+        std::vector<int64_t> indices(static_cast<std::size_t>(std::min(gridCount, data.size())));
+        for (std::size_t k = 0; k < indices.size(); ++k) indices[k] = static_cast<int64_t>(k);
+        writeImageGrid(readBatch(data, indices).images, gridOut);
+        std::cout << "wrote " << gridOut << "\n";
       } else if (*binCmd) {
         std::cout << binarizeFile(binIn, binOut, binForce, Binarization::parse(binarizeText))
                   << "\n";
@@ -135,6 +177,7 @@ int main(int argc, char** argv) {
       runtime = std::make_unique<Runtime>(&argc, &argv);
       if (*trainCmd) return train(*runtime, specPath, overrides, resume, maxSteps);
       if (*benchTrainCmd) return benchTrain(*runtime, trainBench);
+      if (*benchLoaderCmd) return benchLoader(*runtime, loaderBench);
       return benchAllReduce(*runtime, reduceBench);
     }
     return 0;

@@ -131,6 +131,12 @@ Schema frameworkSchema() {
   s.add({"data.cache_mb", KeyType::Int, "2048",
          "a split at most this large is read into memory once; larger ones are read per batch",
          0});
+  s.add({"data.resolution", KeyType::Int, "0",
+         "image height after area downsampling on load (a divisor of the stored height; 0: as "
+         "stored)", 0});
+  s.add({"data.flip", KeyType::Bool, "false", "random horizontal flips of training images"});
+  s.add({"data.normalize", KeyType::String, "unit", "pixel range given to the model: unit = "
+         "[0, 1], symmetric = [-1, 1]", -big, big, {"unit", "symmetric"}});
   s.add({"data.prefetch", KeyType::Int, "4", "batches the loader thread prepares ahead", 1, 64});
   s.add({"train.global_batch", KeyType::Int, "128",
          "images per optimizer step over all ranks; must divide by the number of ranks", 1});

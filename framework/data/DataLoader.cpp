@@ -4,19 +4,67 @@
 
 #include <cstring>
 
+#include "framework/random/CounterRng.h"
+#include "framework/runtime/Error.h"
+
 namespace gentrain {
 
-Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices) {
+void Transform::check(int64_t height, int64_t width) const {
+  if (resolution > 0 &&
+      (resolution > height || height % resolution != 0 || width % (height / resolution) != 0)) {
+    throw SpecError("data.resolution = " + std::to_string(resolution) + " does not divide the "
+                    "stored " + std::to_string(height) + "x" + std::to_string(width) +
+                    " images: use a divisor of the height, or 0 for the stored size");
+  }
+}
+
+namespace {
+
+// Flip coins of the loader; a stream of their own so that no model's noise coincides.
+constexpr uint32_t kFlipStream = 0x464c4950;  // "FLIP"
+
+// A plain loop: tensor ops here would start an OpenMP team on the loader thread.
+void convert(const uint8_t* raw, int64_t count, int64_t c, int64_t h, int64_t w,
+             const Transform& t, const float* coins, float* out) {
+  const int64_t f = t.factor(h);
+  const int64_t side = h / f, sideW = w / f;
+  const float scale = (t.symmetric ? 2.0f : 1.0f) / (255.0f * float(f * f));
+  const float shift = t.symmetric ? -1.0f : 0.0f;
+  for (int64_t k = 0; k < count; ++k) {
+    const bool flip = coins != nullptr && coins[k] < 0.5f;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const uint8_t* plane = raw + (k * c + ch) * h * w;
+      float* target = out + (k * c + ch) * side * sideW;
+      for (int64_t y = 0; y < side; ++y) {
+        for (int64_t x = 0; x < sideW; ++x) {
+          int sum = 0;
+          for (int64_t dy = 0; dy < f; ++dy) {
+            for (int64_t dx = 0; dx < f; ++dx) sum += plane[(y * f + dy) * w + x * f + dx];
+          }
+          target[y * sideW + (flip ? sideW - 1 - x : x)] = float(sum) * scale + shift;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
+                const Transform& transform, int64_t step, int64_t firstSample) {
   const int64_t count = static_cast<int64_t>(indices.size());
   std::vector<uint8_t> raw(static_cast<std::size_t>(count * data.imageBytes()));
   data.readImages(indices, raw.data());
 
   Batch batch;
-  batch.images = at::empty({count, data.channels(), data.height(), data.width()}, at::kFloat);
-  // A plain loop: tensor ops here would start an OpenMP team on the loader thread.
-  float* pixels = batch.images.data_ptr<float>();
-  constexpr float kScale = 1.0f / 255.0f;
-  for (std::size_t i = 0; i < raw.size(); ++i) pixels[i] = raw[i] * kScale;
+  const int64_t h = data.height(), w = data.width(), f = transform.factor(h);
+  batch.images = at::empty({count, data.channels(), h / f, w / f}, at::kFloat);
+  at::Tensor coins;
+  if (transform.flip) {
+    coins = counterUniform({transform.seed, kFlipStream, uint64_t(step)}, firstSample, count, {1});
+  }
+  convert(raw.data(), count, data.channels(), h, w, transform,
+          coins.defined() ? coins.data_ptr<float>() : nullptr, batch.images.data_ptr<float>());
 
   if (data.hasLabels()) {
     batch.labels = at::empty({count}, at::kLong);
@@ -35,8 +83,9 @@ Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices) {
 }
 
 DataLoader::DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
-                       int64_t startEpoch, int64_t startStepInEpoch, int prefetch)
-    : data_(std::move(data)), sampler_(std::move(sampler)),
+                       int64_t startEpoch, int64_t startStepInEpoch, int prefetch,
+                       Transform transform)
+    : data_(std::move(data)), sampler_(std::move(sampler)), transform_(transform),
       capacity_(static_cast<std::size_t>(std::max(1, prefetch))) {
   worker_ = std::thread([this, startEpoch, startStepInEpoch] { run(startEpoch, startStepInEpoch); });
 }
@@ -54,11 +103,14 @@ void DataLoader::run(int64_t epoch, int64_t stepInEpoch) {
   try {
     const int64_t perEpoch = sampler_.stepsPerEpoch();
     while (true) {
-      Batch batch = readBatch(*data_, sampler_.indices(epoch, stepInEpoch));
+      const int64_t step = epoch * perEpoch + stepInEpoch;
+      const int64_t firstSample = step * sampler_.globalBatch() + sampler_.rankOffset();
+      Batch batch = readBatch(*data_, sampler_.indices(epoch, stepInEpoch), transform_, step,
+                              firstSample);
       batch.epoch = epoch;
       batch.stepInEpoch = stepInEpoch;
-      batch.step = epoch * perEpoch + stepInEpoch;
-      batch.firstSample = batch.step * sampler_.globalBatch() + sampler_.rankOffset();
+      batch.step = step;
+      batch.firstSample = firstSample;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         changed_.wait(lock, [&] { return stopping_ || ready_.size() < capacity_; });

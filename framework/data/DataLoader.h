@@ -31,8 +31,29 @@ struct Batch {
   int64_t size() const { return images.defined() ? images.size(0) : 0; }
 };
 
-/// Reads the images at `indices` into a Batch (labels and attributes included when present).
-Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices);
+/// What happens to images on their way from the file to a model.
+struct Transform {
+  /// Height after area downsampling (averaging factor x factor blocks, the width shrinking by the
+  /// same factor); 0 keeps the stored size. Must divide the stored height, and the factor the
+  /// width (Progressive GAN's lower-resolution phases read this way).
+  int64_t resolution = 0;
+  /// Random horizontal flips, one coin per sample keyed by (seed, step, sample position), so the
+  /// flips do not depend on the number of ranks. Training batches only.
+  bool flip = false;
+  /// Values in [-1, 1] instead of [0, 1].
+  bool symmetric = false;
+  uint64_t seed = 0;
+
+  /// The downsampling factor for a stored height.
+  int64_t factor(int64_t height) const { return resolution > 0 ? height / resolution : 1; }
+  /// Throws SpecError unless the resolution divides the stored height and width.
+  void check(int64_t height, int64_t width) const;
+};
+
+/// Reads the images at `indices` into a Batch (labels and attributes included when present),
+/// applying `transform`. `step` and `firstSample` address the flip noise.
+Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
+                const Transform& transform = {}, int64_t step = 0, int64_t firstSample = 0);
 
 /// Endless stream of training batches from a resume position, prepared `prefetch` ahead on a
 /// background thread. The thread does no MPI and no multi-threaded tensor work. An error on the
@@ -40,7 +61,8 @@ Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices);
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
-             int64_t startEpoch, int64_t startStepInEpoch, int prefetch);
+             int64_t startEpoch, int64_t startStepInEpoch, int prefetch,
+             Transform transform = {});
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -54,6 +76,7 @@ class DataLoader {
 
   std::shared_ptr<const ImageDataset> data_;
   DistributedSampler sampler_;
+  Transform transform_;
   std::size_t capacity_;
   std::mutex mutex_;
   std::condition_variable changed_;

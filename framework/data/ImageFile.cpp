@@ -5,6 +5,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <iomanip>
+#include <numeric>
 #include <sstream>
 
 #include "framework/runtime/Error.h"
@@ -269,6 +271,27 @@ void ImageFileWriter::commit() {
   committed_ = true;
 }
 
+std::vector<double> channelMeans(const ImageDataset& data) {
+  const int64_t c = data.channels(), plane = data.height() * data.width();
+  std::vector<double> sums(static_cast<std::size_t>(c), 0.0);
+  constexpr int64_t kBlock = 1024;
+  std::vector<uint8_t> pixels(static_cast<std::size_t>(kBlock * data.imageBytes()));
+  for (int64_t first = 0; first < data.size(); first += kBlock) {
+    const int64_t count = std::min(kBlock, data.size() - first);
+    std::vector<int64_t> indices(static_cast<std::size_t>(count));
+    for (int64_t k = 0; k < count; ++k) indices[k] = first + k;
+    data.readImages(indices, pixels.data());
+    for (int64_t k = 0; k < count; ++k) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const uint8_t* p = pixels.data() + (k * c + ch) * plane;
+        sums[ch] += std::accumulate(p, p + plane, int64_t{0});
+      }
+    }
+  }
+  for (double& s : sums) s /= double(data.size() * plane);
+  return sums;
+}
+
 std::string describeImageFile(const std::string& path) {
   Handle file = h5::openFile(path);
   std::ostringstream os;
@@ -295,8 +318,18 @@ std::string describeImageFile(const std::string& path) {
       os << ")\n";
     }
     if (!data.attributeNames().empty()) {
-      os << "    attributes: " << joined(data.attributeNames()) << "\n";
+      os << "    attributes:";
+      const std::size_t a = data.attributeNames().size();
+      for (std::size_t j = 0; j < a; ++j) {
+        int64_t ones = 0;
+        for (int64_t k = 0; k < data.size(); ++k) ones += data.attributes()[k * a + j];
+        os << " " << data.attributeNames()[j] << " (" << ones << ")";
+      }
+      os << "\n";
     }
+    os << "    per-channel mean:";
+    for (double mean : channelMeans(data)) os << " " << std::fixed << std::setprecision(2) << mean;
+    os << " (of 255)\n";
   }
   return os.str();
 }

@@ -85,7 +85,10 @@ class ImageFileWriter {
   bool committed_ = false;
 };
 
-/// A multi-line, human-readable summary of a file: splits, shapes, labels, attributes.
+/// Mean pixel value (0..255) of each channel over a whole split.
+std::vector<double> channelMeans(const ImageDataset& data);
+
+/// A multi-line, human-readable summary of a file: splits, shapes, labels, attributes, means.
 std::string describeImageFile(const std::string& path);
 
 }  // namespace gentrain

@@ -28,6 +28,7 @@ struct DataShape {
   int64_t width = 28;
   std::vector<std::string> attributeNames;
   int64_t testSize = 0;  ///< images in the test split
+  bool symmetric = false;  ///< pixels in [-1, 1] (data.normalize: symmetric) instead of [0, 1]
   /// The file's `binarize` attribute ("none", "threshold:128", ...).
   std::string binarization = "none";
 };

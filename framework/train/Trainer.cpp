@@ -97,10 +97,17 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   totalSteps_ = spec_.integer("train.steps") > 0 ? spec_.integer("train.steps")
                                                  : spec_.integer("train.epochs") * stepsPerEpoch_;
 
+  transform_.resolution = spec_.integer("data.resolution");
+  transform_.flip = spec_.flag("data.flip");
+  transform_.symmetric = spec_.text("data.normalize") == "symmetric";
+  transform_.seed = seed();
+  transform_.check(train_->height(), train_->width());
+
   DataShape shape;
   shape.channels = train_->channels();
-  shape.height = train_->height();
-  shape.width = train_->width();
+  shape.height = train_->height() / transform_.factor(train_->height());
+  shape.width = train_->width() / transform_.factor(train_->height());
+  shape.symmetric = transform_.symmetric;
   shape.attributeNames = train_->attributeNames();
   shape.testSize = test_->size();
   shape.binarization = train_->fileAttribute("binarize");
@@ -317,11 +324,13 @@ Scalars Trainer::evaluate(bool final) {
   torch::NoGradGuard noGrad;
   const auto [begin, end] = DistributedSampler::evalShard(test_->size(), comm.rank(), comm.size());
   const int64_t batchSize = spec_.integer("eval.batch");
+  Transform noFlips = transform_;
+  noFlips.flip = false;
   Scalars sums;
   for (int64_t first = begin; first < end; first += batchSize) {
     std::vector<int64_t> indices(static_cast<std::size_t>(std::min(batchSize, end - first)));
     std::iota(indices.begin(), indices.end(), first);
-    Batch batch = readBatch(*test_, indices);
+    Batch batch = readBatch(*test_, indices, noFlips);
     batch.firstSample = first;
     batch.step = step_;
     batch.images = batch.images.to(device());
@@ -418,7 +427,7 @@ RunSummary Trainer::run(int64_t maxSteps) {
   DistributedSampler sampler(train_->size(), spec_.integer("train.global_batch"), comm.rank(),
                              comm.size(), seed());
   DataLoader loader(train_, sampler, step_ / stepsPerEpoch_, step_ % stepsPerEpoch_,
-                    static_cast<int>(spec_.integer("data.prefetch")));
+                    static_cast<int>(spec_.integer("data.prefetch")), transform_);
   const int64_t logEvery = spec_.integer("log.every_steps");
   summary_ = RunSummary{};
   summary_.firstStep = summary_.lastStep = step_;

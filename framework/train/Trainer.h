@@ -85,6 +85,7 @@ class Trainer : public ModelContext {
   std::string runDir_;
   std::shared_ptr<const ImageDataset> train_;
   std::shared_ptr<const ImageDataset> test_;
+  Transform transform_;  // training; evaluation uses it without flips
   std::unique_ptr<Model> model_;
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> networks_;
   std::vector<std::unique_ptr<DistributedOptimizer>> optimizers_;

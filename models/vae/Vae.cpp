@@ -111,6 +111,10 @@ void Vae::build(ModelContext& context, const DataShape& data) {
                       "; use fewer layers or model.arch=mlp");
     }
   }
+  if (data.symmetric) {
+    throw SpecError(spec.where("data.normalize") + ": the VAE's Bernoulli decoder needs pixels in "
+                    "[0, 1]; set data.normalize=unit");
+  }
   if (data.binarization == "none") {
     log::warn("the data is not binarized (see `gentrain data binarize`): the Bernoulli decoder's "
               "ELBO on grey values is not a log-likelihood in nats");

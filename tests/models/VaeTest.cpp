@@ -97,3 +97,20 @@ TEST(Vae, ARunDirectoryWithCheckpointsIsNotOverwritten) {
     EXPECT_NE(std::string(e.what()).find("model.latent: 4 -> 5"), std::string::npos) << e.what();
   }
 }
+
+TEST(Vae, LoaderTransformsReachTheModel) {
+  Fixture f;
+  // Half resolution: the VAE is built for 4x4 images and trains on them.
+  Trainer small(f.comm, c10::kCPU,
+                test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run", {"data.resolution=4"}), {});
+  small.run(2);
+  EXPECT_EQ(small.model().sample(2, 0).sizes(), (std::vector<int64_t>{2, 1, 4, 4}));
+  // The Bernoulli decoder refuses [-1, 1] pixels with the key to change.
+  try {
+    Trainer(f.comm, c10::kCPU,
+            test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run2", {"data.normalize=symmetric"}), {});
+    FAIL() << "no error";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("set data.normalize=unit"), std::string::npos);
+  }
+}
