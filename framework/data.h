@@ -6,3 +6,5 @@
 #include "framework/data/IdxImport.h"
 #include "framework/data/CifarImport.h"
 #include "framework/data/Colorize.h"
+#include "framework/data/FolderImport.h"
+#include "framework/data/ImageCodec.h"

@@ -13,6 +13,7 @@
 #include "framework/data/Colorize.h"
 #include "framework/data/IdxImport.h"
 #include "framework/data/DataLoader.h"
+#include "framework/data/FolderImport.h"
 #include "framework/data/ImageFile.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
@@ -101,6 +102,20 @@ int main(int argc, char** argv) {
   cifarCmd->add_option("--dir", cifar.dir, "folder with data_batch_*.bin or train.bin")->required();
   cifarCmd->add_option("--out", cifar.out, "HDF5 file to write")->required();
   cifarCmd->add_flag("--force", cifar.overwrite, "replace OUT if it exists");
+  FolderImportOptions folder;
+  std::string background = "0,0,0";
+  auto* folderCmd = dataCmd->add_subcommand("import-folder", "import a folder of PNG/JPEG images");
+  folderCmd->add_option("--dir", folder.dir, "folder of images (searched recursively)")->required();
+  folderCmd->add_option("--out", folder.out, "HDF5 file to write")->required();
+  folderCmd->add_option("--size", folder.size, "side of the square output images");
+  folderCmd->add_flag("--labels-from-folders", folder.labelsFromFolders,
+                      "label = first-level sub-folder (sorted names)");
+  folderCmd->add_option("--attributes", folder.attributes,
+                        "CelebA list_attr_celeba.txt or CSV file,attr1,... table");
+  folderCmd->add_option("--background", background, "R,G,B under transparent pixels");
+  folderCmd->add_option("--test-every", folder.testEvery, "every n-th image to the test split");
+  folderCmd->add_flag("--skip-bad", folder.skipBad, "report unreadable images and go on");
+  folderCmd->add_flag("--force", folder.overwrite, "replace OUT if it exists");
   ColorizeOptions color;
   auto* colorCmd = dataCmd->add_subcommand(
       "colorize", "colour a grey image file: foreground/background colours as attributes");
@@ -157,6 +172,9 @@ int main(int argc, char** argv) {
         idx.binarization = Binarization::parse(binarizeText);
         idx.labelNames = labelNames(labels);
         std::cout << importIdx(idx) << "\n";
+      } else if (*folderCmd) {
+        folder.background = parseColour(background);
+        std::cout << importFolder(folder) << "\n";
       } else if (*cifarCmd) {
         std::cout << importCifar(cifar) << "\n";
       } else if (*colorCmd) {

@@ -159,7 +159,9 @@ Handle extensible(hid_t group, const char* name, hid_t type, std::vector<hsize_t
   Handle space(H5Screate_simple(int(dims.size()), dims.data(), maxDims.data()), H5Sclose);
   Handle create(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   H5Pset_chunk(create.id(), int(chunk.size()), chunk.data());
-  if (compress) H5Pset_deflate(create.id(), 4);
+  // Level 1: most of the size gain of higher levels at a fraction of the time (imports of
+  // large folders spent most of their time in deflate at level 4).
+  if (compress) H5Pset_deflate(create.id(), 1);
   Handle dataset(H5Dcreate2(group, name, type, space.id(), H5P_DEFAULT, create.id(), H5P_DEFAULT),
                  H5Dclose);
   if (!dataset.valid()) throw DataError(std::string("HDF5: cannot create dataset ") + name);

@@ -1,0 +1,249 @@
+#include "framework/data/FolderImport.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "framework/data/ImageCodec.h"
+#include "framework/data/ImageFile.h"
+#include "framework/runtime/Error.h"
+#include "framework/runtime/Log.h"
+
+namespace gentrain {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct AttributeTable {
+  std::vector<std::string> names;
+  std::map<std::string, std::vector<uint8_t>> rows;  // file name -> 0/1 values
+};
+
+std::vector<std::string> splitFields(const std::string& line, char separator) {
+  std::vector<std::string> fields;
+  if (separator == ' ') {
+    std::istringstream in(line);
+    for (std::string field; in >> field;) fields.push_back(field);
+  } else {
+    std::stringstream in(line);
+    for (std::string field; std::getline(in, field, separator);) {
+      while (!field.empty() && (field.back() == '\r' || field.back() == ' ')) field.pop_back();
+      fields.push_back(field);
+    }
+  }
+  return fields;
+}
+
+AttributeTable readAttributes(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": attribute table missing or unreadable");
+  AttributeTable table;
+  const bool csv = fs::path(path).extension() == ".csv";
+  std::string line;
+  int lineNumber = 0;
+  if (!csv) {  // CelebA: a count line, a names line, then "file v1 v2 ..."
+    std::getline(in, line);
+    ++lineNumber;
+  }
+  if (!std::getline(in, line)) throw DataError(path + ": no header line of attribute names");
+  ++lineNumber;
+  table.names = splitFields(line, csv ? ',' : ' ');
+  if (csv && !table.names.empty()) table.names.erase(table.names.begin());  // the "file" column
+  while (std::getline(in, line)) {
+    ++lineNumber;
+    const std::vector<std::string> fields = splitFields(line, csv ? ',' : ' ');
+    if (fields.empty()) continue;
+    if (fields.size() != table.names.size() + 1) {
+      throw DataError(path + ":" + std::to_string(lineNumber) + ": " +
+                      std::to_string(fields.size() - 1) + " values for " +
+                      std::to_string(table.names.size()) + " attributes");
+    }
+    std::vector<uint8_t> values;
+    for (std::size_t j = 1; j < fields.size(); ++j) {
+      if (fields[j] != "1" && fields[j] != "-1" && fields[j] != "0") {
+        throw DataError(path + ":" + std::to_string(lineNumber) + ": value '" + fields[j] +
+                        "' of " + table.names[j - 1] + " is not 1, 0 or -1");
+      }
+      values.push_back(fields[j] == "1" ? 1 : 0);
+    }
+    table.rows[fields[0]] = std::move(values);
+  }
+  return table;
+}
+
+std::vector<fs::path> imageFiles(const fs::path& dir) {
+  if (!fs::is_directory(dir)) throw DataError(dir.string() + ": not a folder");
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::string ext = entry.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw DataError(dir.string() + ": no .png, .jpg or .jpeg files");
+  return files;
+}
+
+/// RGBA -> 3 x size x size: flatten onto the background, crop the centre square, scale it to
+/// `size`. Plain loops for the common case (already the right size); tensors only to resize.
+void toSquare(const DecodedImage& image, int64_t size, const std::array<uint8_t, 3>& bg,
+              uint8_t* out) {
+  const int64_t side = std::min(image.height, image.width);
+  const int64_t top = (image.height - side) / 2, left = (image.width - side) / 2;
+  std::vector<float> planes(static_cast<std::size_t>(3 * side * side));
+  for (int64_t y = 0; y < side; ++y) {
+    for (int64_t x = 0; x < side; ++x) {
+      const uint8_t* p = &image.pixels[((top + y) * image.width + left + x) * 4];
+      const float alpha = p[3] / 255.0f;
+      for (int c = 0; c < 3; ++c) {
+        planes[(c * side + y) * side + x] = p[c] * alpha + bg[c] * (1.0f - alpha);
+      }
+    }
+  }
+  at::Tensor rgb = at::from_blob(planes.data(), {1, 3, side, side}, at::kFloat);
+  if (side > size) {
+    rgb = at::adaptive_avg_pool2d(rgb, {size, size});  // area averaging
+  } else if (side < size) {
+    rgb = at::upsample_bilinear2d(rgb, {size, size}, false);
+  }
+  rgb = rgb.contiguous();
+  const float* values = rgb.data_ptr<float>();
+  for (int64_t i = 0; i < 3 * size * size; ++i) {
+    out[i] = static_cast<uint8_t>(std::clamp(std::lround(values[i]), 0L, 255L));
+  }
+}
+
+}  // namespace
+
+std::array<uint8_t, 3> parseColour(const std::string& text) {
+  std::array<uint8_t, 3> colour{};
+  const std::vector<std::string> fields = splitFields(text, ',');
+  bool ok = fields.size() == 3;
+  for (std::size_t c = 0; ok && c < 3; ++c) {
+    try {
+      const int v = std::stoi(fields[c]);
+      ok = v >= 0 && v <= 255;
+      colour[c] = static_cast<uint8_t>(v);
+    } catch (const std::exception&) {
+      ok = false;
+    }
+  }
+  if (!ok) throw UsageError("--background '" + text + "': give R,G,B with values 0..255");
+  return colour;
+}
+
+std::string importFolder(const FolderImportOptions& options) {
+  if (options.size < 1) throw UsageError("--size must be at least 1");
+  const fs::path dir(options.dir);
+  const std::vector<fs::path> files = imageFiles(dir);
+  AttributeTable table;
+  if (!options.attributes.empty()) {
+    table = readAttributes(options.attributes);
+    std::map<std::string, int> present;
+    for (const fs::path& f : files) ++present[f.filename().string()];
+    for (const auto& [name, values] : table.rows) {
+      if (!present.count(name)) {
+        throw DataError(options.attributes + ": row for '" + name + "', which is not an image "
+                        "in " + options.dir + "; remove the row or add the file");
+      }
+    }
+    for (const fs::path& f : files) {
+      if (!table.rows.count(f.filename().string())) {
+        throw DataError(f.string() + ": no row in " + options.attributes);
+      }
+    }
+  }
+  std::map<std::string, int64_t> classes;
+  if (options.labelsFromFolders) {
+    for (const fs::path& f : files) {
+      const fs::path relative = fs::relative(f, dir);
+      if (relative.begin() == relative.end() || std::next(relative.begin()) == relative.end()) {
+        throw DataError(f.string() + ": not in a sub-folder, so it has no label (labels come "
+                        "from sub-folder names)");
+      }
+      classes.emplace(relative.begin()->string(), 0);
+    }
+    int64_t next = 0;
+    for (auto& [name, index] : classes) index = next++;
+  }
+  std::vector<std::string> labelNames;
+  for (const auto& [name, index] : classes) labelNames.push_back(name);
+
+  ImageFileWriter writer(options.out, options.overwrite);
+  writer.setFileAttribute("source", "folder:" + fs::absolute(dir).string());
+  writer.setFileAttribute("binarize", std::string("none"));
+  if (!labelNames.empty()) writer.setFileAttribute("label_names", labelNames);
+
+  const int64_t imageBytes = 3 * options.size * options.size;
+  const std::size_t a = table.names.size();
+  int64_t written = 0, skipped = 0;
+  std::map<std::string, int64_t> splitCounts;
+  for (const std::string split : {"train", "test"}) {
+    std::vector<fs::path> mine;
+    for (std::size_t k = 0; k < files.size(); ++k) {
+      const bool test = options.testEvery > 0 && k % options.testEvery == options.testEvery - 1;
+      if (test == (split == "test")) mine.push_back(files[k]);
+    }
+    if (mine.empty()) continue;
+    writer.beginSplit(split, 3, options.size, options.size, options.labelsFromFolders, table.names);
+    constexpr std::size_t kBlock = 256;
+    for (std::size_t first = 0; first < mine.size(); first += kBlock) {
+      const std::size_t n = std::min(mine.size(), first + kBlock) - first;
+      // Decode and resize the block on all cores; errors are kept per file and reported below,
+      // in file order, so the outcome does not depend on the thread count.
+      std::vector<uint8_t> decoded(n * static_cast<std::size_t>(imageBytes));
+      std::vector<std::string> errors(n);
+      at::parallel_for(0, static_cast<int64_t>(n), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) {
+          try {
+            toSquare(decodeImage(mine[first + k].string()), options.size, options.background,
+                     decoded.data() + k * imageBytes);
+          } catch (const DataError& e) {
+            errors[k] = e.what();
+          }
+        }
+      });
+      std::vector<uint8_t> images;
+      std::vector<int64_t> labels;
+      std::vector<uint8_t> attributes;
+      for (std::size_t k = 0; k < n; ++k) {
+        const fs::path& file = mine[first + k];
+        if (!errors[k].empty()) {
+          if (!options.skipBad) throw DataError(errors[k] + " (pass --skip-bad to skip such files)");
+          log::warn("skipped " + errors[k]);
+          ++skipped;
+          continue;
+        }
+        images.insert(images.end(), decoded.begin() + k * imageBytes,
+                      decoded.begin() + (k + 1) * imageBytes);
+        if (options.labelsFromFolders) {
+          labels.push_back(classes.at(fs::relative(file, dir).begin()->string()));
+        }
+        if (a > 0) {
+          const auto& row = table.rows.at(file.filename().string());
+          attributes.insert(attributes.end(), row.begin(), row.end());
+        }
+      }
+      const int64_t count = static_cast<int64_t>(images.size()) / imageBytes;
+      writer.append(images.data(), count, labels.empty() ? nullptr : labels.data(),
+                    attributes.empty() ? nullptr : attributes.data());
+      written += count;
+      splitCounts[split] += count;
+    }
+  }
+  writer.commit();
+  std::string summary = "wrote " + options.out + " (";
+  for (const auto& [split, n] : splitCounts) summary += split + " " + std::to_string(n) + ", ";
+  return summary + "3x" + std::to_string(options.size) + "x" + std::to_string(options.size) + ", " +
+         std::to_string(labelNames.size()) + " labels, " + std::to_string(a) + " attributes; " +
+         std::to_string(skipped) + " unreadable file(s) skipped)";
+}
+
+}  // namespace gentrain

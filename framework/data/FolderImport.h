@@ -1,0 +1,37 @@
+#pragma once
+/// @file Importing a folder of PNG/JPEG images into the HDF5 image schema.
+///
+/// Every image is resized so that its shorter side is `size` (area averaging down, bilinear up),
+/// centre-cropped to size x size, and flattened onto a background colour where it has alpha.
+/// Labels come from first-level sub-folder names (sorted, 0-based); attributes from a CelebA
+/// `list_attr_celeba.txt` table or a CSV `file,attr1,...` (values 1/-1 or 1/0). Files stream
+/// through in blocks: a folder of 200k images is never held in memory.
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace gentrain {
+
+struct FolderImportOptions {
+  std::string dir;
+  std::string out;
+  int64_t size = 64;
+  bool labelsFromFolders = false;
+  std::string attributes;  ///< CelebA .txt or .csv table; "" for none
+  std::array<uint8_t, 3> background{0, 0, 0};
+  bool skipBad = false;    ///< report unreadable images and go on, instead of stopping
+  /// Every n-th image (in sorted path order) goes to the `test` split; 0 puts all in `train`.
+  int64_t testEvery = 0;
+  bool overwrite = false;
+};
+
+/// Returns a one-line summary (images written, skipped). DataError names the first bad file
+/// (without skipBad), a table row naming a file that is not in the folder, or a folder image
+/// missing from the table.
+std::string importFolder(const FolderImportOptions& options);
+
+/// Parses "R,G,B" (0..255 each); UsageError otherwise.
+std::array<uint8_t, 3> parseColour(const std::string& text);
+
+}  // namespace gentrain
