@@ -214,6 +214,29 @@ TEST(Mpi, ResumeReproducesTheUninterruptedRunExactly) {
   world().barrier();
 }
 
+TEST(Mpi, EvaluationIsIdenticalOnAnyNumberOfRanks) {
+  REQUIRE_RANKS();
+  const std::string dir = sharedDir("eval");
+  const std::string data = sharedDataset(dir);
+  const std::vector<std::string> overrides{"train.steps=4", "eval.batch=3"};
+  Scalars ranks;
+  {
+    Trainer trainer(world(), c10::kCPU, test::tinyVaeSpec(data, dir + "/run", overrides), {});
+    trainer.run();
+    ranks = trainer.evaluate(true);
+  }
+  if (world().rank() == 0) {
+    MpiCommunicator self(MPI_COMM_SELF);
+    fs::copy(dir + "/run", dir + "/copy", fs::copy_options::recursive);
+    Trainer alone(self, c10::kCPU, test::tinyVaeSpec(data, dir + "/copy", overrides),
+                  {true, false});
+    const Scalars one = alone.evaluate(true);
+    EXPECT_EQ(one, ranks) << "evaluation differs between 1 and " << world().size() << " ranks";
+    EXPECT_EQ(one.count("iw_ll"), 1u);
+  }
+  world().barrier();
+}
+
 // A model with two networks and two optimizers stepped one after the other, as a GAN does:
 // the framework must reduce each optimizer's gradients separately and still match one process.
 namespace {
@@ -247,7 +270,7 @@ class TwoNetworks : public Model {
     makerOptimizer_->step();
     return {{"critic", criticLoss.item<double>()}, {"maker", makerLoss.item<double>()}};
   }
-  Scalars evaluate(const Batch& batch, bool) override { return {{"n", double(batch.size())}}; }
+  PerImage evaluate(const Batch& batch, bool) override { return {{"n", at::ones({batch.size()})}}; }
   at::Tensor sample(int64_t count, int64_t) override {
     return torch::sigmoid(maker_->forward(at::zeros({count, 3})))
         .view({count, shape_[0], shape_[1], shape_[2]});

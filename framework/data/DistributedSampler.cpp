@@ -51,11 +51,13 @@ std::vector<int64_t> DistributedSampler::indices(int64_t epoch, int64_t stepInEp
 }
 
 std::pair<int64_t, int64_t> DistributedSampler::evalShard(int64_t datasetSize, int rank,
-                                                          int world) {
-  const int64_t base = datasetSize / world;
-  const int64_t extra = datasetSize % world;
-  const int64_t begin = rank * base + std::min<int64_t>(rank, extra);
-  return {begin, begin + base + (rank < extra ? 1 : 0)};
+                                                          int world, int64_t batch) {
+  const int64_t batches = (datasetSize + batch - 1) / batch;
+  const int64_t base = batches / world;
+  const int64_t extra = batches % world;
+  const int64_t first = rank * base + std::min<int64_t>(rank, extra);
+  const int64_t last = first + base + (rank < extra ? 1 : 0);
+  return {std::min(datasetSize, first * batch), std::min(datasetSize, last * batch)};
 }
 
 }  // namespace gentrain

@@ -7,8 +7,10 @@
 /// batch G sees exactly what W ranks see together), ranks never share an image within an epoch,
 /// and resuming needs only (epoch, step in epoch). The last partial batch is dropped.
 ///
-/// Evaluation: contiguous shards, sizes differing by at most one, that cover the split exactly
-/// once: no duplicated and no dropped images.
+/// Evaluation: contiguous shards made of whole evaluation batches (global batch k is images
+/// [k*B, (k+1)*B)), that cover the split exactly once: no duplicated and no dropped images, and
+/// every batch holds the same images whatever the number of ranks (see Note [exact evaluation]
+/// in framework/train/Trainer.cpp).
 
 #include <cstdint>
 #include <utility>
@@ -32,8 +34,10 @@ class DistributedSampler {
 
   /// The whole permutation of an epoch (the same on every rank).
   static std::vector<int64_t> permutation(int64_t size, uint64_t seed, int64_t epoch);
-  /// [begin, end) of the evaluation shard of `rank`.
-  static std::pair<int64_t, int64_t> evalShard(int64_t datasetSize, int rank, int world);
+  /// [begin, end) of the evaluation shard of `rank`: ranks get whole batches of `batch` images,
+  /// the counts differing by at most one batch.
+  static std::pair<int64_t, int64_t> evalShard(int64_t datasetSize, int rank, int world,
+                                               int64_t batch = 1);
 
  private:
   int64_t datasetSize_;

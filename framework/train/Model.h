@@ -49,10 +49,13 @@ class ModelContext {
                                              std::vector<at::Tensor> params) = 0;
 };
 
-/// Named scalars. For training: means over the rank's batch. For evaluation: sums over the
-/// rank's images (the trainer adds them over ranks and divides by the image count; a metric
-/// measured on only some images also returns "<name>:count", its own divisor).
+/// Named scalars: per-batch means of training metrics, or final evaluation metrics.
 using Scalars = std::map<std::string, double>;
+
+/// Evaluation metrics of a batch, one value per image: name -> tensor [B]. A metric measured on
+/// only some images is NaN for the others. The trainer averages each over the images where it is
+/// defined, exactly and independently of the number of ranks.
+using PerImage = std::map<std::string, at::Tensor>;
 
 class Model {
  public:
@@ -62,9 +65,9 @@ class Model {
   /// One optimizer step (or one round of steps, for GANs) on this rank's share of a global batch
   /// already on the device. Returns per-batch means.
   virtual Scalars trainStep(const Batch& batch) = 0;
-  /// Per-image sums of the evaluation metrics on a batch of test images. `final` marks the last
+  /// Evaluation metrics of each image of a batch of test images. `final` marks the last
   /// evaluation, where expensive metrics (e.g. importance-weighted bounds) run.
-  virtual Scalars evaluate(const Batch& batch, bool final) = 0;
+  virtual PerImage evaluate(const Batch& batch, bool final) = 0;
   /// `count` images [N, C, H, W] in [0, 1], the same on every rank for the same step.
   virtual at::Tensor sample(int64_t count, int64_t step) = 0;
   /// State beyond networks and optimizers (moving averages, phases); empty by default.

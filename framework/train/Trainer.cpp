@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -319,14 +320,22 @@ void Trainer::restore(const LoadedCheckpoint& checkpoint) {
   log::info(log::cat("resume: continuing from ", checkpoint.path, " at step ", step_));
 }
 
+// Note [exact evaluation]
+// Evaluation must give the same number on 1, 2 or 8 ranks (`gentrain eval` promises it). Three
+// things make it so: batches are fixed in dataset-index space and shards are whole batches
+// (DistributedSampler::evalShard), so every image is computed in the same batch whatever the
+// world size; all noise is counter-based; and per-image values are added as fixed-point
+// integers (2^-24 resolution), whose sums do not depend on the order of addition, over ranks too.
 Scalars Trainer::evaluate(bool final) {
   Communicator& comm = comm_;
   torch::NoGradGuard noGrad;
-  const auto [begin, end] = DistributedSampler::evalShard(test_->size(), comm.rank(), comm.size());
   const int64_t batchSize = spec_.integer("eval.batch");
+  const auto [begin, end] =
+      DistributedSampler::evalShard(test_->size(), comm.rank(), comm.size(), batchSize);
   Transform noFlips = transform_;
   noFlips.flip = false;
-  Scalars sums;
+  constexpr double kFixedPoint = 16777216.0;  // 2^24
+  std::map<std::string, std::pair<int64_t, int64_t>> sums;  // name -> (fixed-point sum, count)
   for (int64_t first = begin; first < end; first += batchSize) {
     std::vector<int64_t> indices(static_cast<std::size_t>(std::min(batchSize, end - first)));
     std::iota(indices.begin(), indices.end(), first);
@@ -336,16 +345,36 @@ Scalars Trainer::evaluate(bool final) {
     batch.images = batch.images.to(device());
     if (batch.labels.defined()) batch.labels = batch.labels.to(device());
     if (batch.attributes.defined()) batch.attributes = batch.attributes.to(device());
-    for (const auto& [name, value] : model_->evaluate(batch, final)) sums[name] += value;
+    for (const auto& [name, values] : model_->evaluate(batch, final)) {
+      const at::Tensor v = values.detach().to(at::kCPU, at::kDouble).contiguous();
+      const double* data = v.data_ptr<double>();
+      auto& [sum, count] = sums[name];
+      for (int64_t k = 0; k < v.numel(); ++k) {
+        if (std::isnan(data[k])) continue;
+        sum += std::llround(data[k] * kFixedPoint);
+        ++count;
+      }
+    }
   }
-  sums["count"] = static_cast<double>(end - begin);
-  Scalars total = reduceScalars(comm, sums, ReduceOp::Sum);
-  // A metric computed on a subset of the images reports its own count as "<name>:count".
+  // Every rank reduces the union of the names, also one whose shard gave it nothing to do.
+  std::string mine;
+  for (const auto& [name, sc] : sums) mine += name + "\n";
+  for (const std::string& theirs : comm.allGatherBytes(mine)) {
+    std::istringstream lines(theirs);
+    for (std::string name; std::getline(lines, name);) sums.emplace(name, std::make_pair(0, 0));
+  }
+  at::Tensor totals = at::empty({static_cast<int64_t>(2 * sums.size())}, at::kLong);
+  int64_t k = 0;
+  for (const auto& [name, sc] : sums) {
+    totals[k++] = sc.first;
+    totals[k++] = sc.second;
+  }
+  comm.allReduce(totals, ReduceOp::Sum);
   Scalars means;
-  for (const auto& [name, value] : total) {
-    if (name == "count" || name.find(':') != std::string::npos) continue;
-    auto own = total.find(name + ":count");
-    means[name] = value / (own != total.end() ? own->second : total["count"]);
+  k = 0;
+  for (const auto& [name, sc] : sums) {
+    const int64_t sum = totals[k++].item<int64_t>(), count = totals[k++].item<int64_t>();
+    means[name] = count > 0 ? double(sum) / kFixedPoint / double(count) : std::nan("");
   }
   return means;
 }

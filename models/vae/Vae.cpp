@@ -191,31 +191,23 @@ at::Tensor Vae::importanceWeighted(const at::Tensor& images, int64_t firstIndex,
   return torch::stack(out);
 }
 
-Scalars Vae::evaluate(const Batch& batch, bool final) {
+PerImage Vae::evaluate(const Batch& batch, bool final) {
   const at::Tensor eps =
       counterNormal({seed_, kEvalEps, 0}, batch.firstSample, batch.size(), {net_->latent()})
           .to(device_);
   auto [recon, kl] = reconAndKl(batch.images, eps);
-  Scalars sums{{"elbo", -(recon + kl).sum().item<double>()},
-               {"recon", recon.sum().item<double>()},
-               {"kl", kl.sum().item<double>()}};
+  PerImage values{{"elbo", -(recon + kl)}, {"recon", recon}, {"kl", kl}};
   if (final && iwSamples_ > 0) {
     // Every stride-th image by dataset index: the same subset whatever the sharding.
-    std::vector<int64_t> rows;
+    at::Tensor iw = at::full({batch.size()}, std::nan(""), at::kDouble);
     for (int64_t k = 0; k < batch.size(); ++k) {
-      if ((batch.firstSample + k) % iwStride_ == 0) rows.push_back(k);
+      if ((batch.firstSample + k) % iwStride_ != 0) continue;
+      iw[k] = importanceWeighted(batch.images.narrow(0, k, 1), batch.firstSample + k, iwSamples_)
+                  .item<double>();
     }
-    double total = 0;
-    for (int64_t row : rows) {
-      total += importanceWeighted(batch.images.narrow(0, row, 1), batch.firstSample + row,
-                                  iwSamples_)
-                   .sum()
-                   .item<double>();
-    }
-    sums["iw_ll"] = total;
-    sums["iw_ll:count"] = static_cast<double>(rows.size());
+    values["iw_ll"] = iw;
   }
-  return sums;
+  return values;
 }
 
 at::Tensor Vae::sample(int64_t count, int64_t /*step*/) {

@@ -40,7 +40,7 @@ class Vae : public Model {
 
   void build(ModelContext& context, const DataShape& data) override;
   Scalars trainStep(const Batch& batch) override;
-  Scalars evaluate(const Batch& batch, bool final) override;
+  PerImage evaluate(const Batch& batch, bool final) override;
   at::Tensor sample(int64_t count, int64_t step) override;
 
   /// Per-image negative ELBO terms for images [B, C, H, W] and standard-normal noise [B, latent].

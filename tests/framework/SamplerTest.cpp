@@ -55,6 +55,20 @@ TEST(DistributedSampler, EvalShardsCoverExactlyOnce) {
   }
 }
 
+TEST(DistributedSampler, EvalShardsAreWholeBatches) {
+  for (int world = 1; world <= 5; ++world) {
+    int64_t expected = 0;
+    for (int r = 0; r < world; ++r) {
+      const auto [begin, end] = DistributedSampler::evalShard(23, r, world, 4);
+      EXPECT_EQ(begin, expected);
+      EXPECT_EQ(begin % 4, 0);
+      EXPECT_TRUE(end % 4 == 0 || end == 23);
+      expected = end;
+    }
+    EXPECT_EQ(expected, 23);
+  }
+}
+
 TEST(DistributedSampler, IndivisibleOrOversizedBatchIsAClearError) {
   try {
     DistributedSampler(100, 10, 0, 3, 1);
