@@ -2,12 +2,16 @@
 // Only this file catches errors: it prints them with the rank prefix and exits non-zero.
 
 #include <c10/util/Exception.h>
+#include <torch/torch.h>
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
+#include <iomanip>
 #include <iostream>
 #include <sstream>
 
+#include "framework/checkpoint/CheckpointStore.h"
+#include "framework/comm/MpiCommunicator.h"
 #include "framework/config/Spec.h"
 #include "framework/data/CifarImport.h"
 #include "framework/data/Colorize.h"
@@ -55,6 +59,22 @@ int train(Runtime& runtime, const std::string& specPath, const std::vector<std::
   return 0;
 }
 
+/// Builds a Trainer from a checkpoint (or a run directory's newest one) without touching the
+/// run directory: the spec comes from the checkpoint, `overrides` apply on top.
+std::unique_ptr<Trainer> fromCheckpoint(Runtime& runtime, const std::string& path,
+                                        const std::vector<std::string>& overrides) {
+  MpiCommunicator& host = runtime.hostComm();
+  const LoadedCheckpoint checkpoint = CheckpointStore::loadAny(path, host);
+  const Spec spec = Spec::parse(Trainer::specOf(checkpoint), checkpoint.path + " (its spec)",
+                                overrides, schemaFor);
+  runtime.configure({spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
+                     spec.text("runtime.backend")});
+  auto trainer = std::make_unique<Trainer>(runtime.comm(), runtime.device(), spec,
+                                           TrainerOptions{false, true});
+  trainer->restore(checkpoint, false);
+  return trainer;
+}
+
 }  // namespace
 }  // namespace gentrain
 
@@ -73,6 +93,20 @@ int main(int argc, char** argv) {
   trainCmd->add_option("overrides", overrides, "key.path=value overrides");
   trainCmd->add_flag("--resume", resume, "continue from the newest complete checkpoint");
   trainCmd->add_option("--max-steps", maxSteps, "stop after this many steps (0: run to the end)");
+
+  std::string evalPath;
+  std::vector<std::string> evalOverrides;
+  auto* evalCmd = app.add_subcommand(
+      "eval", "the evaluation metrics of a checkpoint (same result on any number of ranks)");
+  evalCmd->add_option("checkpoint", evalPath, "checkpoint folder, or a run directory")->required();
+  evalCmd->add_option("overrides", evalOverrides, "key.path=value overrides (e.g. eval.batch)");
+  std::string samplePath, sampleOut = "samples.png";
+  int64_t sampleCount = 64;
+  auto* sampleCmd = app.add_subcommand("sample", "write samples of a checkpoint as a PNG grid");
+  sampleCmd->add_option("checkpoint", samplePath, "checkpoint folder, or a run directory")
+      ->required();
+  sampleCmd->add_option("-n,--count", sampleCount, "number of samples");
+  sampleCmd->add_option("-o,--out", sampleOut, "PNG file to write");
 
   auto* keysCmd = app.add_subcommand("keys", "list every spec key with type, default and help");
   std::string keysModel;
@@ -194,6 +228,22 @@ int main(int argc, char** argv) {
     } else {
       runtime = std::make_unique<Runtime>(&argc, &argv);
       if (*trainCmd) return train(*runtime, specPath, overrides, resume, maxSteps);
+      if (*evalCmd) {
+        auto trainer = fromCheckpoint(*runtime, evalPath, evalOverrides);
+        for (const auto& [name, value] : trainer->evaluate(true)) {
+          log::info(log::cat("eval ", name, " ", std::setprecision(10), value));
+        }
+        return 0;
+      }
+      if (*sampleCmd) {
+        auto trainer = fromCheckpoint(*runtime, samplePath, {});
+        if (runtime->rank() == 0) {
+          torch::NoGradGuard noGrad;
+          writeImageGrid(trainer->model().sample(sampleCount, trainer->step()), sampleOut);
+          log::info("wrote " + sampleOut);
+        }
+        return 0;
+      }
       if (*benchTrainCmd) return benchTrain(*runtime, trainBench);
       if (*benchLoaderCmd) return benchLoader(*runtime, loaderBench);
       return benchAllReduce(*runtime, reduceBench);

@@ -81,5 +81,17 @@ check resume-more-epochs 0 "resume: continuing from .*step-000000000016 at step 
 check resume-other-model 1 "model.hidden: \[8\] -> \[9\]" -- \
   "$gentrain" train spec.yaml model.hidden=[9] --resume
 
+# Evaluation from a checkpoint: the same numbers on 1 and 2 ranks, printed to full precision.
+one=$("$gentrain" eval runs/cli 2>&1 | grep "eval elbo")
+two=$($mpiexec -np 2 "$gentrain" eval runs/cli/checkpoints/step-000000000024 2>&1 | grep "eval elbo")
+if [ -n "$one" ] && [ "$one" = "${two/rank 0\/2/rank 0/1}" ]; then
+  echo "ok   eval-same-on-1-and-2-ranks ($one)"; passes=$((passes + 1))
+else
+  echo "FAIL eval-same-on-1-and-2-ranks: '$one' vs '$two'"; failures=$((failures + 1))
+fi
+check eval-missing 1 "nowhere: neither a checkpoint folder" -- "$gentrain" eval nowhere
+check sample 0 "wrote grid.png" -- "$gentrain" sample runs/cli -n 9 -o grid.png
+[ -s grid.png ] && { echo "ok   exists grid.png"; passes=$((passes + 1)); } || { echo "FAIL missing grid.png"; failures=$((failures + 1)); }
+
 echo "cli: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -182,6 +182,33 @@ LoadedCheckpoint CheckpointStore::read(const std::string& folder) {
   return loaded;
 }
 
+LoadedCheckpoint CheckpointStore::loadAny(const std::string& path, Communicator& comm) {
+  if (fs::exists(fs::path(path) / "state.bin")) {
+    std::string failure;
+    LoadedCheckpoint loaded;
+    if (comm.rank() == 0) {
+      try {
+        loaded = read(path);
+      } catch (const CheckpointError& e) {
+        failure = e.what();
+      }
+    }
+    comm.broadcastBytes(failure, 0);
+    if (!failure.empty()) throw CheckpointError(failure);
+    comm.broadcastBytes(loaded.payload, 0);
+    loaded.path = path;
+    std::string header = std::to_string(loaded.step) + " " + std::to_string(loaded.worldSize);
+    comm.broadcastBytes(header, 0);
+    std::istringstream(header) >> loaded.step >> loaded.worldSize;
+    return loaded;
+  }
+  const std::string dir = (fs::path(path) / "checkpoints").string();
+  CheckpointStore store(dir, comm, 1);
+  if (auto latest = store.loadLatest()) return *latest;
+  throw CheckpointError(path + ": neither a checkpoint folder (with state.bin) nor a run "
+                        "directory with a complete checkpoint in checkpoints/");
+}
+
 std::optional<LoadedCheckpoint> CheckpointStore::loadLatest() {
   LoadedCheckpoint found;
   bool have = false;

@@ -39,6 +39,10 @@ class CheckpointStore {
   /// nothing when there is none. Damaged ones are reported and skipped.
   std::optional<LoadedCheckpoint> loadLatest();
 
+  /// Collective: `path` is a checkpoint folder (holding state.bin) or a run directory (its newest
+  /// complete checkpoint). Rank 0 reads, every rank receives. CheckpointError when there is none.
+  static LoadedCheckpoint loadAny(const std::string& path, Communicator& comm);
+
   /// Reads and verifies one checkpoint folder; CheckpointError says what is wrong with it.
   static LoadedCheckpoint read(const std::string& folder);
   /// Checkpoint folders (complete or not), newest first.

@@ -45,6 +45,8 @@ class Runtime {
   /// The run's communicator (valid after configure; before it, the MPI one).
   Communicator& comm() const { return *comm_; }
   std::shared_ptr<Communicator> sharedComm() const { return comm_; }
+  /// The MPI communicator for host values, valid from construction on (before configure).
+  MpiCommunicator& hostComm() const { return *host_; }
 
  private:
   int rank_ = 0;

@@ -260,7 +260,16 @@ void Trainer::saveCheckpoint() {
                      std::fixed, std::setprecision(2), now() - start, " s"));
 }
 
-void Trainer::restore(const LoadedCheckpoint& checkpoint) {
+std::string Trainer::specOf(const LoadedCheckpoint& checkpoint) {
+  torch::serialize::InputArchive root;
+  std::istringstream bytes(checkpoint.payload);
+  root.load_from(bytes);
+  c10::IValue value;
+  root.read("spec", value);
+  return value.toStringRef();
+}
+
+void Trainer::restore(const LoadedCheckpoint& checkpoint, bool strict) {
   torch::serialize::InputArchive root;
   std::istringstream bytes(checkpoint.payload);
   root.load_from(bytes, device());
@@ -274,7 +283,8 @@ void Trainer::restore(const LoadedCheckpoint& checkpoint) {
     auto it = then.find(key);
     const std::string before = it == then.end() ? "(absent)" : it->second;
     if (before == text) continue;
-    (resumeCritical(key) ? critical : changed).push_back(key + ": " + before + " -> " + text);
+    (strict && resumeCritical(key) ? critical : changed)
+        .push_back(key + ": " + before + " -> " + text);
   }
   if (!critical.empty()) {
     std::string list;

@@ -64,6 +64,12 @@ class Trainer : public ModelContext {
   void onStep(std::function<void(int64_t step, const Scalars&)> observer) {
     observer_ = std::move(observer);
   }
+  /// Restores a checkpoint (collective). `strict` refuses one made with a different model, seed,
+  /// batch or optimizer type; otherwise differences are only logged (evaluation, sampling).
+  void restore(const LoadedCheckpoint& checkpoint, bool strict = true);
+  /// The resolved spec stored in a checkpoint's payload.
+  static std::string specOf(const LoadedCheckpoint& checkpoint);
+
   /// Writes a checkpoint of the current step (collective).
   void saveCheckpoint();
 
@@ -73,7 +79,6 @@ class Trainer : public ModelContext {
   void agreeOnNetworks();
   /// Evaluation, samples and checkpoints that fall due after the current step.
   void periodicWork();
-  void restore(const LoadedCheckpoint& checkpoint);
   std::string checkpointPayload() const;
   void writeSamples(const std::string& tag);
   void logProgress(int64_t steps, double seconds);
