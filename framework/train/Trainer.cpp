@@ -92,9 +92,9 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
       test_->width() != train_->width()) {
     throw DataError(path + ": the train and test splits have different image shapes");
   }
-  const DistributedSampler sampler(train_->size(), spec_.integer("train.global_batch"),
-                                   comm.rank(), comm.size(), seed());
-  stepsPerEpoch_ = sampler.stepsPerEpoch();
+  // The sampler (made in run()) checks that the batch divides by the ranks: evaluation and
+  // sampling from a checkpoint need not.
+  stepsPerEpoch_ = std::max<int64_t>(1, train_->size() / spec_.integer("train.global_batch"));
   totalSteps_ = spec_.integer("train.steps") > 0 ? spec_.integer("train.steps")
                                                  : spec_.integer("train.epochs") * stepsPerEpoch_;
 
