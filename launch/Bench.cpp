@@ -21,11 +21,6 @@ double now() {
       .count();
 }
 
-RuntimeOptions runtimeOptions(const Spec& spec) {
-  return {spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
-          spec.text("runtime.backend")};
-}
-
 }  // namespace
 
 int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
@@ -35,7 +30,7 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
   const Spec spec = Spec::load(options.spec, overrides, [](const std::string& model) {
     return ModelRegistry::instance().schemaFor(model);
   });
-  runtime.configure(runtimeOptions(spec));
+  runtime.configure(runtimeOptionsOf(spec));
   Trainer trainer(runtime.comm(), runtime.device(), spec, {false, true});
   if (options.warmup > 0) trainer.run(options.warmup);
   const RunSummary s = trainer.run(options.steps);
@@ -66,15 +61,11 @@ int benchLoader(Runtime& runtime, const TrainBenchOptions& options) {
   const Spec spec = Spec::load(options.spec, options.overrides, [](const std::string& model) {
     return ModelRegistry::instance().schemaFor(model);
   });
-  runtime.configure(runtimeOptions(spec));
+  runtime.configure(runtimeOptionsOf(spec));
   Communicator& comm = runtime.comm();
   auto data = std::make_shared<ImageDataset>(spec.text("data.path"), spec.text("data.train_split"),
                                              spec.integer("data.cache_mb") << 20);
-  Transform transform;
-  transform.resolution = spec.integer("data.resolution");
-  transform.flip = spec.flag("data.flip");
-  transform.symmetric = spec.text("data.normalize") == "symmetric";
-  transform.seed = static_cast<uint64_t>(spec.integer("seed"));
+  const Transform transform = transformOf(spec);
   transform.check(data->height(), data->width());
   DistributedSampler sampler(data->size(), spec.integer("train.global_batch"), comm.rank(),
                              comm.size(), transform.seed);

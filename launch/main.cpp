@@ -48,8 +48,7 @@ std::vector<std::string> labelNames(const std::string& text) {
 int train(Runtime& runtime, const std::string& specPath, const std::vector<std::string>& overrides,
           bool resume, int64_t maxSteps) {
   const Spec spec = Spec::load(specPath, overrides, schemaFor);
-  runtime.configure({spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
-                     spec.text("runtime.backend")});
+  runtime.configure(runtimeOptionsOf(spec));
   Trainer trainer(runtime.comm(), runtime.device(), spec, {resume, false});
   log::info(log::cat("run directory: ", trainer.runDir(), "; ", trainer.totalSteps(), " steps"));
   const RunSummary summary = trainer.run(maxSteps);
@@ -67,8 +66,7 @@ std::unique_ptr<Trainer> fromCheckpoint(Runtime& runtime, const std::string& pat
   const LoadedCheckpoint checkpoint = CheckpointStore::loadAny(path, host);
   const Spec spec = Spec::parse(Trainer::specOf(checkpoint), checkpoint.path + " (its spec)",
                                 overrides, schemaFor);
-  runtime.configure({spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
-                     spec.text("runtime.backend")});
+  runtime.configure(runtimeOptionsOf(spec));
   auto trainer = std::make_unique<Trainer>(runtime.comm(), runtime.device(), spec,
                                            TrainerOptions{false, true});
   trainer->restore(checkpoint, false);

@@ -97,13 +97,7 @@ std::string colorize(const ColorizeOptions& options) {
                        "least the side (padding) or divides it (area downsampling)");
     }
     writer.beginSplit(splits[s], 3, side, side, data.hasLabels(), attributeNames);
-    constexpr int64_t kBlock = 1024;
-    for (int64_t first = 0; first < data.size(); first += kBlock) {
-      const int64_t count = std::min(kBlock, data.size() - first);
-      std::vector<int64_t> indices(static_cast<std::size_t>(count));
-      std::iota(indices.begin(), indices.end(), first);
-      std::vector<uint8_t> grey(static_cast<std::size_t>(count * h * w));
-      data.readImages(indices, grey.data());
+    data.forEachBlock(1024, [&](int64_t first, int64_t count, const uint8_t* grey) {
       const uint32_t stream = static_cast<uint32_t>(2 * s);
       const at::Tensor pickFg = counterUniform({options.seed, stream, 0}, first, count, {1});
       const at::Tensor pickBg = counterUniform({options.seed, stream + 1, 0}, first, count, {1});
@@ -114,13 +108,13 @@ std::string colorize(const ColorizeOptions& options) {
       for (int64_t k = 0; k < count; ++k) {
         const auto f = std::min(fg.size() - 1, static_cast<std::size_t>(uf[k] * fg.size()));
         const auto b = std::min(bg.size() - 1, static_cast<std::size_t>(ub[k] * bg.size()));
-        paint(grey.data() + k * h * w, h, w, side, fg[f], bg[b], rgb.data() + k * 3 * side * side);
+        paint(grey + k * h * w, h, w, side, fg[f], bg[b], rgb.data() + k * 3 * side * side);
         attributes[k * a + f] = 1;
         attributes[k * a + fg.size() + b] = 1;
       }
       writer.append(rgb.data(), count,
                     data.hasLabels() ? data.labels().data() + first : nullptr, attributes.data());
-    }
+    });
     total += data.size();
   }
   writer.commit();

@@ -152,13 +152,8 @@ std::string binarizeFile(const std::string& in, const std::string& out, bool ove
     ImageDataset data(in, split, 0);
     writer.beginSplit(split, data.channels(), data.height(), data.width(), data.hasLabels(),
                       data.attributeNames());
-    constexpr int64_t kBlock = 1024;
-    for (int64_t first = 0; first < data.size(); first += kBlock) {
-      const int64_t count = std::min(kBlock, data.size() - first);
-      std::vector<int64_t> indices(static_cast<std::size_t>(count));
-      std::iota(indices.begin(), indices.end(), first);
-      std::vector<uint8_t> images(static_cast<std::size_t>(count * data.imageBytes()));
-      data.readImages(indices, images.data());
+    data.forEachBlock(1024, [&](int64_t first, int64_t count, const uint8_t* pixels) {
+      std::vector<uint8_t> images(pixels, pixels + count * data.imageBytes());
       binarize(how, images.data(), count, data.imageBytes(), first, splitId);
       const int64_t* labels = data.hasLabels() ? data.labels().data() + first : nullptr;
       const uint8_t* attributes =
@@ -166,7 +161,7 @@ std::string binarizeFile(const std::string& in, const std::string& out, bool ove
               ? nullptr
               : data.attributes().data() + first * int64_t(data.attributeNames().size());
       writer.append(images.data(), count, labels, attributes);
-    }
+    });
     ++splitId;
   }
   writer.commit();

@@ -138,6 +138,18 @@ void ImageDataset::readImages(const std::vector<int64_t>& indices, uint8_t* out)
   }
 }
 
+void ImageDataset::forEachBlock(
+    int64_t block, const std::function<void(int64_t, int64_t, const uint8_t*)>& visit) const {
+  std::vector<uint8_t> pixels(static_cast<std::size_t>(block * imageBytes()));
+  for (int64_t first = 0; first < size_; first += block) {
+    const int64_t count = std::min(block, size_ - first);
+    std::vector<int64_t> indices(static_cast<std::size_t>(count));
+    std::iota(indices.begin(), indices.end(), first);
+    readImages(indices, pixels.data());
+    visit(first, count, pixels.data());
+  }
+}
+
 struct ImageFileWriter::Split {
   Handle group, images, labels, attributes;
   int64_t count = 0;
@@ -276,20 +288,14 @@ void ImageFileWriter::commit() {
 std::vector<double> channelMeans(const ImageDataset& data) {
   const int64_t c = data.channels(), plane = data.height() * data.width();
   std::vector<double> sums(static_cast<std::size_t>(c), 0.0);
-  constexpr int64_t kBlock = 1024;
-  std::vector<uint8_t> pixels(static_cast<std::size_t>(kBlock * data.imageBytes()));
-  for (int64_t first = 0; first < data.size(); first += kBlock) {
-    const int64_t count = std::min(kBlock, data.size() - first);
-    std::vector<int64_t> indices(static_cast<std::size_t>(count));
-    for (int64_t k = 0; k < count; ++k) indices[k] = first + k;
-    data.readImages(indices, pixels.data());
+  data.forEachBlock(1024, [&](int64_t, int64_t count, const uint8_t* pixels) {
     for (int64_t k = 0; k < count; ++k) {
       for (int64_t ch = 0; ch < c; ++ch) {
-        const uint8_t* p = pixels.data() + (k * c + ch) * plane;
+        const uint8_t* p = pixels + (k * c + ch) * plane;
         sums[ch] += std::accumulate(p, p + plane, int64_t{0});
       }
     }
-  }
+  });
   for (double& s : sums) s /= double(data.size() * plane);
   return sums;
 }

@@ -7,6 +7,7 @@
 ///   root attributes: gentrain_format="gentrain-images", gentrain_version=1, source, binarize...
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ class ImageDataset {
 
   /// Copies the images at `indices`, in that order, to `out` (indices.size() * imageBytes()).
   void readImages(const std::vector<int64_t>& indices, uint8_t* out) const;
+  /// Streams the whole split in order, `block` images at a time: visit(first, count, pixels).
+  void forEachBlock(int64_t block,
+                    const std::function<void(int64_t, int64_t, const uint8_t*)>& visit) const;
 
  private:
   std::string path_;

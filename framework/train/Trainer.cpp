@@ -71,6 +71,20 @@ double RunSummary::imagesPerSecond() const {
   return seconds > 0 ? double((lastStep - firstStep) * globalBatch) / seconds : 0;
 }
 
+Transform transformOf(const Spec& spec) {
+  Transform transform;
+  transform.resolution = spec.integer("data.resolution");
+  transform.flip = spec.flag("data.flip");
+  transform.symmetric = spec.text("data.normalize") == "symmetric";
+  transform.seed = static_cast<uint64_t>(spec.integer("seed"));
+  return transform;
+}
+
+RuntimeOptions runtimeOptionsOf(const Spec& spec) {
+  return {spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
+          spec.text("runtime.backend")};
+}
+
 std::string checkpointDir(const std::string& runDir) {
   return (fs::path(runDir) / "checkpoints").string();
 }
@@ -98,10 +112,7 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   totalSteps_ = spec_.integer("train.steps") > 0 ? spec_.integer("train.steps")
                                                  : spec_.integer("train.epochs") * stepsPerEpoch_;
 
-  transform_.resolution = spec_.integer("data.resolution");
-  transform_.flip = spec_.flag("data.flip");
-  transform_.symmetric = spec_.text("data.normalize") == "symmetric";
-  transform_.seed = seed();
+  transform_ = transformOf(spec_);
   transform_.check(train_->height(), train_->width());
 
   DataShape shape;

@@ -9,6 +9,7 @@
 
 #include "framework/checkpoint/CheckpointStore.h"
 #include "framework/comm/Communicator.h"
+#include "framework/runtime/Runtime.h"
 #include "framework/train/MetricsLog.h"
 #include "framework/train/Model.h"
 
@@ -106,6 +107,11 @@ class Trainer : public ModelContext {
   RunSummary summary_;
   std::function<void(int64_t, const Scalars&)> observer_;
 };
+
+/// The loader transform a spec asks for (data.resolution, data.flip, data.normalize, seed).
+Transform transformOf(const Spec& spec);
+/// The device, threads and backend a spec asks for (runtime.*).
+RuntimeOptions runtimeOptionsOf(const Spec& spec);
 
 /// Deduces the checkpoint folder of a run directory.
 std::string checkpointDir(const std::string& runDir);
