@@ -109,6 +109,9 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   // The sampler (made in run()) checks that the batch divides by the ranks: evaluation and
   // sampling from a checkpoint need not.
   stepsPerEpoch_ = std::max<int64_t>(1, train_->size() / spec_.integer("train.global_batch"));
+  // Read once: the spec's accessors parse YAML, and periodicWork() runs after every step.
+  schedule_ = {spec_.integer("eval.every_epochs"), spec_.integer("sample.every_epochs"),
+               spec_.integer("checkpoint.every_epochs"), spec_.integer("checkpoint.every_steps")};
   totalSteps_ = spec_.integer("train.steps") > 0 ? spec_.integer("train.steps")
                                                  : spec_.integer("train.epochs") * stepsPerEpoch_;
 
@@ -446,11 +449,8 @@ void Trainer::periodicWork() {
   const bool epochEnd = step_ % stepsPerEpoch_ == 0;
   const int64_t epoch = step_ / stepsPerEpoch_;
   const bool last = step_ == totalSteps_;
-  const auto due = [&](const char* key) {
-    const int64_t every = spec_.integer(key);
-    return epochEnd && every > 0 && epoch % every == 0;
-  };
-  if (last || due("eval.every_epochs")) {
+  const auto due = [&](int64_t every) { return epochEnd && every > 0 && epoch % every == 0; };
+  if (last || due(schedule_.evalEpochs)) {
     summary_.lastEval = evaluate(last);
     std::ostringstream line;
     line << "eval at step " << step_ << (last ? " (final)" : "") << ":";
@@ -460,13 +460,13 @@ void Trainer::periodicWork() {
     log::info(line.str());
     if (metrics_) metrics_->append(step_, "test", summary_.lastEval);
   }
-  if (last || due("sample.every_epochs")) {
+  if (last || due(schedule_.sampleEpochs)) {
     std::ostringstream tag;
     tag << "step-" << std::setw(12) << std::setfill('0') << step_;
     writeSamples(tag.str());
   }
-  const int64_t everySteps = spec_.integer("checkpoint.every_steps");
-  if (last || due("checkpoint.every_epochs") || (everySteps > 0 && step_ % everySteps == 0)) {
+  const int64_t everySteps = schedule_.checkpointSteps;
+  if (last || due(schedule_.checkpointEpochs) || (everySteps > 0 && step_ % everySteps == 0)) {
     saveCheckpoint();
   }
 }

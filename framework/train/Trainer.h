@@ -101,6 +101,9 @@ class Trainer : public ModelContext {
   int64_t step_ = 0;
   int64_t stepsPerEpoch_ = 0;
   int64_t totalSteps_ = 0;
+  struct Schedule {
+    int64_t evalEpochs, sampleEpochs, checkpointEpochs, checkpointSteps;
+  } schedule_{};
   // Means of train metrics since the last progress line.
   Scalars pending_;
   int64_t pendingSteps_ = 0;
