@@ -44,7 +44,6 @@ class Runtime {
   int threads() const { return threads_; }
   /// The run's communicator (valid after configure; before it, the MPI one).
   Communicator& comm() const { return *comm_; }
-  std::shared_ptr<Communicator> sharedComm() const { return comm_; }
   /// The MPI communicator for host values, valid from construction on (before configure).
   MpiCommunicator& hostComm() const { return *host_; }
 
