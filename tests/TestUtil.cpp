@@ -7,6 +7,7 @@
 #include <random>
 
 #include "framework/data/ImageFile.h"
+#include "framework/runtime/Files.h"
 #include "framework/train/Model.h"
 
 namespace gentrain::test {
@@ -17,7 +18,7 @@ std::string freshDir(const std::string& tag) {
   const fs::path dir = fs::temp_directory_path() /
                        ("gentrain-test-" + std::to_string(::getpid()) + "-" + tag + "-" +
                         std::to_string(counter++));
-  fs::remove_all(dir);
+  files::removeTree(dir.string());  // Note [no std::filesystem walks]
   fs::create_directories(dir);
   return dir.string();
 }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Files.h"
 #include "framework/runtime/Log.h"
 
 namespace gentrain {
@@ -104,12 +105,13 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
         throw CheckpointError(dir_ + ": cannot create the checkpoint folder: " + error.message());
       }
       const fs::path temp = fs::path(dir_) / (folderName(step) + ".tmp");
-      fs::remove_all(temp, error);
+      files::removeTree(temp.string());  // Note [no std::filesystem walks]
       fs::create_directory(temp, error);
       if (error) throw CheckpointError(temp.string() + ": cannot create: " + error.message());
       writeDurably(temp / "state.bin", bytes);
       syncFolder(temp);
-      fs::remove_all(final, error);  // the same step again, e.g. saved at exit after resuming
+      // The same step again, e.g. saved at exit after resuming.
+      if (std::string why; !files::removeTree(final.string(), &why)) throw CheckpointError(why);
       fs::rename(temp, final, error);
       if (error) throw CheckpointError(final.string() + ": rename failed: " + error.message());
       syncFolder(dir_);
@@ -131,8 +133,7 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
     if (fs::exists(fs::path(folder) / "DONE")) complete.push_back(folder);
   }
   for (std::size_t k = static_cast<std::size_t>(keep_); k < complete.size(); ++k) {
-    std::error_code ignored;
-    fs::remove_all(complete[k], ignored);
+    files::removeTree(complete[k]);
   }
 }
 

@@ -13,6 +13,7 @@
 #include "framework/data/ImageCodec.h"
 #include "framework/data/ImageFile.h"
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Files.h"
 #include "framework/runtime/Log.h"
 
 namespace gentrain {
@@ -79,16 +80,15 @@ AttributeTable readAttributes(const std::string& path) {
 
 std::vector<fs::path> imageFiles(const fs::path& dir) {
   if (!fs::is_directory(dir)) throw DataError(dir.string() + ": not a folder");
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::string ext = entry.path().extension().string();
+  std::vector<fs::path> found;
+  for (const std::string& file : files::listFilesRecursive(dir.string())) {
+    std::string ext = fs::path(file).extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") files.push_back(entry.path());
+    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg") found.push_back(file);
   }
-  std::sort(files.begin(), files.end());
-  if (files.empty()) throw DataError(dir.string() + ": no .png, .jpg or .jpeg files");
-  return files;
+  std::sort(found.begin(), found.end());
+  if (found.empty()) throw DataError(dir.string() + ": no .png, .jpg or .jpeg files");
+  return found;
 }
 
 /// RGBA -> 3 x size x size: flatten onto the background, crop the centre square, scale it to
