@@ -31,7 +31,10 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
     return ModelRegistry::instance().schemaFor(model);
   });
   runtime.configure(runtimeOptionsOf(spec));
-  Trainer trainer(runtime.comm(), runtime.device(), spec, {false, true});
+  TrainerOptions trainerOptions;
+  trainerOptions.benchmark = true;
+  trainerOptions.alwaysReduce = options.alwaysReduce;
+  Trainer trainer(runtime.comm(), runtime.device(), spec, trainerOptions);
   if (options.warmup > 0) trainer.run(options.warmup);
   const RunSummary s = trainer.run(options.steps);
   const double steps = static_cast<double>(s.lastStep - s.firstStep);
@@ -46,10 +49,11 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
                update = ms(s.update);
   char line[512];
   std::snprintf(line, sizeof(line),
-                "bench train: %d rank(s) x %d thread(s), global batch %lld, %lld steps: "
+                "bench train: %s, %s, %d rank(s) x %d thread(s), global batch %lld, %lld steps: "
                 "%.1f images/s total, %.1f images/s per rank | ms/step: data wait %.3f, "
                 "fwd+bwd %.3f, all-reduce %.3f, optimizer %.3f, total %.3f",
-                comm.size(), runtime.threads(), static_cast<long long>(s.globalBatch),
+                runtime.device().str().c_str(), spec.text("train.precision").c_str(), comm.size(),
+                runtime.threads(), static_cast<long long>(s.globalBatch),
                 static_cast<long long>(steps), images / wall, images / wall / comm.size(), data,
                 compute, reduce, update, wall * 1000.0 / steps);
   log::info(line);

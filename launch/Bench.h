@@ -13,6 +13,7 @@ struct TrainBenchOptions {
   std::vector<std::string> overrides;
   int64_t steps = 200;
   int64_t warmup = 20;
+  bool alwaysReduce = false;
 };
 int benchTrain(Runtime& runtime, const TrainBenchOptions& options);
 

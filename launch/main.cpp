@@ -177,6 +177,8 @@ int main(int argc, char** argv) {
   benchTrainCmd->add_option("overrides", trainBench.overrides, "key.path=value overrides");
   benchTrainCmd->add_option("--steps", trainBench.steps, "timed steps");
   benchTrainCmd->add_option("--warmup", trainBench.warmup, "untimed steps first");
+  benchTrainCmd->add_flag("--reducer-always", trainBench.alwaysReduce,
+                          "run the gradient reducer on one rank too (to measure its cost)");
   TrainBenchOptions loaderBench;
   loaderBench.steps = 2000;
   auto* benchLoaderCmd = benchCmd->add_subcommand("loader", "loader images/s with transforms");

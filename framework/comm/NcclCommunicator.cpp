@@ -48,6 +48,20 @@ ncclRedOp_t ncclOp(ReduceOp op) {
 
 }  // namespace
 
+/// A collective on the communication stream; wait() makes the waiter's current stream wait.
+class NcclWork : public Work {
+ public:
+  NcclWork(int device, at::cuda::CUDAEvent done) : device_(device), done_(std::move(done)) {}
+  void wait() override {
+    c10::cuda::CUDAGuard guard(device_);
+    done_.block(c10::cuda::getCurrentCUDAStream(device_));
+  }
+
+ private:
+  int device_;
+  at::cuda::CUDAEvent done_;
+};
+
 struct NcclCommunicator::Impl {
   ncclComm_t comm = nullptr;
   int device = 0;
@@ -56,9 +70,10 @@ struct NcclCommunicator::Impl {
   explicit Impl(int deviceIndex)
       : device(deviceIndex), stream(c10::cuda::getStreamFromPool(true, deviceIndex)) {}
 
-  /// Runs `launch` on the communication stream, ordered after and before the caller's stream.
+  /// Runs `launch` on the communication stream after the calling thread's current stream has
+  /// produced `tensor`; the returned work orders a waiter after it.
   template <typename Launch>
-  void ordered(const at::Tensor& tensor, Launch launch) {
+  std::unique_ptr<Work> ordered(const at::Tensor& tensor, Launch launch) {
     c10::cuda::CUDAGuard guard(device);
     c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(device);
     at::cuda::CUDAEvent ready;
@@ -69,10 +84,10 @@ struct NcclCommunicator::Impl {
     c10::cuda::CUDACachingAllocator::recordStream(tensor.storage().data_ptr(), stream);
     at::cuda::CUDAEvent done;
     done.record(stream);
-    done.block(current);
     ncclResult_t async = ncclSuccess;
     GENTRAIN_NCCL_CHECK(ncclCommGetAsyncError(comm, &async));
     GENTRAIN_NCCL_CHECK(async);
+    return std::make_unique<NcclWork>(device, std::move(done));
   }
 };
 
@@ -95,12 +110,13 @@ NcclCommunicator::~NcclCommunicator() {
 }
 
 void NcclCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
-  if (!tensor.is_cuda()) {
-    host_->allReduce(tensor, op);
-    return;
-  }
+  allReduceAsync(tensor, op)->wait();
+}
+
+std::unique_ptr<Work> NcclCommunicator::allReduceAsync(at::Tensor& tensor, ReduceOp op) {
+  if (!tensor.is_cuda()) return host_->allReduceAsync(tensor, op);
   if (!tensor.is_contiguous()) throw CommError("allReduce needs a contiguous tensor");
-  impl_->ordered(tensor, [&](cudaStream_t stream) {
+  return impl_->ordered(tensor, [&](cudaStream_t stream) {
     GENTRAIN_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
                                       ncclType(tensor.scalar_type()), ncclOp(op), impl_->comm,
                                       stream));
@@ -116,7 +132,7 @@ void NcclCommunicator::broadcast(at::Tensor& tensor, int root) {
   impl_->ordered(tensor, [&](cudaStream_t stream) {
     GENTRAIN_NCCL_CHECK(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
                                       ncclType(tensor.scalar_type()), root, impl_->comm, stream));
-  });
+  })->wait();
 }
 
 void NcclCommunicator::barrier() {

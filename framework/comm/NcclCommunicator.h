@@ -23,6 +23,10 @@ class NcclCommunicator : public Communicator {
   std::string backend() const override { return "nccl"; }
 
   void allReduce(at::Tensor& tensor, ReduceOp op) override;
+  std::unique_ptr<Work> allReduceAsync(at::Tensor& tensor, ReduceOp op) override;
+  /// NCCL calls need no MPI: reducer hooks may launch them from autograd's device thread.
+  bool launchesFromAnyThread() const override { return true; }
+  bool averagesInCollective() const override { return true; }
   void broadcast(at::Tensor& tensor, int root) override;
   void barrier() override;
   void allReduceHost(double* values, std::size_t count, ReduceOp op) override {

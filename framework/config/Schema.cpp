@@ -145,6 +145,17 @@ Schema frameworkSchema() {
   s.add({"train.steps", KeyType::Int, "0", "optimizer steps to run; 0 means use epochs", 0});
   s.add({"train.bucket_mb", KeyType::Float, "25", "gradient all-reduce bucket size in MB",
          0.001, big});
+  s.add({"train.micro_batches", KeyType::Int, "1",
+         "gradient accumulation: each rank's share of a step runs in this many passes (it must "
+         "divide it); gradients are reduced once, after the last", 1, 65536});
+  s.add({"train.precision", KeyType::String, "fp32",
+         "bf16: forward and backward under bfloat16 autocast, with float32 weights, gradients "
+         "and optimizer state", -big, big, {"fp32", "bf16"}});
+  s.add({"train.overlap", KeyType::Bool, "true",
+         "start each gradient bucket's all-reduce during backward, as soon as it is complete"});
+  s.add({"train.grad_compression", KeyType::String, "none",
+         "bf16: all-reduce float32 gradients as bfloat16 (half the bytes)", -big, big,
+         {"none", "bf16"}});
   s.add({"log.every_steps", KeyType::Int, "100", "progress line and metrics row interval", 1});
   s.add({"log.all_ranks", KeyType::Bool, "false", "print info lines on every rank, not only 0"});
   s.add({"eval.every_epochs", KeyType::Int, "1",

@@ -6,7 +6,10 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -27,6 +30,9 @@ struct Batch {
   /// Address of images[0] in the run's sample stream: step * global batch + rank offset for
   /// training, the dataset index for evaluation. Counter-based noise is keyed by it.
   int64_t firstSample = 0;
+  /// Per-sample inputs a model prepared ahead on the loader's thread (first dimension: the
+  /// batch), e.g. counter-based noise; they travel to the device with the images.
+  std::map<std::string, at::Tensor> extras;
 
   int64_t size() const { return images.defined() ? images.size(0) : 0; }
 };
@@ -51,18 +57,24 @@ struct Transform {
 };
 
 /// Reads the images at `indices` into a Batch (labels and attributes included when present),
-/// applying `transform`. `step` and `firstSample` address the flip noise.
+/// applying `transform`. `step` and `firstSample` address the flip noise. With `pinned` the
+/// tensors are allocated page-locked (for asynchronous copies to a GPU).
 Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
-                const Transform& transform = {}, int64_t step = 0, int64_t firstSample = 0);
+                const Transform& transform = {}, int64_t step = 0, int64_t firstSample = 0,
+                bool pinned = false);
+
+/// Work a model does on each training batch on the loader's thread (Model::prepareBatch).
+using BatchPreparation = std::function<void(Batch&)>;
 
 /// Endless stream of training batches from a resume position, prepared `prefetch` ahead on a
 /// background thread. The thread does no MPI and no multi-threaded tensor work. An error on the
-/// thread is rethrown by next().
+/// thread is rethrown by next(). With `pinMemory` (for a CUDA device) batches come page-locked;
+/// `prepare`, when given, runs on each batch on the thread before it is queued.
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
              int64_t startEpoch, int64_t startStepInEpoch, int prefetch,
-             Transform transform = {});
+             Transform transform = {}, bool pinMemory = false, BatchPreparation prepare = {});
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -77,6 +89,8 @@ class DataLoader {
   std::shared_ptr<const ImageDataset> data_;
   DistributedSampler sampler_;
   Transform transform_;
+  bool pinMemory_ = false;
+  BatchPreparation prepare_;
   std::size_t capacity_;
   std::mutex mutex_;
   std::condition_variable changed_;

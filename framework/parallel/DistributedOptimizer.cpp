@@ -21,12 +21,24 @@ double seconds() {
 
 DistributedOptimizer::DistributedOptimizer(std::string name,
                                            std::unique_ptr<torch::optim::Optimizer> optimizer,
-                                           Communicator& comm, std::size_t bucketBytes,
+                                           Communicator& comm, ReducerOptions reducer,
                                            StepTimes* times)
     : name_(std::move(name)), optimizer_(std::move(optimizer)),
-      reducer_(comm, parametersOf(*optimizer_), bucketBytes), times_(times) {}
+      reducer_(comm, parametersOf(*optimizer_), reducer), times_(times) {}
+
+void DistributedOptimizer::setMicroBatch(int index, int count) {
+  if (count != microCount_) reducer_.setMicroBatches(count);
+  micro_ = index;
+  microCount_ = count;
+}
+
+void DistributedOptimizer::zeroGrad() {
+  if (micro_ == 0) reducer_.zeroGrad();
+  if (micro_ == microCount_ - 1) reducer_.arm();
+}
 
 void DistributedOptimizer::step() {
+  if (micro_ != microCount_ - 1) return;  // Note [micro-batches]
   const double start = seconds();
   reducer_.reduce();
   const double reduced = seconds();

@@ -1,8 +1,17 @@
 #pragma once
 /// @file An optimizer whose step first averages its parameters' gradients over all ranks.
 ///
-/// Models use it like a plain optimizer (zeroGrad, backward, step) and never see ranks: this is
-/// what keeps models ignorant of distribution while a GAN still steps D and G separately.
+/// Models use it like a plain optimizer (zeroGrad, backward, step) and never see ranks or
+/// micro-batches: this is what keeps models ignorant of distribution while a GAN still steps D
+/// and G separately.
+///
+/// Note [micro-batches]
+/// With gradient accumulation the trainer calls the model's trainStep once per micro-batch and
+/// tells every optimizer which one it is. zeroGrad() then drops gradients only on the first, and
+/// arms the reducer only on the last (whose backward completes the sums); step() reduces and
+/// updates only on the last. For a model with one optimizer this is exactly the full batch. A GAN
+/// whose generator step reads the discriminator gets the discriminator of the step's start in
+/// every micro-batch, as accumulation means for it anyway.
 
 #include <torch/optim/optimizer.h>
 
@@ -23,16 +32,19 @@ struct StepTimes {
 class DistributedOptimizer {
  public:
   DistributedOptimizer(std::string name, std::unique_ptr<torch::optim::Optimizer> optimizer,
-                       Communicator& comm, std::size_t bucketBytes, StepTimes* times);
+                       Communicator& comm, ReducerOptions reducer, StepTimes* times);
 
-  /// Zeroes this optimizer's gradients (they live in the reducer's buckets).
-  void zeroGrad() { reducer_.zeroGrad(); }
+  /// Drops this optimizer's gradients, and arms the reducer for the backward pass that follows
+  /// (see Note [micro-batches]).
+  void zeroGrad();
   /// All-reduces (averages) the gradients, then updates the parameters.
   void step();
+  /// Which of `count` micro-batches of the step the next zeroGrad/backward/step belong to.
+  void setMicroBatch(int index, int count);
 
   const std::string& name() const { return name_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
-  const GradientReducer& reducer() const { return reducer_; }
+  GradientReducer& reducer() { return reducer_; }
   void setLearningRate(double lr);
 
  private:
@@ -40,6 +52,8 @@ class DistributedOptimizer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   GradientReducer reducer_;
   StepTimes* times_;
+  int micro_ = 0;
+  int microCount_ = 1;
 };
 
 }  // namespace gentrain

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -12,14 +13,22 @@ namespace gentrain {
 
 // Note [bucket order]
 // Buckets hold parameters in reverse registration order, because backward produces gradients
-// roughly from the last layer to the first: the first bucket is the first to be complete, which
-// is what lets a later version launch it while backward still runs. Every rank computes the same
-// assignment from the same shapes (checked at start-up), and reduce() launches buckets in index
-// order, so all ranks issue the same collectives in the same order and never cross-match.
+// roughly from the last layer to the first: the first bucket is the first to be complete. Every
+// rank computes the same assignment from the same shapes (checked at start-up), and buckets are
+// launched strictly in index order (a complete bucket waits for all before it to start), so all
+// ranks issue the same collectives in the same order and never cross-match, whatever order
+// autograd happens to finish parameters in.
+//
+// Note [gradient arrives twice]
+// A hook fires once per parameter per backward pass. If one arrives twice while armed (two
+// backward passes after arm(), or a parameter used by two losses backpropagated separately),
+// the buckets already launched hold partial sums. Every rank sees the same graph and so the same
+// double arrival; reduce() then waits for what was launched and does the whole step again from
+// the final `.grad()`s, after backward. Correct, only not overlapped.
 
 GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> params,
-                                 std::size_t capBytes)
-    : comm_(comm), params_(std::move(params)) {
+                                 ReducerOptions options)
+    : comm_(comm), params_(std::move(params)), options_(options) {
   std::map<std::string, int> groups;
   std::vector<GradientSlot> slots;
   for (const at::Tensor& p : params_) {
@@ -27,20 +36,54 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
     const int group = groups.emplace(key, static_cast<int>(groups.size())).first->second;
     slots.push_back({static_cast<std::size_t>(p.numel() * p.element_size()), group});
   }
-  buckets_ = assignBuckets(slots, capBytes);
-  if (comm_.size() == 1) return;  // reduce() never touches buckets on one rank
-  for (const auto& members : buckets_) {
+  buckets_ = assignBuckets(slots, options_.capBytes);
+  active_ = comm_.size() > 1 || options_.always;
+  setMicroBatches(1);
+  if (!active_) return;  // reduce() never touches buckets
+
+  bool allCpu = true;
+  slot_.resize(params_.size());
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
     Bucket bucket;
-    bucket.params = members;
+    bucket.params = buckets_[b];
     int64_t elements = 0;
-    for (std::size_t index : members) {
+    for (std::size_t position = 0; position < bucket.params.size(); ++position) {
+      const std::size_t index = bucket.params[position];
       bucket.offsets.push_back(elements);
+      slot_[index] = {b, position};
       elements += params_[index].numel();
+      allCpu = allCpu && params_[index].device().is_cpu();
     }
-    const at::Tensor& first = params_[members.front()];
-    bucket.flat = at::zeros({elements}, first.options().requires_grad(false));
+    const at::Tensor& first = params_[bucket.params.front()];
+    at::TensorOptions wire = first.options().requires_grad(false);
+    if (options_.compressBf16 && first.scalar_type() == at::kFloat) wire = wire.dtype(at::kBFloat16);
+    bucket.flat = at::zeros({elements}, wire);
     storage_.push_back(std::move(bucket));
   }
+  // CPU backward runs on the calling thread, CUDA backward on autograd's device thread.
+  hookLaunch_ = allCpu || comm_.launchesFromAnyThread();
+  arrived_.assign(params_.size(), 0);
+  if (!options_.overlap) return;
+  for (std::size_t index = 0; index < params_.size(); ++index) {
+    if (!params_[index].requires_grad()) continue;
+    hooks_.emplace_back(index, params_[index].register_hook([this, index](const at::Tensor& grad) {
+      onGradient(index, grad);
+    }));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  // A network that grows or is rebuilt outlives its old reducer: leave no hook pointing here.
+  for (const auto& [index, handle] : hooks_) params_[index].remove_hook(handle);
+}
+
+void GradientReducer::setMicroBatches(int count) {
+  if (count < 1) throw UsageError("internal: micro-batch count must be positive");
+  microBatches_ = count;
+  const double scale = 1.0 / (comm_.averagesInCollective() ? 1.0 : double(comm_.size())) / count;
+  // A CPU wrapped number multiplies tensors of any device without a transfer.
+  scaleScalar_ = at::scalar_tensor(scale, at::kDouble);
+  scaleScalar_.unsafeGetTensorImpl()->set_wrapped_number(true);
 }
 
 at::Tensor GradientReducer::viewOf(const Bucket& bucket, std::size_t position) const {
@@ -52,25 +95,129 @@ void GradientReducer::zeroGrad() {
   for (at::Tensor& p : params_) p.mutable_grad().reset();
 }
 
-void GradientReducer::reduce() {
-  if (comm_.size() == 1) return;
-  const double scale = 1.0 / comm_.size();
+void GradientReducer::arm() {
+  if (!active_ || !options_.overlap) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  armed_ = true;
+  spoiled_ = false;
+  std::fill(arrived_.begin(), arrived_.end(), 0);
+  nextLaunch_ = 0;
   for (Bucket& bucket : storage_) {
-    for (std::size_t k = 0; k < bucket.params.size(); ++k) {
-      at::Tensor& grad = params_[bucket.params[k]].mutable_grad();
-      at::Tensor view = viewOf(bucket, k);
-      if (!grad.defined()) {
-        view.zero_();
-      } else if (grad.data_ptr() != view.data_ptr()) {
-        // Scale while copying in: one pass, and the sum over ranks is then the mean.
-        at::mul_out(view, grad, at::scalar_tensor(scale, grad.options()));
-      } else {
-        view.mul_(scale);  // accumulated into last step's view (no zeroGrad in between)
-      }
-      grad = view;
-    }
-    comm_.allReduce(bucket.flat, ReduceOp::Sum);
+    bucket.pending = bucket.params.size();
+    bucket.filled = false;
   }
+}
+
+void GradientReducer::fill(Bucket& bucket, std::size_t current, const at::Tensor& incoming) {
+  // What each parameter contributes: its `.grad()` (earlier micro-batches, or what autograd
+  // stored), and for `current`, whose hook runs before autograd stores it, `incoming` too.
+  std::vector<at::Tensor> sources;
+  bool whole = bucket.flat.scalar_type() == params_[bucket.params.front()].scalar_type();
+  for (std::size_t index : bucket.params) {
+    at::Tensor source = params_[index].grad();
+    if (index == current) source = source.defined() ? source + incoming : incoming;
+    whole = whole && source.defined() && !source.is_alias_of(bucket.flat);
+    sources.push_back(std::move(source));
+  }
+  // Where the collective averages for free, copy the bucket in with one kernel (launch-bound GPU
+  // steps); elsewhere scale by 1/ranks while copying, so that the sum is the mean.
+  const bool averaging = comm_.averagesInCollective();
+  const double scale = 1.0 / (averaging ? 1.0 : double(comm_.size())) / microBatches_;
+  if (averaging && whole && sources.size() > 1) {
+    std::vector<at::Tensor> flat;
+    for (const at::Tensor& source : sources) flat.push_back(source.reshape({-1}));
+    at::cat_out(bucket.flat, flat, 0);
+    if (scale != 1.0) bucket.flat.mul_(scale);
+  } else {
+    for (std::size_t position = 0; position < sources.size(); ++position) {
+      at::Tensor view = viewOf(bucket, position);
+      const at::Tensor& source = sources[position];
+      if (!source.defined()) {
+        view.zero_();
+      } else if (source.data_ptr() == view.data_ptr()) {
+        if (scale != 1.0) view.mul_(scale);  // accumulated into last step's view (no zeroGrad)
+      } else if (scale != 1.0) {
+        at::mul_out(view, source, scaleScalar_);
+      } else {
+        view.copy_(source);
+      }
+    }
+  }
+  bucket.filled = true;
+}
+
+void GradientReducer::onGradient(std::size_t index, const at::Tensor& grad) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!armed_ || spoiled_) return;
+  if (arrived_[index]) {  // Note [gradient arrives twice]
+    spoiled_ = true;
+    return;
+  }
+  arrived_[index] = 1;
+  Bucket& bucket = storage_[slot_[index].first];
+  if (--bucket.pending == 0) {
+    fill(bucket, index, grad);
+    if (hookLaunch_) launchReady();
+  }
+}
+
+void GradientReducer::launchReady() {
+  while (nextLaunch_ < storage_.size() && storage_[nextLaunch_].filled) {
+    launch(storage_[nextLaunch_++]);
+  }
+}
+
+void GradientReducer::launch(Bucket& bucket) {
+  // The mean over ranks: averaged in the collective, or a sum of gradients scaled on the way in.
+  bucket.work = comm_.allReduceAsync(
+      bucket.flat, comm_.averagesInCollective() ? ReduceOp::Mean : ReduceOp::Sum);
+}
+
+void GradientReducer::reduce() {
+  if (!active_) {
+    if (microBatches_ > 1) {
+      for (at::Tensor& p : params_) {
+        if (p.grad().defined()) p.mutable_grad().mul_(1.0 / microBatches_);
+      }
+    }
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);  // backward is over; hooks are quiet
+  const bool fromHooks = armed_ && !spoiled_;
+  if (!fromHooks) {
+    for (Bucket& bucket : storage_) {
+      if (bucket.work) bucket.work->wait();
+      bucket.work.reset();
+      bucket.filled = false;
+    }
+    nextLaunch_ = 0;
+  }
+  lastOverlapped_ = fromHooks && hookLaunch_ && nextLaunch_ == storage_.size();
+  std::fill(arrived_.begin(), arrived_.end(), 0);
+  // What backward did not complete (parameters without a gradient this step, or everything when
+  // unarmed) is filled and launched now, still in bucket order.
+  for (; nextLaunch_ < storage_.size(); ++nextLaunch_) {
+    Bucket& bucket = storage_[nextLaunch_];
+    if (!bucket.filled) fill(bucket, kNone, at::Tensor());
+    launch(bucket);
+  }
+  for (Bucket& bucket : storage_) {
+    bucket.work->wait();
+    bucket.work.reset();
+    for (std::size_t position = 0; position < bucket.params.size(); ++position) {
+      at::Tensor& p = params_[bucket.params[position]];
+      at::Tensor view = viewOf(bucket, position);
+      at::Tensor& grad = p.mutable_grad();
+      if (view.scalar_type() == p.scalar_type()) {
+        grad = view;
+      } else if (grad.defined() && !grad.is_alias_of(view)) {
+        grad.copy_(view);
+      } else {
+        grad = view.to(p.scalar_type());
+      }
+    }
+  }
+  armed_ = false;
 }
 
 std::size_t GradientReducer::totalBytes() const {

@@ -1,49 +1,108 @@
 #pragma once
-/// @file Averages gradients over ranks through flat, bucketed all-reduces.
+/// @file Averages gradients over ranks through flat, bucketed all-reduces, overlapped with
+/// backward.
 ///
 /// The reducer knows nothing of models or backends: it gets parameters and a Communicator.
-/// Backward produces gradients as usual; reduce() copies each into its bucket's flat buffer,
-/// scaled by 1/world on the way in, all-reduces the buckets (sum) in one fixed order, and leaves
-/// each `.grad()` as a view into its bucket, so nothing is copied back out. On one rank it does
-/// nothing at all: a single process pays no memory traffic for being distributable.
+/// A bucket's gradients are copied into its flat buffer together (one concatenation where the
+/// backend averages in the collective; scaled by 1/ranks on the way in where it sums), buckets
+/// are averaged over ranks in one fixed order, and each `.grad()` is left as a view into its
+/// bucket, so nothing is copied back out.
+///
+/// Armed (arm() before the backward pass that completes the gradients), autograd hooks follow the
+/// parameters' gradients as they are produced; the moment a bucket's last one arrives it is
+/// copied in, and its all-reduce starts once every bucket before it has started: communication
+/// runs while backward computes the earlier layers. reduce() then finishes what is left and waits. Unarmed, reduce()
+/// does it all after backward. On one rank with one micro-batch it does nothing at all.
 
 #include <ATen/core/Tensor.h>
 
 #include <cstddef>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "framework/comm/Communicator.h"
 
 namespace gentrain {
 
+struct ReducerOptions {
+  /// Bounds each bucket (25 MB by default in specs).
+  std::size_t capBytes = 25'000'000;
+  /// Start bucket all-reduces from autograd hooks during backward (when armed).
+  bool overlap = true;
+  /// Reduce on one rank too (to measure what the reducer costs); normally one rank skips it.
+  bool always = false;
+  /// Send float32 gradients as bfloat16 (half the bytes, ~3 significant digits).
+  bool compressBf16 = false;
+};
+
 class GradientReducer {
  public:
-  /// `params` in registration order; `capBytes` bounds each bucket (25 MB by default in specs).
-  GradientReducer(Communicator& comm, std::vector<at::Tensor> params, std::size_t capBytes);
+  /// `params` in registration order.
+  GradientReducer(Communicator& comm, std::vector<at::Tensor> params, ReducerOptions options);
+  GradientReducer(Communicator& comm, std::vector<at::Tensor> params, std::size_t capBytes)
+      : GradientReducer(comm, std::move(params), ReducerOptions{capBytes}) {}
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
 
   /// Drops the gradients (sets them undefined), so that backward writes fresh ones without a
   /// zeroing pass and without accumulating into old memory.
   void zeroGrad();
-  /// Averages gradients over all ranks, bucket by bucket in one fixed order. A no-op on one rank.
-  /// A gradient that is undefined here counts as zero (every rank must reduce the same buckets).
+  /// Gradients are summed over this many backward passes before each reduce() (gradient
+  /// accumulation); they are averaged over them too.
+  void setMicroBatches(int count);
+  /// The next backward pass completes the gradients: reduce them from its hooks as they come.
+  void arm();
+  /// Averages gradients over all ranks (and micro-batches), bucket by bucket in one fixed order,
+  /// and waits for the result. A gradient that is undefined here counts as zero (every rank must
+  /// reduce the same buckets).
   void reduce();
 
   const std::vector<std::vector<std::size_t>>& buckets() const { return buckets_; }
-  /// Bytes of bucket memory (none on one rank, where nothing is reduced).
+  /// Bytes of bucket memory (none when nothing is reduced).
   std::size_t totalBytes() const;
+  /// Whether the last reduce() was overlapped with backward from start to end.
+  bool lastOverlapped() const { return lastOverlapped_; }
 
  private:
   struct Bucket {
     at::Tensor flat;
     std::vector<std::size_t> params;
     std::vector<int64_t> offsets;  // element offset of each param in `flat`
+    std::size_t pending = 0;       // parameters still to arrive this step (armed)
+    bool filled = false;           // holds this step's gradients
+    std::unique_ptr<Work> work;    // the all-reduce in flight
   };
   at::Tensor viewOf(const Bucket& bucket, std::size_t position) const;
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  /// Copies the bucket's gradients in (divided by the micro-batch count): each parameter's
+  /// `.grad()`, plus `incoming` for parameter `current`; an undefined gradient counts as zero.
+  void fill(Bucket& bucket, std::size_t current, const at::Tensor& incoming);
+  /// The autograd hook of parameter `index`.
+  void onGradient(std::size_t index, const at::Tensor& grad);
+  /// Starts every complete bucket from the next one in order.
+  void launchReady();
+  void launch(Bucket& bucket);
 
   Communicator& comm_;
   std::vector<at::Tensor> params_;
+  ReducerOptions options_;
+  bool active_ = false;    // buckets exist: several ranks, or `always`
+  bool hookLaunch_ = false;  // hooks may start collectives (else they only fill buckets)
+  int microBatches_ = 1;
   std::vector<std::vector<std::size_t>> buckets_;
   std::vector<Bucket> storage_;
+  std::vector<std::pair<std::size_t, std::size_t>> slot_;  // param -> (bucket, position)
+  std::vector<std::pair<std::size_t, unsigned>> hooks_;  // (param, handle)
+  // Armed-step state, touched by hooks (possibly on autograd's device thread) under mutex_.
+  std::mutex mutex_;
+  bool armed_ = false;
+  bool spoiled_ = false;  // a gradient arrived twice: redo the whole step after backward
+  std::vector<char> arrived_;
+  std::size_t nextLaunch_ = 0;
+  bool lastOverlapped_ = false;
+  at::Tensor scaleScalar_;  // what fill() multiplies by where it scales
 };
 
 }  // namespace gentrain

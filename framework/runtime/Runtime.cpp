@@ -88,7 +88,21 @@ void Runtime::configure(const RuntimeOptions& options) {
   threads_ = options.threads > 0 ? options.threads : std::max(1, cores / localSize_);
   setComputeThreads(threads_);
 
-  const bool wantNccl = options.backend == "nccl" || (options.backend == "auto" && useCuda);
+  // NCCL refuses two ranks on one GPU; more ranks than GPUs on a node must use MPI.
+  const int gpus = useCuda ? static_cast<int>(torch::cuda::device_count()) : 0;
+  const bool sharedGpu = useCuda && localSize_ > gpus;
+  if (options.backend == "nccl" && sharedGpu) {
+    throw UsageError(log::cat("runtime.backend=nccl, but this node runs ", localSize_,
+                              " ranks on ", gpus, " GPU(s) and NCCL cannot put two ranks on one "
+                              "GPU: set runtime.backend=mpi, or start at most ", gpus,
+                              " rank(s) per node"));
+  }
+  const bool wantNccl =
+      options.backend == "nccl" || (options.backend == "auto" && useCuda && !sharedGpu);
+  if (options.backend == "auto" && sharedGpu) {
+    log::info(log::cat("runtime: ", localSize_, " ranks share ", gpus,
+                       " GPU(s) on this node; using the MPI backend (NCCL needs a GPU per rank)"));
+  }
 #ifdef GENTRAIN_WITH_NCCL
   if (wantNccl) {
     if (!useCuda) throw UsageError("runtime.backend=nccl needs runtime.device=cuda");

@@ -3,8 +3,10 @@
 /// tensor operations and two temporaries.
 ///
 /// It *is* a torch::optim::Adam (same options, same per-parameter state, same save/load format);
-/// only step() differs, and only for contiguous float32 CPU tensors without amsgrad. Anything
-/// else (CUDA, other dtypes, amsgrad) takes torch's own Adam::step().
+/// only step() differs. Contiguous float32 CPU tensors take the fused loop; float tensors on a
+/// GPU take multi-tensor (_foreach) kernels, a handful of launches per step for all parameters
+/// instead of several per parameter; anything else (amsgrad, mixed devices, other dtypes) takes
+/// torch's own Adam::step().
 
 #include <torch/optim/adam.h>
 
@@ -14,6 +16,16 @@ class FusedAdam : public torch::optim::Adam {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
+
+  enum class Kernel { Auto, Loop, Foreach, Torch };
+  /// Forces one implementation (tests compare them all on the CPU).
+  void setKernel(Kernel kernel) { kernel_ = kernel; }
+
+ private:
+  torch::optim::AdamParamState& stateOf(const at::Tensor& p);
+  void stepLoop();
+  void stepForeach();
+  Kernel kernel_ = Kernel::Auto;
 };
 
 }  // namespace gentrain

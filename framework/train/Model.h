@@ -49,8 +49,12 @@ class ModelContext {
                                              std::vector<at::Tensor> params) = 0;
 };
 
-/// Named scalars: per-batch means of training metrics, or final evaluation metrics.
+/// Named scalars: means of training metrics over steps, or final evaluation metrics.
 using Scalars = std::map<std::string, double>;
+
+/// A training step's metrics: per-batch means as 0-dim tensors, left where they were computed.
+/// The trainer reads them only when it logs, so a GPU step never waits for its own results.
+using StepMetrics = std::map<std::string, at::Tensor>;
 
 /// Evaluation metrics of a batch, one value per image: name -> tensor [B]. A metric measured on
 /// only some images is NaN for the others. The trainer averages each over the images where it is
@@ -62,9 +66,14 @@ class Model {
   virtual ~Model() = default;
   /// Builds networks and optimizers through `context` (called once, on every rank).
   virtual void build(ModelContext& context, const DataShape& data) = 0;
+  /// Runs on the data loader's thread, ahead of the step, for each training batch (still on the
+  /// host): per-sample inputs that depend only on the batch's place in the run, such as
+  /// counter-based noise, go into `batch.extras` and so cost the step nothing. Must only read
+  /// what build() set, and use no tensor ops that start thread pools.
+  virtual void prepareBatch(Batch& /*batch*/) const {}
   /// One optimizer step (or one round of steps, for GANs) on this rank's share of a global batch
-  /// already on the device. Returns per-batch means.
-  virtual Scalars trainStep(const Batch& batch) = 0;
+  /// (or of one micro-batch of it) already on the device. Returns per-batch means, detached.
+  virtual StepMetrics trainStep(const Batch& batch) = 0;
   /// Evaluation metrics of each image of a batch of test images. `final` marks the last
   /// evaluation, where expensive metrics (e.g. importance-weighted bounds) run.
   virtual PerImage evaluate(const Batch& batch, bool final) = 0;

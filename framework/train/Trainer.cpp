@@ -11,11 +11,13 @@
 #include <numeric>
 #include <sstream>
 
+#include "framework/data/DeviceStager.h"
 #include "framework/parallel/Consistency.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
 #include "framework/train/ImageGrid.h"
 #include "framework/train/Optimizers.h"
+#include "framework/train/Precision.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -114,6 +116,8 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
                spec_.integer("checkpoint.every_epochs"), spec_.integer("checkpoint.every_steps")};
   totalSteps_ = spec_.integer("train.steps") > 0 ? spec_.integer("train.steps")
                                                  : spec_.integer("train.epochs") * stepsPerEpoch_;
+  microBatches_ = static_cast<int>(spec_.integer("train.micro_batches"));
+  bf16_ = spec_.text("train.precision") == "bf16";
 
   transform_ = transformOf(spec_);
   transform_.check(train_->height(), train_->width());
@@ -176,9 +180,13 @@ void Trainer::addNetwork(const std::string& name, std::shared_ptr<torch::nn::Mod
 
 DistributedOptimizer& Trainer::addOptimizer(const std::string& name,
                                             std::vector<at::Tensor> params) {
-  const auto bucketBytes = static_cast<std::size_t>(spec_.real("train.bucket_mb") * 1e6);
+  ReducerOptions reducer;
+  reducer.capBytes = static_cast<std::size_t>(spec_.real("train.bucket_mb") * 1e6);
+  reducer.overlap = spec_.flag("train.overlap");
+  reducer.always = options_.alwaysReduce;
+  reducer.compressBf16 = spec_.text("train.grad_compression") == "bf16";
   auto optimizer = std::make_unique<DistributedOptimizer>(
-      name, makeOptimizer(spec_, name, params), comm_, bucketBytes, &times_);
+      name, makeOptimizer(spec_, name, params), comm_, reducer, &times_);
   for (auto& existing : optimizers_) {
     if (existing->name() == name) {
       existing = std::move(optimizer);
@@ -414,14 +422,27 @@ void Trainer::writeSamples(const std::string& tag) {
 
 void Trainer::logProgress(int64_t steps, double seconds) {
   Communicator& comm = comm_;
+  // One transfer from the device for all metrics of the interval.
+  std::vector<at::Tensor> perMetric;
+  for (const auto& [name, pending] : pending_) {
+    at::Tensor sum = pending.folded;
+    if (!pending.values.empty()) {
+      const at::Tensor recent = at::stack(pending.values).to(at::kDouble).sum();
+      sum = sum.defined() ? sum + recent : recent;
+    }
+    perMetric.push_back(sum / double(pending.count));
+  }
   Scalars means;
-  for (const auto& [name, sum] : pending_) means[name] = sum / pendingSteps_;
+  if (!perMetric.empty()) {
+    const at::Tensor host = at::stack(perMetric).cpu();
+    std::size_t k = 0;
+    for (const auto& [name, pending] : pending_) means[name] = host[k++].item<double>();
+  }
   means = reduceScalars(comm, means, ReduceOp::Mean);
   const double images = static_cast<double>(steps * spec_.integer("train.global_batch"));
   means["images_per_s"] = images / seconds;
   summary_.lastTrain = means;
   pending_.clear();
-  pendingSteps_ = 0;
 
   const double perStep = 1000.0 / static_cast<double>(summary_.lastStep - summary_.firstStep);
   const double done = static_cast<double>(step_ - summary_.firstStep);
@@ -471,13 +492,60 @@ void Trainer::periodicWork() {
   }
 }
 
+void Trainer::trainStep(const Batch& batch) {
+  const int64_t size = batch.size() / microBatches_;
+  std::vector<StepMetrics> parts;
+  for (int k = 0; k < microBatches_; ++k) {
+    for (auto& optimizer : optimizers_) optimizer->setMicroBatch(k, microBatches_);
+    Batch part = batch;
+    if (microBatches_ > 1) {
+      part.images = batch.images.narrow(0, k * size, size);
+      if (batch.labels.defined()) part.labels = batch.labels.narrow(0, k * size, size);
+      if (batch.attributes.defined()) part.attributes = batch.attributes.narrow(0, k * size, size);
+      for (auto& [name, extra] : part.extras) extra = extra.narrow(0, k * size, size);
+      part.firstSample = batch.firstSample + k * size;  // the same noise as the whole batch
+    }
+    AutocastScope autocast(device_.type(), bf16_);
+    parts.push_back(model_->trainStep(part));
+  }
+  for (const StepMetrics& metrics : parts) {
+    for (const auto& [name, value] : metrics) {
+      PendingMetric& pending = pending_[name];
+      pending.values.push_back(value.detach().reshape({}));
+      ++pending.count;
+      if (pending.values.size() == 256) {  // long intervals (benchmarks) keep little
+        at::Tensor sum = at::stack(pending.values).to(at::kDouble).sum();
+        pending.folded = pending.folded.defined() ? pending.folded + sum : sum;
+        pending.values.clear();
+      }
+    }
+  }
+  if (observer_) {  // tests: per-step values on the host (a synchronisation; never in training)
+    Scalars means;
+    for (const StepMetrics& metrics : parts) {
+      for (const auto& [name, value] : metrics) {
+        means[name] += value.item<double>() / static_cast<double>(parts.size());
+      }
+    }
+    observer_(step_ + 1, means);
+  }
+}
+
 RunSummary Trainer::run(int64_t maxSteps) {
   Communicator& comm = comm_;
   const int64_t end = maxSteps > 0 ? std::min(totalSteps_, step_ + maxSteps) : totalSteps_;
   DistributedSampler sampler(train_->size(), spec_.integer("train.global_batch"), comm.rank(),
                              comm.size(), seed());
+  if (sampler.localBatch() % microBatches_ != 0) {
+    throw SpecError(spec_.where("train.micro_batches") + ": " + std::to_string(microBatches_) +
+                    " micro-batches do not divide the " + std::to_string(sampler.localBatch()) +
+                    " images per rank (train.global_batch / ranks); pick a divisor");
+  }
+  DeviceStager stager(device());
+  const Model& model = *model_;
   DataLoader loader(train_, sampler, step_ / stepsPerEpoch_, step_ % stepsPerEpoch_,
-                    static_cast<int>(spec_.integer("data.prefetch")), transform_);
+                    static_cast<int>(spec_.integer("data.prefetch")), transform_,
+                    stager.wantsPinned(), [&model](Batch& batch) { model.prepareBatch(batch); });
   const int64_t logEvery = spec_.integer("log.every_steps");
   summary_ = RunSummary{};
   summary_.firstStep = summary_.lastStep = step_;
@@ -486,20 +554,21 @@ RunSummary Trainer::run(int64_t maxSteps) {
 
   double intervalStart = now();
   int64_t intervalSteps = 0;
+  Batch next;
+  if (step_ < end) next = stager.stage(loader.next());
   while (step_ < end) {
     const double t0 = now();
-    Batch batch = loader.next();
+    Batch batch = std::move(next);
+    stager.ready(batch);
+    // The next batch's copy to the device overlaps this step's compute.
+    if (step_ + 1 < end) next = stager.stage(loader.next());
     const double t1 = now();
-    batch.images = batch.images.to(device());
-    if (batch.labels.defined()) batch.labels = batch.labels.to(device());
-    if (batch.attributes.defined()) batch.attributes = batch.attributes.to(device());
     const StepTimes before = times_;
-    const Scalars stepMetrics = model_->trainStep(batch);
-    for (const auto& [name, value] : stepMetrics) pending_[name] += value;
+    trainStep(batch);
+    // Host-side timings end when the device has finished what they launched.
+    if (step_ + 1 == end && device_.is_cuda()) torch::cuda::synchronize(device_.index());
     const double t2 = now();
-    ++pendingSteps_;
     ++step_;
-    if (observer_) observer_(step_, stepMetrics);
     ++intervalSteps;
     summary_.lastStep = step_;
     summary_.dataWait += t1 - t0;

@@ -20,6 +20,8 @@ struct TrainerOptions {
   bool resume = false;
   /// Measure only: no evaluation, samples, checkpoints or run-directory files.
   bool benchmark = false;
+  /// Run the gradient reducer on one rank too, to measure what it costs (benchmarks).
+  bool alwaysReduce = false;
 };
 
 /// What a run did, for callers and benchmarks.
@@ -83,6 +85,8 @@ class Trainer : public ModelContext {
   std::string checkpointPayload() const;
   void writeSamples(const std::string& tag);
   void logProgress(int64_t steps, double seconds);
+  /// One optimizer step on a device batch: micro-batches, autocast, metrics.
+  void trainStep(const Batch& batch);
 
   Communicator& comm_;
   c10::Device device_;
@@ -104,9 +108,16 @@ class Trainer : public ModelContext {
   struct Schedule {
     int64_t evalEpochs, sampleEpochs, checkpointEpochs, checkpointSteps;
   } schedule_{};
-  // Means of train metrics since the last progress line.
-  Scalars pending_;
-  int64_t pendingSteps_ = 0;
+  int microBatches_ = 1;
+  bool bf16_ = false;
+  // Train metrics of the (micro-)batches since the last progress line, still on the device:
+  // the latest values one by one, older ones folded into a sum every so often.
+  struct PendingMetric {
+    std::vector<at::Tensor> values;
+    at::Tensor folded;  // sum of earlier values (undefined: none)
+    int64_t count = 0;
+  };
+  std::map<std::string, PendingMetric> pending_;
   RunSummary summary_;
   std::function<void(int64_t, const Scalars&)> observer_;
 };

@@ -7,6 +7,10 @@ KL, mean over the batch), Adam 1e-3, same global batch, same data (Fashion-MNIST
 
   python3 launch/bench/vae_pytorch.py --threads 1 --batch 128 --steps 300
   mpirun -np 2 python3 launch/bench/vae_pytorch.py --threads 1   # DDP over gloo
+  python3 launch/bench/vae_pytorch.py --device cuda --bf16 --h5 datasets/fashion-mnist-bin128.h5
+
+On a GPU the whole training set and the noise live on the GPU (no host-to-device copies at all:
+the most favourable setting for the peer), and bf16 means torch.autocast around forward + loss.
 """
 import argparse
 import gzip
@@ -53,6 +57,9 @@ def main():
     parser.add_argument("--batch", type=int, default=128, help="global batch")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--h5", help="read the training images from a gentrain HDF5 file instead")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -63,30 +70,45 @@ def main():
         os.environ.setdefault("MASTER_PORT", "29533")
         torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
 
-    images = torch.from_numpy((load_idx_images(args.data) >= 128).astype(np.float32))
+    if args.h5:
+        import h5py
+        with h5py.File(args.h5, "r") as f:
+            raw = f["train/images"][:]
+        binary = raw >= 128 if raw.max() > 1 else raw >= 1
+    else:
+        binary = load_idx_images(args.data) >= 128
+    device = torch.device(args.device)
+    images = torch.from_numpy(binary.astype(np.float32)).to(device)
     torch.manual_seed(0)
-    model = Vae()
+    model = Vae().to(device)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     local = args.batch // world
-    generator = torch.Generator().manual_seed(1 + rank)
+    generator = torch.Generator(device=device).manual_seed(1 + rank)
 
     def step(k):
-        index = torch.randint(0, images.shape[0], (local,), generator=generator)
+        index = torch.randint(0, images.shape[0], (local,), generator=generator, device=device)
         x = images[index]
-        eps = torch.randn(local, 20, generator=generator)
+        eps = torch.randn(local, 20, generator=generator, device=device)
         optimizer.zero_grad()
-        loss = model(x, eps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(x, eps)
         loss.backward()
         optimizer.step()
         return loss
 
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     for k in range(args.warmup):
         step(k)
+    sync()
     start = time.perf_counter()
     for k in range(args.steps):
         loss = step(k)
+    sync()
     seconds = time.perf_counter() - start
     if world > 1:
         t = torch.tensor([seconds])
@@ -94,7 +116,8 @@ def main():
         seconds = t.item()
     if rank == 0:
         rate = args.steps * args.batch / seconds
-        print(f"pytorch {torch.__version__} eager{' DDP' if world > 1 else ''}: {world} rank(s) x "
+        print(f"pytorch {torch.__version__} eager{' DDP' if world > 1 else ''}, {device}"
+              f"{', bf16' if args.bf16 else ''}: {world} rank(s) x "
               f"{args.threads} thread(s), global batch {args.batch}: {rate:.1f} images/s "
               f"(loss {loss.item():.2f})")
         print(f"RESULT images_per_s={rate:.2f}")

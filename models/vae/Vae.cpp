@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "framework/data/DeviceStager.h"
 #include "framework/random/CounterRng.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
@@ -121,6 +122,7 @@ void Vae::build(ModelContext& context, const DataShape& data) {
   }
   device_ = context.device();
   seed_ = context.seed();
+  latent_ = spec.integer("model.latent");
   iwSamples_ = spec.integer("model.iw_samples");
   iwChunk_ = spec.integer("model.iw_chunk");
   net_ = VaeNet(arch, spec.integers("model.hidden"), spec.integer("model.latent"), convChannels,
@@ -145,19 +147,23 @@ std::pair<at::Tensor, at::Tensor> Vae::reconAndKl(const at::Tensor& images, cons
   return {recon, kl};
 }
 
-Scalars Vae::trainStep(const Batch& batch) {
+at::Tensor Vae::trainNoise(const Batch& batch) const {
+  return counterNormal({seed_, kTrainEps, uint64_t(batch.step)}, batch.firstSample, batch.size(),
+                       {latent_});
+}
+
+void Vae::prepareBatch(Batch& batch) const { batch.extras["eps"] = trainNoise(batch); }
+
+StepMetrics Vae::trainStep(const Batch& batch) {
+  const auto prepared = batch.extras.find("eps");
   const at::Tensor eps =
-      counterNormal({seed_, kTrainEps, uint64_t(batch.step)}, batch.firstSample, batch.size(),
-                    {net_->latent()})
-          .to(device_);
+      prepared != batch.extras.end() ? prepared->second : toDevice(trainNoise(batch), device_);
   optimizer_->zeroGrad();
   auto [recon, kl] = reconAndKl(batch.images, eps);
   const at::Tensor loss = (recon + kl).mean();
   loss.backward();
   optimizer_->step();
-  return {{"loss", loss.item<double>()},
-          {"recon", recon.mean().item<double>()},
-          {"kl", kl.mean().item<double>()}};
+  return {{"loss", loss.detach()}, {"recon", recon.mean().detach()}, {"kl", kl.mean().detach()}};
 }
 
 at::Tensor Vae::importanceWeighted(const at::Tensor& images, int64_t firstIndex, int64_t k) {
@@ -170,11 +176,11 @@ at::Tensor Vae::importanceWeighted(const at::Tensor& images, int64_t firstIndex,
     std::vector<at::Tensor> logWeights;
     for (int64_t chunk = 0; chunk * iwChunk_ < k; ++chunk) {
       const int64_t n = std::min(iwChunk_, k - chunk * iwChunk_);
-      const at::Tensor eps =
+      const at::Tensor eps = toDevice(
           counterNormal({seed_, kImportance, uint64_t(chunk)}, firstIndex + i, 1,
                         {n, net_->latent()})
-              .squeeze(0)
-              .to(device_);
+              .squeeze(0),
+          device_);
       const at::Tensor z = mu + eps * sigma;
       const at::Tensor logits = net_->decodeLogits(z);
       const at::Tensor logPx =
@@ -193,8 +199,9 @@ at::Tensor Vae::importanceWeighted(const at::Tensor& images, int64_t firstIndex,
 
 PerImage Vae::evaluate(const Batch& batch, bool final) {
   const at::Tensor eps =
-      counterNormal({seed_, kEvalEps, 0}, batch.firstSample, batch.size(), {net_->latent()})
-          .to(device_);
+      toDevice(counterNormal({seed_, kEvalEps, 0}, batch.firstSample, batch.size(),
+                             {net_->latent()}),
+               device_);
   auto [recon, kl] = reconAndKl(batch.images, eps);
   PerImage values{{"elbo", -(recon + kl)}, {"recon", recon}, {"kl", kl}};
   if (final && iwSamples_ > 0) {
@@ -212,7 +219,8 @@ PerImage Vae::evaluate(const Batch& batch, bool final) {
 
 at::Tensor Vae::sample(int64_t count, int64_t /*step*/) {
   // Fixed latents (stream kSample, step 0), so grids across training show progress.
-  const at::Tensor z = counterNormal({seed_, kSample, 0}, 0, count, {net_->latent()}).to(device_);
+  const at::Tensor z =
+      toDevice(counterNormal({seed_, kSample, 0}, 0, count, {net_->latent()}), device_);
   return torch::sigmoid(net_->decodeLogits(z));
 }
 

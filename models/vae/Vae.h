@@ -39,7 +39,9 @@ class Vae : public Model {
   static void addKeys(Schema& schema);
 
   void build(ModelContext& context, const DataShape& data) override;
-  Scalars trainStep(const Batch& batch) override;
+  /// The training noise eps, made on the loader's thread.
+  void prepareBatch(Batch& batch) const override;
+  StepMetrics trainStep(const Batch& batch) override;
   PerImage evaluate(const Batch& batch, bool final) override;
   at::Tensor sample(int64_t count, int64_t step) override;
 
@@ -52,8 +54,12 @@ class Vae : public Model {
  private:
   VaeNet net_{nullptr};
   DistributedOptimizer* optimizer_ = nullptr;
+  /// Training noise for a batch's samples (on the host).
+  at::Tensor trainNoise(const Batch& batch) const;
+
   c10::Device device_{c10::kCPU};
   uint64_t seed_ = 0;
+  int64_t latent_ = 0;
   int64_t iwSamples_ = 0, iwStride_ = 1, iwChunk_ = 1000;
 };
 

@@ -38,17 +38,20 @@ std::vector<at::Tensor> cloned(const std::vector<at::Tensor>& params) {
 
 }  // namespace
 
-TEST(FusedAdam, MatchesTorchAdam) {
+TEST(FusedAdam, MatchesTorchAdamWithEitherKernel) {
+  for (auto kernel : {FusedAdam::Kernel::Loop, FusedAdam::Kernel::Foreach})
   for (double decay : {0.0, 0.01}) {
     const auto start = initial();
     auto mine = cloned(start), theirs = cloned(start);
     auto options = torch::optim::AdamOptions(0.01).betas({0.8, 0.95}).weight_decay(decay);
     FusedAdam fused(mine, options);
+    fused.setKernel(kernel);
     torch::optim::Adam reference(theirs, options);
     run(mine, fused, 25);
     run(theirs, reference, 25);
     for (std::size_t k = 0; k < mine.size(); ++k) {
-      EXPECT_TRUE(at::allclose(mine[k], theirs[k], 1e-5, 1e-6)) << "decay " << decay;
+      EXPECT_TRUE(at::allclose(mine[k], theirs[k], 1e-5, 1e-6))
+          << "decay " << decay << " kernel " << int(kernel);
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/random/CounterRng.h"
 #include "framework/runtime/Error.h"
+#include "framework/train/Precision.h"
 #include "framework/train/Trainer.h"
 #include "models/vae/Vae.h"
 
@@ -113,4 +114,65 @@ TEST(Vae, LoaderTransformsReachTheModel) {
   } catch (const SpecError& e) {
     EXPECT_NE(std::string(e.what()).find("set data.normalize=unit"), std::string::npos);
   }
+}
+
+TEST(Vae, MicroBatchesOnOneProcessMatchTheWholeBatch) {
+  Fixture f;
+  Trainer whole(f.comm, c10::kCPU, test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/whole"), {});
+  whole.run();
+  Trainer parts(f.comm, c10::kCPU,
+                test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/parts", {"train.micro_batches=3"}),
+                {});
+  std::vector<double> losses;
+  parts.onStep([&](int64_t, const Scalars& m) { losses.push_back(m.at("loss")); });
+  parts.run();
+  EXPECT_EQ(losses.size(), 8u);
+  const auto a = whole.parameters(), b = parts.parameters();
+  for (std::size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(at::allclose(a[k], b[k], 1e-5, 1e-5));
+
+  Trainer odd(f.comm, c10::kCPU,
+              test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/odd", {"train.micro_batches=5"}), {});
+  try {
+    odd.run();
+    ADD_FAILURE() << "12 images in 5 micro-batches were accepted";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.micro_batches"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Vae, Bf16AutocastOnTheCpuComputesInBf16AndLearns) {
+  const at::Tensor a = at::randn({4, 4});
+  {
+    AutocastScope scope(c10::DeviceType::CPU, true);
+    EXPECT_EQ(at::mm(a, a).scalar_type(), at::kBFloat16);
+    AutocastScope off(c10::DeviceType::CPU, false);  // fp32 scopes change nothing
+    EXPECT_EQ(at::mm(a, a).scalar_type(), at::kBFloat16);
+  }
+  EXPECT_EQ(at::mm(a, a).scalar_type(), at::kFloat);
+
+  Fixture f;
+  Trainer half(f.comm, c10::kCPU,
+               test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/bf16", {"train.precision=bf16"}), {});
+  const double before = half.evaluate(false).at("elbo");
+  half.run();
+  EXPECT_EQ(half.parameters().front().scalar_type(), at::kFloat);
+  EXPECT_GT(half.evaluate(false).at("elbo"), before);
+}
+
+TEST(Vae, ProgressMeansCoverEveryStepOfALongInterval) {
+  Fixture f;
+  // 600 steps in one progress interval: values are folded on the way (every 256), not dropped.
+  Trainer trainer(f.comm, c10::kCPU,
+                  test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run",
+                                    {"train.steps=600", "log.every_steps=600", "model.iw_samples=0"}),
+                  {});
+  double sum = 0;
+  int steps = 0;
+  trainer.onStep([&](int64_t, const Scalars& m) {
+    sum += m.at("loss");
+    ++steps;
+  });
+  const RunSummary summary = trainer.run();
+  ASSERT_EQ(steps, 600);
+  EXPECT_NEAR(summary.lastTrain.at("loss"), sum / steps, 1e-9 * std::abs(sum / steps));
 }
