@@ -24,6 +24,8 @@
 #include "framework/runtime/Runtime.h"
 #include "framework/train/ImageGrid.h"
 #include "framework/train/Trainer.h"
+#include "framework/tracking/Runs.h"
+#include "framework/tracking/Weights.h"
 #include "launch/Bench.h"
 
 namespace gentrain {
@@ -105,6 +107,20 @@ int main(int argc, char** argv) {
       ->required();
   sampleCmd->add_option("-n,--count", sampleCount, "number of samples");
   sampleCmd->add_option("-o,--out", sampleOut, "PNG file to write");
+
+  std::string exportPath, exportOut = "weights.h5";
+  bool exportForce = false;
+  auto* exportCmd = app.add_subcommand("export", "write a checkpoint's weights to HDF5 (h5py-readable)");
+  exportCmd->add_option("checkpoint", exportPath, "checkpoint folder, or a run directory")
+      ->required();
+  exportCmd->add_option("-o,--out", exportOut, "HDF5 file to write");
+  exportCmd->add_flag("--force", exportForce, "replace an existing file");
+  std::string runsDir = "runs";
+  std::vector<std::string> compare;
+  auto* runsCmd = app.add_subcommand("runs", "a table of the runs in a folder, or two compared");
+  runsCmd->add_option("dir", runsDir, "folder of run directories (default: runs)");
+  runsCmd->add_option("--compare", compare, "two run directories: spec differences and metrics")
+      ->expected(2);
 
   auto* keysCmd = app.add_subcommand("keys", "list every spec key with type, default and help");
   std::string keysModel;
@@ -197,6 +213,17 @@ int main(int argc, char** argv) {
   try {
     if (*keysCmd) {
       std::cout << schemaFor(keysModel).describe();
+    } else if (*runsCmd) {
+      if (!compare.empty()) {
+        std::cout << compareRuns(readRun(compare[0]), readRun(compare[1]));
+      } else {
+        const auto runs = listRuns(runsDir);
+        if (runs.empty()) {
+          std::cout << runsDir << ": no run directories (folders with a spec.yaml)\n";
+        } else {
+          std::cout << runsTable(runs);
+        }
+      }
     } else if (app.got_subcommand("models")) {
       for (const auto& name : ModelRegistry::instance().names()) {
         std::cout << name << ": " << ModelRegistry::instance().get(name).description << "\n";
@@ -242,6 +269,11 @@ int main(int argc, char** argv) {
           writeImageGrid(trainer->model().sample(sampleCount, trainer->step()), sampleOut);
           log::info("wrote " + sampleOut);
         }
+        return 0;
+      }
+      if (*exportCmd) {
+        auto trainer = fromCheckpoint(*runtime, exportPath, {});
+        if (runtime->rank() == 0) log::info(exportWeights(*trainer, exportOut, exportForce));
         return 0;
       }
       if (*benchTrainCmd) return benchTrain(*runtime, trainBench);

@@ -93,5 +93,34 @@ check eval-missing 1 "nowhere: neither a checkpoint folder" -- "$gentrain" eval 
 check sample 0 "wrote grid.png" -- "$gentrain" sample runs/cli -n 9 -o grid.png
 [ -s grid.png ] && { echo "ok   exists grid.png"; passes=$((passes + 1)); } || { echo "FAIL missing grid.png"; failures=$((failures + 1)); }
 
+# Weights export: refuses to overwrite; h5py (when this machine has it) reads it by model names.
+check export 0 "wrote weights.h5: 1 network\(s\), [0-9]+ tensors" -- \
+  "$gentrain" export runs/cli -o weights.h5
+check export-no-overwrite 1 "weights.h5 exists; pass --force" -- "$gentrain" export runs/cli -o weights.h5
+py=""
+for candidate in python3 /usr/bin/python3; do
+  if "$candidate" -c 'import h5py' 2>/dev/null; then py=$candidate; break; fi
+done
+if [ -n "$py" ]; then
+  check export-h5py 0 "encoder.1.weight \(8, 16\) vae step 24" -- "$py" -c '
+import h5py
+f = h5py.File("weights.h5", "r")
+print("encoder.1.weight", f["vae"]["encoder.1.weight"].shape, f.attrs["model"], "step", f.attrs["step"])'
+else
+  echo "skip export-h5py (no python3 h5py here)"
+fi
+
+# Runs: the real run (finished), a failed one and one whose process is gone, all in one table.
+mkdir -p runs/failed runs/gone
+cp runs/cli/spec.yaml runs/failed/ && cp runs/cli/spec.yaml runs/gone/
+sed -i 's/^seed: .*/seed: 99/' runs/failed/spec.yaml
+printf 'state: failed\nerror: "data.h5: read failed"\nworld: 2\n' > runs/failed/status
+printf 'state: running\nhost: %s\npid: 999999999\nworld: 3\n' "$(hostname)" > runs/gone/status
+check runs-table 0 "cli +vae +2 +24 +finished +[0-9.]+ +elbo" -- "$gentrain" runs runs
+check runs-failed 0 "failed +vae +2 +- +failed +- +error: data.h5: read failed" -- "$gentrain" runs runs
+check runs-stopped 0 "gone +vae +3 +- +stopped" -- "$gentrain" runs runs
+check runs-compare 0 "seed: 1234 \| 99" -- "$gentrain" runs --compare runs/cli runs/failed
+check runs-not-a-run 1 "nowhere is not a run directory" -- "$gentrain" runs --compare runs/cli nowhere
+
 echo "cli: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

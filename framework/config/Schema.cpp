@@ -158,6 +158,9 @@ Schema frameworkSchema() {
          {"none", "bf16"}});
   s.add({"log.every_steps", KeyType::Int, "100", "progress line and metrics row interval", 1});
   s.add({"log.all_ranks", KeyType::Bool, "false", "print info lines on every rank, not only 0"});
+  s.add({"log.tensorboard", KeyType::Bool, "true",
+         "rank 0 writes TensorBoard event files into <run dir>/tensorboard (scalars at every "
+         "progress line and evaluation, sample grids, the spec)"});
   s.add({"eval.every_epochs", KeyType::Int, "1",
          "evaluate on the test split every N epochs (0: only at the end)", 0});
   s.add({"eval.batch", KeyType::Int, "500", "test images per rank per evaluation batch", 1});

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -46,6 +47,14 @@ void walk(const std::string& dir, std::vector<std::string>& out) {
 }
 
 }  // namespace
+
+std::vector<std::string> listFolder(const std::string& dir) {
+  std::vector<std::string> names;
+  std::string error;
+  if (!entries(dir, names, error)) throw DataError(error);
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 std::vector<std::string> listFilesRecursive(const std::string& dir) {
   std::vector<std::string> out;

@@ -14,6 +14,9 @@
 
 namespace gentrain::files {
 
+/// The names in folder `dir` (not "." and ".."), sorted. Throws DataError when it cannot be read.
+std::vector<std::string> listFolder(const std::string& dir);
+
 /// Regular files under `dir` (symlinks to files too), recursively, without following symlinked
 /// folders; in no particular order. Throws DataError when `dir` cannot be read.
 std::vector<std::string> listFilesRecursive(const std::string& dir);

@@ -18,6 +18,8 @@
 #include "framework/train/ImageGrid.h"
 #include "framework/train/Optimizers.h"
 #include "framework/train/Precision.h"
+#include "framework/tracking/EventFile.h"
+#include "framework/tracking/Runs.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -236,6 +238,20 @@ void Trainer::prepareRunDirectory() {
                                                    static_cast<int>(spec_.integer("checkpoint.keep")));
   if (comm.rank() == 0) metrics_ = std::make_unique<MetricsLog>(
       (fs::path(runDir_) / "metrics.jsonl").string());
+  if (comm.rank() == 0 && spec_.flag("log.tensorboard")) {
+#ifdef GENTRAIN_WITH_TENSORBOARD
+    events_ = std::make_unique<EventWriter>((fs::path(runDir_) / "tensorboard").string());
+    // Indented: a Markdown code block in TensorBoard's text tab.
+    std::string spec;
+    std::istringstream lines(spec_.resolvedYaml());
+    for (std::string line; std::getline(lines, line);) spec += "    " + line + "\n";
+    events_->text(step_, "spec", spec);
+    log::info("tensorboard: " + events_->path() + " (tensorboard --logdir " + runDir_ + ")");
+#else
+    log::warn("this build has no protobuf (libprotobuf-dev and protobuf-compiler at configure "
+              "time), so it writes no TensorBoard event files; metrics.jsonl has the metrics");
+#endif
+  }
 }
 
 std::string Trainer::checkpointPayload() const {
@@ -418,6 +434,14 @@ void Trainer::writeSamples(const std::string& tag) {
   const std::string path = (fs::path(runDir_) / "samples" / (tag + ".png")).string();
   writeImageGrid(images, path);
   log::info("samples: " + path);
+  if (events_) {
+    std::ifstream in(path, std::ios::binary);
+    const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    int width = 0, height = 0, channels = 0;
+    if (pngSize(png, width, height, channels)) {
+      events_->image(step_, "samples", png, height, width, channels);
+    }
+  }
 }
 
 void Trainer::logProgress(int64_t steps, double seconds) {
@@ -459,10 +483,17 @@ void Trainer::logProgress(int64_t steps, double seconds) {
        << ", allreduce " << summary_.reduce * perStep << ", optim " << summary_.update * perStep
        << " | ETA " << duration(eta);
   log::info(line.str());
-  if (metrics_) {
+  if (metrics_ || events_) {
     Scalars row = means;
     row["epoch"] = double(step_) / double(stepsPerEpoch_);
-    metrics_->append(step_, "train", row);
+    if (metrics_) metrics_->append(step_, "train", row);
+    if (events_) {
+      for (const auto& optimizer : optimizers_) {
+        const auto& groups = optimizer->optimizer().param_groups();
+        if (!groups.empty()) row["lr_" + optimizer->name()] = groups.front().options().get_lr();
+      }
+      events_->scalars(step_, "train", row);
+    }
   }
 }
 
@@ -480,6 +511,7 @@ void Trainer::periodicWork() {
     }
     log::info(line.str());
     if (metrics_) metrics_->append(step_, "test", summary_.lastEval);
+    if (events_) events_->scalars(step_, "test", summary_.lastEval);
   }
   if (last || due(schedule_.sampleEpochs)) {
     std::ostringstream tag;
@@ -532,6 +564,25 @@ void Trainer::trainStep(const Batch& batch) {
 }
 
 RunSummary Trainer::run(int64_t maxSteps) {
+  // Written here, not when the run directory is prepared: a refused resume leaves the status of
+  // the run it refused as it was.
+  if (metrics_ && !runDir_.empty()) writeRunStatus(runDir_, "running", comm_.size());
+  try {
+    RunSummary summary = runSteps(maxSteps);
+    if (metrics_ && !runDir_.empty()) {
+      writeRunStatus(runDir_, step_ == totalSteps_ ? "finished" : "stopped", comm_.size());
+    }
+    return summary;
+  } catch (const std::exception& e) {
+    if (metrics_ && !runDir_.empty()) {
+      const std::string what = e.what();
+      writeRunStatus(runDir_, "failed", comm_.size(), what.substr(0, what.find('\n')));
+    }
+    throw;
+  }
+}
+
+RunSummary Trainer::runSteps(int64_t maxSteps) {
   Communicator& comm = comm_;
   const int64_t end = maxSteps > 0 ? std::min(totalSteps_, step_ + maxSteps) : totalSteps_;
   DistributedSampler sampler(train_->size(), spec_.integer("train.global_batch"), comm.rank(),
@@ -588,6 +639,12 @@ RunSummary Trainer::run(int64_t maxSteps) {
     const double pause = now();
     periodicWork();
     intervalStart += now() - pause;  // evaluation and checkpoints are not training time
+  }
+  if (events_ && summary_.seconds > 0) {
+    log::info(log::cat("tensorboard: ", events_->records(), " records in ", std::fixed,
+                       std::setprecision(1), events_->seconds() * 1e3, " ms, ",
+                       std::setprecision(2), 100.0 * events_->seconds() / summary_.seconds,
+                       "% of the training time"));
   }
   return summary_;
 }

@@ -15,6 +15,8 @@
 
 namespace gentrain {
 
+class EventWriter;
+
 struct TrainerOptions {
   /// Continue from the newest complete checkpoint of the run directory (if there is one).
   bool resume = false;
@@ -54,6 +56,10 @@ class Trainer : public ModelContext {
   Model& model() { return *model_; }
   /// Parameters of every network, in registration order (for equivalence tests).
   std::vector<at::Tensor> parameters() const;
+  /// The networks by the names the model registered them under.
+  const std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>>& networks() const {
+    return networks_;
+  }
 
   // ModelContext
   c10::Device device() const override { return device_; }
@@ -85,6 +91,7 @@ class Trainer : public ModelContext {
   std::string checkpointPayload() const;
   void writeSamples(const std::string& tag);
   void logProgress(int64_t steps, double seconds);
+  RunSummary runSteps(int64_t maxSteps);
   /// One optimizer step on a device batch: micro-batches, autocast, metrics.
   void trainStep(const Batch& batch);
 
@@ -101,6 +108,7 @@ class Trainer : public ModelContext {
   std::vector<std::unique_ptr<DistributedOptimizer>> optimizers_;
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<EventWriter> events_;  // rank 0, with log.tensorboard
   StepTimes times_;
   int64_t step_ = 0;
   int64_t stepsPerEpoch_ = 0;

@@ -1,0 +1,190 @@
+#include "framework/tracking/Runs.h"
+
+#include <signal.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "framework/config/Spec.h"
+#include "framework/runtime/Error.h"
+#include "framework/runtime/Files.h"
+
+namespace gentrain {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string hostName() {
+  char host[256] = "";
+  ::gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+std::string readText(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::string number(double value) {
+  std::ostringstream os;
+  os << std::setprecision(6) << value;
+  return os.str();
+}
+
+/// The last train and test rows of metrics.jsonl (a torn last line, from a run killed while
+/// writing, is skipped).
+void readMetrics(const fs::path& path, RunInfo& run) {
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    YAML::Node row;
+    try {
+      row = YAML::Load(line);  // JSON is YAML
+    } catch (const YAML::Exception&) {
+      continue;
+    }
+    if (!row.IsMap() || !row["step"] || !row["split"]) continue;
+    std::map<std::string, double> values;
+    for (const auto& item : row) {
+      const std::string key = item.first.as<std::string>();
+      if (key == "step" || key == "split") continue;
+      values[key] = item.second.IsNull() ? std::nan("") : item.second.as<double>(std::nan(""));
+    }
+    run.step = std::max(run.step, row["step"].as<int64_t>(-1));
+    (row["split"].as<std::string>() == "test" ? run.lastTest : run.lastTrain) = values;
+  }
+}
+
+}  // namespace
+
+RunInfo readRun(const std::string& dir) {
+  const fs::path spec = fs::path(dir) / "spec.yaml";
+  if (!fs::exists(spec)) {
+    throw DataError(dir + " is not a run directory (it has no spec.yaml)");
+  }
+  RunInfo run;
+  run.dir = dir;
+  run.spec = Spec::flatten(readText(spec));
+  run.name = run.spec.count("name") ? run.spec["name"] : fs::path(dir).filename().string();
+  run.model = run.spec.count("model.name") ? run.spec["model.name"] : "?";
+  run.state = "unknown";
+  const fs::path status = fs::path(dir) / "status";
+  if (fs::exists(status)) {
+    try {
+      const YAML::Node node = YAML::Load(readText(status));
+      run.state = node["state"].as<std::string>("unknown");
+      run.error = node["error"].as<std::string>("");
+      run.world = node["world"].as<int>(0);
+      const std::string host = node["host"].as<std::string>("");
+      const long pid = node["pid"].as<long>(0);
+      // A run "running" whose process is gone from this host stopped without saying so.
+      if (run.state == "running" && host == hostName() && pid > 0 &&
+          ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+        run.state = "stopped";
+      }
+    } catch (const YAML::Exception&) {
+      run.state = "unknown";
+    }
+  }
+  readMetrics(fs::path(dir) / "metrics.jsonl", run);
+  return run;
+}
+
+std::vector<RunInfo> listRuns(const std::string& parent) {
+  if (!fs::is_directory(parent)) throw DataError(parent + ": not a folder of runs");
+  std::vector<RunInfo> runs;
+  for (const std::string& name : files::listFolder(parent)) {  // Note [no std::filesystem walks]
+    const fs::path dir = fs::path(parent) / name;
+    if (fs::is_directory(dir) && fs::exists(dir / "spec.yaml")) runs.push_back(readRun(dir.string()));
+  }
+  return runs;
+}
+
+std::string runsTable(const std::vector<RunInfo>& runs) {
+  std::vector<std::vector<std::string>> rows{
+      {"run", "model", "ranks", "step", "state", "train loss", "test"}};
+  for (const RunInfo& run : runs) {
+    std::string test;
+    for (const auto& [name, value] : run.lastTest) {
+      test += (test.empty() ? "" : ", ") + name + " " + number(value);
+    }
+    if (run.state == "failed" && !run.error.empty()) test = "error: " + run.error.substr(0, 60);
+    const auto loss = run.lastTrain.find("loss");
+    rows.push_back({fs::path(run.dir).filename().string(), run.model,
+                    run.world > 0 ? std::to_string(run.world) : "?",
+                    run.step >= 0 ? std::to_string(run.step) : "-", run.state,
+                    loss != run.lastTrain.end() ? number(loss->second) : "-", test});
+  }
+  std::vector<std::size_t> widths(rows.front().size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < row.size(); ++c) widths[c] = std::max(widths[c], row[c].size());
+  }
+  std::ostringstream os;
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      os << row[c];
+      if (c + 1 < row.size()) os << std::string(widths[c] - row[c].size() + 2, ' ');
+    }
+    os << "\n";
+  }
+  return os.str();
+}
+
+std::string compareRuns(const RunInfo& a, const RunInfo& b) {
+  const std::string nameA = fs::path(a.dir).filename().string();
+  const std::string nameB = fs::path(b.dir).filename().string();
+  std::ostringstream os;
+  os << "spec differences (" << nameA << " | " << nameB << "):\n";
+  std::map<std::string, std::pair<std::string, std::string>> keys;
+  for (const auto& [key, value] : a.spec) keys[key].first = value;
+  for (const auto& [key, value] : b.spec) keys[key].second = value;
+  int differences = 0;
+  for (const auto& [key, values] : keys) {
+    if (values.first == values.second || key == "run.dir" || key == "name") continue;
+    os << "  " << key << ": " << (values.first.empty() ? "(absent)" : values.first) << " | "
+       << (values.second.empty() ? "(absent)" : values.second) << "\n";
+    ++differences;
+  }
+  if (differences == 0) os << "  (none besides name and run.dir)\n";
+  os << "state: " << a.state << " | " << b.state << "\nstep: " << a.step << " | " << b.step
+     << "\n";
+  for (const auto& [split, pick] :
+       {std::pair<const char*, std::map<std::string, double> RunInfo::*>{"train", &RunInfo::lastTrain},
+        {"test", &RunInfo::lastTest}}) {
+    std::map<std::string, std::pair<std::string, std::string>> metrics;
+    for (const auto& [name, value] : a.*pick) metrics[name].first = number(value);
+    for (const auto& [name, value] : b.*pick) metrics[name].second = number(value);
+    for (const auto& [name, values] : metrics) {
+      os << split << "/" << name << ": " << (values.first.empty() ? "-" : values.first) << " | "
+         << (values.second.empty() ? "-" : values.second) << "\n";
+    }
+  }
+  return os.str();
+}
+
+void writeRunStatus(const std::string& runDir, const std::string& state, int world,
+                    const std::string& error) {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "state" << YAML::Value << state;
+  if (!error.empty()) out << YAML::Key << "error" << YAML::Value << error;
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  out << YAML::Key << "host" << YAML::Value << hostName() << YAML::Key << "pid" << YAML::Value
+      << static_cast<long>(::getpid()) << YAML::Key << "world" << YAML::Value << world
+      << YAML::Key << "updated" << YAML::Value << stamp << YAML::EndMap;
+  const fs::path path = fs::path(runDir) / "status";
+  std::ofstream(path.string() + ".tmp") << out.c_str() << "\n";
+  std::error_code ignored;  // a status that cannot be written must not stop training
+  fs::rename(path.string() + ".tmp", path, ignored);
+}
+
+}  // namespace gentrain

@@ -1,0 +1,24 @@
+#pragma once
+/// @file Weights export: a trainer's networks as an HDF5 file that h5py (or any HDF5 reader)
+/// opens without gentrain or LibTorch.
+///
+/// Layout: one group per network (`/vae`, `/generator`, ...), and in it one dataset per
+/// parameter and buffer, named as in the model (`encoder.1.weight`), float32 (float64 and
+/// integer tensors keep their type), with the tensor's shape. The root has attributes
+/// `gentrain_format` = "gentrain-weights", `model`, `step` and `spec` (the resolved YAML).
+///
+///   import h5py
+///   with h5py.File("weights.h5") as f:
+///       w = f["vae"]["encoder.1.weight"][:]    # numpy array [400, 784]
+
+#include <string>
+
+namespace gentrain {
+
+class Trainer;
+
+/// Writes the trainer's networks to `path` (through `path.partial`, renamed at the end). Refuses
+/// an existing `path` unless `overwrite`. Returns a one-line summary.
+std::string exportWeights(const Trainer& trainer, const std::string& path, bool overwrite);
+
+}  // namespace gentrain
