@@ -4,12 +4,14 @@
 #      there) into build-gpu/;
 #   2. runs the CTest label `gpu` (GPU unit checks; the multi-rank tests with both ranks on the
 #      one GPU over the MPI backend) and the rest of the suite on this build;
-#   3. benchmarks every model side by side with PyTorch eager on the same GPU, fp32 and bf16, and
+#   3. reads a short run's TensorBoard event files with TensorBoard's own Python reader;
+#   4. benchmarks every model side by side with PyTorch eager on the same GPU, fp32 and bf16, and
 #      prints images/s and ratios; the reducer's cost on one rank (always on vs off, overlap on vs
 #      off); and the GPU's busy share (NVML utilisation: the share of time a kernel ran).
 # Usage: bash launch/gpu_check.sh [OUT_DIR]   (logs go to OUT_DIR, default /tmp/gentrain-gpu)
 # Needs: python3 with a CUDA torch, cmake, ninja, MPI, HDF5, yaml-cpp, GoogleTest, libpng/jpeg,
-# h5py; datasets/fashion-mnist-bin128.h5 (made by `gentrain data import-idx --binarize
+# h5py; for step 3 protobuf (headers and protoc) and Python's tensorboard;
+# datasets/fashion-mnist-bin128.h5 (made by `gentrain data import-idx --binarize
 # threshold:128`, or carried in) for the benchmark. STEPS=N sets the timed steps per run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,17 +53,36 @@ timeout 300 ctest --test-dir build-gpu -LE gpu --output-on-failure >"$out/ctest-
 say "ctest (not gpu): rc $? | $(grep -E 'tests passed|tests failed' "$out/ctest-rest.log")"
 grep -E "FAILED|Failure" "$out/ctest-rest.log" | head -20 | tee -a "$summary"
 
-# 3. Benchmarks, interleaved, best of ROUNDS rounds each (BENCH=0 skips them).
-[ "${BENCH:-1}" = 0 ] && exit 0
+# 3. TensorBoard's own reader on a short run's event files (needs protobuf in this build and
+#    Python's tensorboard).
 data=datasets/fashion-mnist-bin128.h5
-if [ ! -f "$data" ]; then
-  if [ -d /usr/share/datasets/fashion-mnist ]; then
-    build-gpu/gentrain data import-idx --dir /usr/share/datasets/fashion-mnist --out "$data" \
-      --binarize threshold:128 --labels fashion-mnist >"$out/import.log" 2>&1
-  else
-    say "no $data and no Fashion-MNIST to import: benchmarks skipped"; exit 0
-  fi
+if [ ! -f "$data" ] && [ -d /usr/share/datasets/fashion-mnist ]; then
+  build-gpu/gentrain data import-idx --dir /usr/share/datasets/fashion-mnist --out "$data" \
+    --binarize threshold:128 --labels fashion-mnist >"$out/import.log" 2>&1
 fi
+if [ ! -f "$data" ]; then
+  say "no $data and no Fashion-MNIST to import: TensorBoard check and benchmarks skipped"; exit 0
+fi
+if grep -q "TensorBoard event files ON" "$out/configure.log" && python3 -c 'import tensorboard' 2>/dev/null; then
+  tb=$(mktemp -d /tmp/gentrain-tb-XXXX)
+  timeout 120 build-gpu/gentrain train configs/vae-fashion-mnist.yaml data.path="$data" \
+    train.steps=40 log.every_steps=10 model.iw_samples=0 run.dir="$tb/run" >"$out/tb-run.log" 2>&1
+  python3 - "$tb/run" <<'PY' 2>&1 | tee -a "$summary"
+import sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1] + "/tensorboard", size_guidance={"images": 0, "scalars": 0})
+acc.Reload()
+tags = acc.Tags()
+loss = [(e.step, round(e.value, 2)) for e in acc.Scalars("train/loss")]
+print(f"tensorboard reads our file: {len(tags['scalars'])} scalar tags, images {tags['images']}, "
+      f"train/loss {loss}")
+PY
+else
+  say "TensorBoard read check skipped (this build has no protobuf, or Python has no tensorboard)"
+fi
+
+# 4. Benchmarks, interleaved, best of ROUNDS rounds each (BENCH=0 skips them).
+[ "${BENCH:-1}" = 0 ] && exit 0
 rate() { grep -o 'RESULT images_per_s=[0-9.]*' | tail -1 | cut -d= -f2; }
 ours() {  # tag [args...]
   local tag=$1; shift

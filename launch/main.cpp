@@ -60,6 +60,17 @@ int train(Runtime& runtime, const std::string& specPath, const std::vector<std::
   return 0;
 }
 
+/// Samples [N, C, H, W] in [0, 1] as split "samples" of an HDF5 file in the dataset schema (so
+/// `gentrain data info/grid` and h5py read them).
+void writeSamplesHdf5(const at::Tensor& images, const std::string& path, bool overwrite) {
+  const at::Tensor bytes =
+      (images.detach().to(at::kCPU, at::kFloat).clamp(0, 1) * 255).round().to(at::kByte).contiguous();
+  ImageFileWriter writer(path, overwrite);
+  writer.beginSplit("samples", bytes.size(1), bytes.size(2), bytes.size(3), false);
+  writer.append(bytes.data_ptr<uint8_t>(), bytes.size(0));
+  writer.commit();
+}
+
 /// Builds a Trainer from a checkpoint (or a run directory's newest one) without touching the
 /// run directory: the spec comes from the checkpoint, `overrides` apply on top.
 std::unique_ptr<Trainer> fromCheckpoint(Runtime& runtime, const std::string& path,
@@ -106,7 +117,10 @@ int main(int argc, char** argv) {
   sampleCmd->add_option("checkpoint", samplePath, "checkpoint folder, or a run directory")
       ->required();
   sampleCmd->add_option("-n,--count", sampleCount, "number of samples");
-  sampleCmd->add_option("-o,--out", sampleOut, "PNG file to write");
+  sampleCmd->add_option("-o,--out", sampleOut,
+                        "PNG grid to write, or an .h5 file (split 'samples' in the dataset schema)");
+  bool sampleForce = false;
+  sampleCmd->add_flag("--force", sampleForce, "replace an existing .h5 file");
 
   std::string exportPath, exportOut = "weights.h5";
   bool exportForce = false;
@@ -266,7 +280,12 @@ int main(int argc, char** argv) {
         auto trainer = fromCheckpoint(*runtime, samplePath, {});
         if (runtime->rank() == 0) {
           torch::NoGradGuard noGrad;
-          writeImageGrid(trainer->model().sample(sampleCount, trainer->step()), sampleOut);
+          const at::Tensor images = trainer->model().sample(sampleCount, trainer->step());
+          if (sampleOut.size() > 3 && sampleOut.substr(sampleOut.size() - 3) == ".h5") {
+            writeSamplesHdf5(images, sampleOut, sampleForce);
+          } else {
+            writeImageGrid(images, sampleOut);
+          }
           log::info("wrote " + sampleOut);
         }
         return 0;

@@ -93,6 +93,10 @@ check eval-missing 1 "nowhere: neither a checkpoint folder" -- "$gentrain" eval 
 check sample 0 "wrote grid.png" -- "$gentrain" sample runs/cli -n 9 -o grid.png
 [ -s grid.png ] && { echo "ok   exists grid.png"; passes=$((passes + 1)); } || { echo "FAIL missing grid.png"; failures=$((failures + 1)); }
 
+check sample-h5 0 "wrote samples.h5" -- "$gentrain" sample runs/cli -n 5 -o samples.h5
+check sample-h5-info 0 "split 'samples': 5 images, uint8 \[5, 1, 4, 4\]" -- "$gentrain" data info samples.h5
+check sample-h5-no-overwrite 1 "samples.h5.*--force" -- "$gentrain" sample runs/cli -n 5 -o samples.h5
+
 # Weights export: refuses to overwrite; h5py (when this machine has it) reads it by model names.
 check export 0 "wrote weights.h5: 1 network\(s\), [0-9]+ tensors" -- \
   "$gentrain" export runs/cli -o weights.h5
