@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Watchdog.h"
 
 namespace gentrain {
 namespace {
@@ -61,6 +62,7 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
+  Watchdog::Scope wait("an MPI all-reduce");
   if (!tensor.is_contiguous()) throw CommError("allReduce needs a contiguous tensor");
   if (!tensor.device().is_cpu()) {
     // Device tensors without a device backend (several ranks on one GPU, or no NCCL): stage
@@ -89,6 +91,7 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
 }
 
 void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
+  Watchdog::Scope wait("an MPI broadcast");
   if (!tensor.is_contiguous()) throw CommError("broadcast needs a contiguous tensor");
   if (!tensor.device().is_cpu()) {
     at::Tensor staged = tensor.cpu();
@@ -104,9 +107,13 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   }
 }
 
-void MpiCommunicator::barrier() { GENTRAIN_MPI_CHECK(MPI_Barrier(comm_)); }
+void MpiCommunicator::barrier() {
+  Watchdog::Scope wait("an MPI barrier");
+  GENTRAIN_MPI_CHECK(MPI_Barrier(comm_));
+}
 
 void MpiCommunicator::allReduceHost(double* values, std::size_t count, ReduceOp op) {
+  Watchdog::Scope wait("an MPI all-reduce of host values");
   GENTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_DOUBLE,
                                    mpiOp(op), comm_));
   if (op == ReduceOp::Mean) {
@@ -115,6 +122,7 @@ void MpiCommunicator::allReduceHost(double* values, std::size_t count, ReduceOp 
 }
 
 std::vector<std::string> MpiCommunicator::allGatherBytes(const std::string& mine) {
+  Watchdog::Scope wait("an MPI all-gather");
   int myLength = static_cast<int>(mine.size());
   std::vector<int> lengths(size_);
   GENTRAIN_MPI_CHECK(MPI_Allgather(&myLength, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_));
@@ -129,6 +137,7 @@ std::vector<std::string> MpiCommunicator::allGatherBytes(const std::string& mine
 }
 
 void MpiCommunicator::broadcastBytes(std::string& bytes, int root) {
+  Watchdog::Scope wait("an MPI broadcast of bytes");
   int64_t length = static_cast<int64_t>(bytes.size());
   GENTRAIN_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT64_T, root, comm_));
   bytes.resize(static_cast<std::size_t>(length));

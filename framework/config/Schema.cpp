@@ -177,6 +177,9 @@ Schema frameworkSchema() {
          {"auto", "cpu", "cuda"}});
   s.add({"runtime.threads", KeyType::Int, "0",
          "compute threads per rank; 0 = cores on the node / ranks on the node", 0, 1024});
+  s.add({"runtime.timeout_s", KeyType::Float, "300",
+         "a rank that waits longer than this for a collective or for data aborts the job, "
+         "naming the wait (0: never)", 0, big});
   s.add({"runtime.backend", KeyType::String, "auto",
          "collective backend: nccl for CUDA tensors, mpi otherwise", -big, big,
          {"auto", "mpi", "nccl"}});

@@ -6,6 +6,7 @@
 
 #include "framework/random/CounterRng.h"
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Watchdog.h"
 
 namespace gentrain {
 
@@ -146,6 +147,7 @@ void DataLoader::run(int64_t epoch, int64_t stepInEpoch) {
 }
 
 Batch DataLoader::next() {
+  Watchdog::Scope wait("waiting for the data loader");
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return !ready_.empty() || failure_; });
   if (ready_.empty()) std::rethrow_exception(failure_);

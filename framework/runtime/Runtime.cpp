@@ -12,6 +12,7 @@
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
+#include "framework/runtime/Watchdog.h"
 #ifdef GENTRAIN_WITH_NCCL
 #include "framework/comm/NcclCommunicator.h"
 #endif
@@ -63,6 +64,7 @@ Runtime::Runtime(int* argc, char*** argv) {
 }
 
 Runtime::~Runtime() {
+  Watchdog::stop();
   comm_.reset();
   host_.reset();
   int finalized = 0;
@@ -84,6 +86,7 @@ void Runtime::configure(const RuntimeOptions& options) {
     device_ = c10::Device(c10::kCPU);
   }
 
+  Watchdog::start(options.timeoutSeconds);
   const int cores = std::max(1u, std::thread::hardware_concurrency());
   threads_ = options.threads > 0 ? options.threads : std::max(1, cores / localSize_);
   setComputeThreads(threads_);

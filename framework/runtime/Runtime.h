@@ -22,6 +22,7 @@ struct RuntimeOptions {
   std::string device = "auto";   ///< auto | cpu | cuda
   int threads = 0;               ///< intra-op threads per rank; 0 = cores / local ranks
   std::string backend = "auto";  ///< auto | mpi | nccl
+  double timeoutSeconds = 300;   ///< stall watchdog (see Watchdog.h); <= 0: off
 };
 
 class Runtime {

@@ -4,6 +4,9 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <thread>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +18,7 @@
 #include "framework/parallel/Consistency.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
+#include "framework/runtime/Watchdog.h"
 #include "framework/train/ImageGrid.h"
 #include "framework/train/Optimizers.h"
 #include "framework/train/Precision.h"
@@ -69,6 +73,32 @@ bool resumeCritical(const std::string& key) {
          (key.rfind("optim.", 0) == 0 && key.size() > 5 && key.substr(key.size() - 5) == ".type");
 }
 
+// Note [fault injection]
+// GENTRAIN_FAULT=kind@rank:step makes rank `rank` fail just before training step `step`: kill
+// (SIGKILL, as the OOM killer would), throw (an error on that rank alone) or hang (sleeps for
+// ever). tests/fault_test.sh uses it to check that every fault ends the whole job with a message
+// naming it, and that a resume finishes the run as if nothing had happened.
+void injectFault(int rank, int64_t step) {
+  static const std::string spec = [] {
+    const char* text = std::getenv("GENTRAIN_FAULT");
+    return std::string(text ? text : "");
+  }();
+  if (spec.empty()) return;
+  const auto at = spec.find('@'), colon = spec.find(':');
+  if (at == std::string::npos || colon == std::string::npos || colon < at) return;
+  if (std::stoi(spec.substr(at + 1, colon - at - 1)) != rank ||
+      std::stoll(spec.substr(colon + 1)) != step) {
+    return;
+  }
+  const std::string kind = spec.substr(0, at);
+  log::warn(log::cat("GENTRAIN_FAULT: injecting '", kind, "' at step ", step));
+  if (kind == "kill") ::raise(SIGKILL);
+  if (kind == "throw") throw Error(log::cat("injected fault (GENTRAIN_FAULT) at step ", step));
+  if (kind == "hang") {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+}
+
 }  // namespace
 
 double RunSummary::imagesPerSecond() const {
@@ -86,7 +116,7 @@ Transform transformOf(const Spec& spec) {
 
 RuntimeOptions runtimeOptionsOf(const Spec& spec) {
   return {spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
-          spec.text("runtime.backend")};
+          spec.text("runtime.backend"), spec.real("runtime.timeout_s")};
 }
 
 std::string checkpointDir(const std::string& runDir) {
@@ -458,6 +488,7 @@ void Trainer::logProgress(int64_t steps, double seconds) {
   }
   Scalars means;
   if (!perMetric.empty()) {
+    Watchdog::Scope wait("reading training metrics back from the device");
     const at::Tensor host = at::stack(perMetric).cpu();
     std::size_t k = 0;
     for (const auto& [name, pending] : pending_) means[name] = host[k++].item<double>();
@@ -615,6 +646,7 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
     if (step_ + 1 < end) next = stager.stage(loader.next());
     const double t1 = now();
     const StepTimes before = times_;
+    injectFault(comm.rank(), step_);  // Note [fault injection]
     trainStep(batch);
     // Host-side timings end when the device has finished what they launched.
     if (step_ + 1 == end && device_.is_cuda()) torch::cuda::synchronize(device_.index());

@@ -1,0 +1,36 @@
+#pragma once
+/// @file A stall watchdog: no rank waits forever for another.
+///
+/// Code that may wait on other ranks or on data marks the wait with a `Watchdog::Scope`
+/// (collectives, the loader queue, reading results back from the GPU). A thread checks every
+/// quarter second; when one wait has lasted longer than `runtime.timeout_s`, it logs which rank
+/// waited how long for what, and aborts the whole job (MPI_Abort), so that every rank exits
+/// non-zero instead of spinning. A rank that died outright is seen by mpirun/srun, which stops
+/// the others at once; this catches the ranks left waiting on one that hangs.
+
+#include <string>
+
+namespace gentrain {
+
+class Watchdog {
+ public:
+  /// Starts (or retimes) the watchdog thread; `seconds` <= 0 turns it off.
+  static void start(double seconds);
+  /// Stops the thread (at exit).
+  static void stop();
+
+  /// Marks a wait in progress on this thread; scopes nest (the innermost is reported).
+  class Scope {
+   public:
+    explicit Scope(const char* what);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    const char* previous_;
+    double previousStart_;
+  };
+};
+
+}  // namespace gentrain

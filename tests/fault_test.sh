@@ -1,0 +1,85 @@
+#!/bin/bash
+# Faults injected into a 3-rank training run (GENTRAIN_FAULT, see Note [fault injection] in
+# framework/train/Trainer.cpp): a rank killed, a rank throwing alone, a rank hanging. Each must
+# end the whole job non-zero within a bound, with a message naming what failed; the checkpoints
+# must survive; `--resume` must finish the run with the final metrics of an uninterrupted run.
+# Prints a table: fault, seconds to detect, steps lost, data lost.
+# Usage: fault_test.sh GENTRAIN "MPIEXEC FLAGS"
+set -u
+gentrain=$1
+mpiexec=$2
+work=$(mktemp -d /tmp/gentrain-fault-XXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+passes=0
+pass() { echo "ok   $1"; passes=$((passes + 1)); }
+fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+
+python3 - <<'PY'
+import struct, random
+random.seed(2)
+for stem, n in (("train", 60), ("t10k", 12)):
+    with open(f"{stem}-images-idx3-ubyte", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 4, 4))
+        f.write(bytes(random.choice((0, 255)) for _ in range(n * 16)))
+    with open(f"{stem}-labels-idx1-ubyte", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(k % 10 for k in range(n)))
+PY
+"$gentrain" data import-idx --dir . --out data.h5 >/dev/null 2>&1 || { echo "FAIL import"; exit 1; }
+cat > spec.yaml <<'YAML'
+name: fault
+model: {name: vae, hidden: [8], latent: 2, iw_samples: 4, iw_images: 4}
+optim: {vae: {lr: 0.01}}
+data: {path: data.h5}
+train: {global_batch: 12, epochs: 4}
+log: {every_steps: 5}
+eval: {batch: 4}
+sample: {count: 4, every_epochs: 0}
+checkpoint: {every_steps: 2, every_epochs: 0}
+runtime: {threads: 1, timeout_s: 3}
+YAML
+final() { grep -o "eval at step 20 (final): .*" | head -1; }
+reference=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir=reference 2>&1 | final)
+[ -n "$reference" ] && pass "uninterrupted run: $reference" || fail "uninterrupted run"
+
+table="| fault | detected after | steps lost | data lost |\n|---|---|---|---|"
+# case NAME FAULT BOUND_SECONDS PATTERN
+case_() {
+  local name=$1 fault=$2 bound=$3 pattern=$4 step=${2##*:}
+  local start out rc seconds
+  start=$(date +%s.%N)
+  out=$(GENTRAIN_FAULT=$fault timeout 120 $mpiexec -np 3 "$gentrain" train spec.yaml run.dir="$name" 2>&1)
+  rc=$?
+  seconds=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -qE -- "$pattern" <<<"$out"; then
+    pass "$name: exit $rc after $seconds s, says '$(grep -oE -- "$pattern" <<<"$out" | head -1)'"
+  else
+    fail "$name: exit $rc after $seconds s (want non-zero, within 120 s, matching '$pattern')"
+    echo "$out" | tail -12
+  fi
+  if python3 -c "import sys; sys.exit(0 if $seconds <= $bound else 1)"; then
+    pass "$name: stopped within $bound s"
+  else
+    fail "$name: took $seconds s (bound $bound s)"
+  fi
+  local last
+  last=$(ls "$name/checkpoints" 2>/dev/null | grep -E '^step-[0-9]+$' | sort | tail -1)
+  local saved=$((10#${last#step-}))
+  local resumed
+  resumed=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir="$name" --resume 2>&1 | final)
+  local lost="none"
+  if [ -n "$resumed" ] && [ "$resumed" = "$reference" ]; then
+    pass "$name: resumed from step $saved and ended as the uninterrupted run"
+  else
+    fail "$name: resume ended with '$resumed', uninterrupted '$reference'"; lost="yes"
+  fi
+  table+="\n| $name ($fault) | $seconds s | $((step - saved)) (checkpoint every 2) | $lost |"
+}
+case_ killed "kill@2:7" 30 "process rank 2 .*(signal 9|Killed)"
+case_ throwing "throw@1:9" 30 "rank 1/3\] error: injected fault"
+case_ hanging "hang@2:13" 30 "has not finished after [0-9]+ s"
+
+echo -e "$table"
+echo "faults: $passes passed, $failures failed"
+[ "$failures" -eq 0 ]
