@@ -1,41 +1,12 @@
 #!/bin/bash
 # End-to-end checks of the command-line tool: data import, info, bad input, a 2-rank training run
 # with checkpoints, resume, and a refused overwrite. Usage: cli_test.sh GENTRAIN "MPIEXEC FLAGS"
-set -u
 gentrain=$1
 mpiexec=$2
-work=$(mktemp -d /tmp/gentrain-cli-XXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0
-passes=0
-check() {  # check NAME EXPECTED-EXIT PATTERN -- COMMAND...
-  local name=$1 want=$2 pattern=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -ne "$want" ] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL $name: exit $rc (want $want), output:"
-    echo "$out" | tail -15
-    failures=$((failures + 1))
-  else
-    echo "ok   $name"
-    passes=$((passes + 1))
-  fi
-}
+TEST_NAME=cli source "$(dirname "$0")/test_lib.sh"
 
-# A tiny MNIST-layout folder: 64 train and 16 test 4x4 images, raw IDX.
-python3 - <<'PY'
-import struct, random
-random.seed(1)
-for stem, n in (("train", 64), ("t10k", 16)):
-    with open(f"{stem}-images-idx3-ubyte", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 4, 4))
-        f.write(bytes(random.choice((0, 40, 200, 255)) for _ in range(n * 16)))
-    with open(f"{stem}-labels-idx1-ubyte", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(k % 10 for k in range(n)))
-PY
+# A tiny MNIST-layout folder: 64 train and 16 test 4x4 images.
+make_idx 1 64 16 "0 40 200 255"
 
 check import 0 "wrote data.h5 \(train 64, test 16" -- \
   "$gentrain" data import-idx --dir . --out data.h5 --binarize threshold:128

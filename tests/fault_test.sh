@@ -5,27 +5,11 @@
 # must survive; `--resume` must finish the run with the final metrics of an uninterrupted run.
 # Prints a table: fault, seconds to detect, steps lost, data lost.
 # Usage: fault_test.sh GENTRAIN "MPIEXEC FLAGS"
-set -u
 gentrain=$1
 mpiexec=$2
-work=$(mktemp -d /tmp/gentrain-fault-XXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0
-passes=0
-pass() { echo "ok   $1"; passes=$((passes + 1)); }
-fail() { echo "FAIL $1"; failures=$((failures + 1)); }
+TEST_NAME=fault source "$(dirname "$0")/test_lib.sh"
 
-python3 - <<'PY'
-import struct, random
-random.seed(2)
-for stem, n in (("train", 60), ("t10k", 12)):
-    with open(f"{stem}-images-idx3-ubyte", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 4, 4))
-        f.write(bytes(random.choice((0, 255)) for _ in range(n * 16)))
-    with open(f"{stem}-labels-idx1-ubyte", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(k % 10 for k in range(n)))
-PY
+make_idx 2 60 12 "0 255"
 "$gentrain" data import-idx --dir . --out data.h5 >/dev/null 2>&1 || { echo "FAIL import"; exit 1; }
 cat > spec.yaml <<'YAML'
 name: fault
