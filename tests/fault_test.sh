@@ -21,19 +21,21 @@ log: {every_steps: 5}
 eval: {batch: 4}
 sample: {count: 4, every_epochs: 0}
 checkpoint: {every_steps: 2, every_epochs: 0}
-runtime: {threads: 1, timeout_s: 3}
+runtime: {threads: 1}
 YAML
 final() { grep -o "eval at step 20 (final): .*" | head -1; }
 reference=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir=reference 2>&1 | final)
 [ -n "$reference" ] && pass "uninterrupted run: $reference" || fail "uninterrupted run"
 
-table="| fault | detected after | steps lost | data lost |\n|---|---|---|---|"
-# case NAME FAULT BOUND_SECONDS PATTERN
+table="| fault | job ended after (from its start) | steps lost | data lost |\n|---|---|---|---|"
+# case NAME FAULT BOUND_SECONDS PATTERN [OVERRIDES...]
 case_() {
   local name=$1 fault=$2 bound=$3 pattern=$4 step=${2##*:}
+  shift 4
   local start out rc seconds
   start=$(date +%s.%N)
-  out=$(GENTRAIN_FAULT=$fault timeout 120 $mpiexec -np 3 "$gentrain" train spec.yaml run.dir="$name" 2>&1)
+  out=$(GENTRAIN_FAULT=$fault timeout 120 $mpiexec -np 3 "$gentrain" train spec.yaml \
+        run.dir="$name" "$@" 2>&1)
   rc=$?
   seconds=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -qE -- "$pattern" <<<"$out"; then
@@ -62,7 +64,8 @@ case_() {
 }
 case_ killed "kill@2:7" 30 "process rank 2 .*(signal 9|Killed)"
 case_ throwing "throw@1:9" 30 "rank 1/3\] error: injected fault"
-case_ hanging "hang@2:13" 30 "has not finished after [0-9]+ s"
+# A short watchdog timeout for this case only (start-up on a loaded machine can take seconds).
+case_ hanging "hang@2:13" 30 "has not finished after [0-9]+ s" runtime.timeout_s=5
 
 echo -e "$table"
 echo "faults: $passes passed, $failures failed"
