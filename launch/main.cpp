@@ -54,6 +54,12 @@ int train(Runtime& runtime, const std::string& specPath, const std::vector<std::
   Trainer trainer(runtime.comm(), runtime.device(), spec, {resume, false});
   log::info(log::cat("run directory: ", trainer.runDir(), "; ", trainer.totalSteps(), " steps"));
   const RunSummary summary = trainer.run(maxSteps);
+  if (trainer.stopped()) {
+    log::info(log::cat("stopped at step ", trainer.step(), " of ", trainer.totalSteps(),
+                       " by a stop signal, after a checkpoint; the same command with --resume "
+                       "continues"));
+    return 0;
+  }
   log::info(log::cat("done: step ", trainer.step(), ", ", static_cast<int64_t>(
                                                               summary.imagesPerSecond()),
                      " images/s over the run"));

@@ -40,6 +40,12 @@ check bad-batch 1 "global_batch = 9 does not divide by the 2 ranks" -- \
   $mpiexec -np 2 "$gentrain" train spec.yaml train.global_batch=9
 check missing-data 1 "nothere.h5: not an HDF5 file, or it does not exist" -- \
   "$gentrain" train spec.yaml data.path=nothere.h5
+# Slurm and MPI disagreeing: srun without an MPI plugin (each task a world of 1), and ranks
+# that Slurm numbers otherwise than MPI.
+check slurm-singletons 1 "srun started 3 tasks \(SLURM_STEP_NUM_TASKS\) but MPI sees a world of 1" -- \
+  env SLURM_STEP_NUM_TASKS=3 SLURM_PROCID=2 "$gentrain" train spec.yaml
+check slurm-procid 1 "SLURM_PROCID is 1 but MPI made this process rank 0 of 2" -- \
+  env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=1 $mpiexec -np 2 "$gentrain" train spec.yaml
 check train-2-ranks 0 "eval at step 16 \(final\): elbo" -- $mpiexec -np 2 "$gentrain" train spec.yaml
 for f in runs/cli/spec.yaml runs/cli/metrics.jsonl runs/cli/samples/step-000000000016.png \
          runs/cli/checkpoints/step-000000000016/DONE runs/cli/logs/rank-1.log; do

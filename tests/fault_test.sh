@@ -67,6 +67,27 @@ case_ throwing "throw@1:9" 30 "rank 1/3\] error: injected fault"
 # A short watchdog timeout for this case only (start-up on a loaded machine can take seconds).
 case_ hanging "hang@2:13" 30 "has not finished after [0-9]+ s" runtime.timeout_s=5
 
+# Slurm's time-limit warning (SIGUSR1) reaching one rank: all ranks agree at the next check,
+# checkpoint that step, exit 0 with the run marked preempted; --resume finishes it exactly.
+start=$(date +%s.%N)
+out=$(GENTRAIN_FAULT=usr1@1:7 timeout 120 $mpiexec -np 3 "$gentrain" train spec.yaml \
+      run.dir=signalled run.stop_check_steps=2 2>&1)
+rc=$?
+seconds=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
+if [ "$rc" -eq 0 ] && grep -q "stopped at step 8 of 20" <<<"$out" &&
+   grep -q "state: preempted" signalled/status && [ -f signalled/checkpoints/step-000000000008/DONE ]; then
+  pass "signalled: checkpointed step 8 and exited 0 after $seconds s, marked preempted"
+else
+  fail "signalled: exit $rc after $seconds s"; echo "$out" | tail -12
+fi
+resumed=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir=signalled --resume 2>&1 | final)
+if [ -n "$resumed" ] && [ "$resumed" = "$reference" ]; then
+  pass "signalled: resumed from step 8 and ended as the uninterrupted run"
+  table+="\n| signalled (SIGUSR1 to rank 1 before step 7, checks every 2) | $seconds s, exit 0 | 0 | none |"
+else
+  fail "signalled: resume ended with '$resumed', uninterrupted '$reference'"
+fi
+
 echo -e "$table"
 echo "faults: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -171,6 +171,9 @@ Schema frameworkSchema() {
   s.add({"checkpoint.every_steps", KeyType::Int, "0", "checkpoint every N steps (0: off)", 0});
   s.add({"checkpoint.keep", KeyType::Int, "3", "complete checkpoints to keep (oldest go first)",
          1});
+  s.add({"run.stop_check_steps", KeyType::Int, "10",
+         "every N steps the ranks agree whether a stop signal (SIGUSR1/SIGTERM) arrived; if so "
+         "they checkpoint and stop (and requeue under Slurm)", 1});
   s.add({"run.dir", KeyType::String, "runs/{name}",
          "run directory; {name} is replaced by the experiment name"});
   s.add({"runtime.device", KeyType::String, "auto", "device of each rank", -big, big,

@@ -7,11 +7,13 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
+#include "framework/runtime/Preemption.h"
 #include "framework/runtime/Watchdog.h"
 #ifdef GENTRAIN_WITH_NCCL
 #include "framework/comm/NcclCommunicator.h"
@@ -61,6 +63,36 @@ Runtime::Runtime(int* argc, char*** argv) {
   GENTRAIN_MPI_CHECK(MPI_Comm_size(local, &localSize_));
   MPI_Comm_free(&local);
   log::setRank(rank_, world_);
+  checkSlurmAgrees();
+  installStopHandlers();
+}
+
+// Note [trust nothing about rank discovery]
+// MPI decides rank and world. Under srun, Slurm says too; when they disagree the job is wired
+// wrong, and the classic outcomes are N copies of a one-rank job each training alone, or ranks
+// waiting for peers that are in another job: say so and stop instead. Only a step Slurm launched
+// task by task is compared (SLURM_STEP_NUM_TASKS equal to the MPI world, or MPI seeing a world
+// of one); under mpirun inside an allocation Slurm only started the launch daemons.
+void Runtime::checkSlurmAgrees() {
+  const char* stepTasks = std::getenv("SLURM_STEP_NUM_TASKS");
+  const char* procId = std::getenv("SLURM_PROCID");
+  if (stepTasks == nullptr) return;
+  const int tasks = std::atoi(stepTasks);
+  std::string problem;
+  if (tasks > 1 && world_ == 1) {
+    problem = log::cat("srun started ", tasks, " tasks (SLURM_STEP_NUM_TASKS) but MPI sees a "
+                       "world of 1 in each: they are not one MPI job. Launch with srun --mpi=pmix "
+                       "(or pmi2; `srun --mpi=list` shows what your cluster has), or with mpirun "
+                       "inside the allocation");
+  } else if (tasks == world_ && procId != nullptr && std::atoi(procId) != rank_) {
+    problem = log::cat("SLURM_PROCID is ", procId, " but MPI made this process rank ", rank_,
+                       " of ", world_, ": Slurm and MPI disagree on the ranks; check the srun "
+                       "--mpi plugin and that nothing rewrites SLURM_* variables");
+  }
+  // Every rank stops if any disagrees (a lone rank stopping would leave the others waiting).
+  const double bad = host_->allReduceScalar(problem.empty() ? 0.0 : 1.0, ReduceOp::Max);
+  if (!problem.empty()) throw UsageError(problem);
+  if (bad > 0) throw UsageError("another rank found Slurm and MPI disagreeing (see its message)");
 }
 
 Runtime::~Runtime() {

@@ -49,6 +49,9 @@ class Runtime {
   MpiCommunicator& hostComm() const { return *host_; }
 
  private:
+  /// Note [trust nothing about rank discovery] in Runtime.cpp.
+  void checkSlurmAgrees();
+
   int rank_ = 0;
   int world_ = 1;
   int localRank_ = 0;

@@ -18,6 +18,7 @@
 #include "framework/parallel/Consistency.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
+#include "framework/runtime/Preemption.h"
 #include "framework/runtime/Watchdog.h"
 #include "framework/train/ImageGrid.h"
 #include "framework/train/Optimizers.h"
@@ -75,8 +76,8 @@ bool resumeCritical(const std::string& key) {
 
 // Note [fault injection]
 // GENTRAIN_FAULT=kind@rank:step makes rank `rank` fail just before training step `step`: kill
-// (SIGKILL, as the OOM killer would), throw (an error on that rank alone) or hang (sleeps for
-// ever). tests/fault_test.sh uses it to check that every fault ends the whole job with a message
+// (SIGKILL, as the OOM killer would), throw (an error on that rank alone), hang (sleeps for
+// ever), or usr1 (Slurm's time-limit warning, to that rank only). tests/fault_test.sh uses it to check that every fault ends the whole job with a message
 // naming it, and that a resume finishes the run as if nothing had happened.
 void injectFault(int rank, int64_t step) {
   static const std::string spec = [] {
@@ -93,6 +94,7 @@ void injectFault(int rank, int64_t step) {
   const std::string kind = spec.substr(0, at);
   log::warn(log::cat("GENTRAIN_FAULT: injecting '", kind, "' at step ", step));
   if (kind == "kill") ::raise(SIGKILL);
+  if (kind == "usr1") ::raise(SIGUSR1);  // the scheduler's warning, to this rank alone
   if (kind == "throw") throw Error(log::cat("injected fault (GENTRAIN_FAULT) at step ", step));
   if (kind == "hang") {
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
@@ -324,6 +326,7 @@ void Trainer::saveCheckpoint() {
   if (!checkpoints_) return;
   const double start = now();
   checkpoints_->save(static_cast<uint64_t>(step_), checkpointPayload());
+  lastCheckpointStep_ = step_;
   log::info(log::cat("checkpoint: step ", step_, " written to ", checkpoints_->dir(), " in ",
                      std::fixed, std::setprecision(2), now() - start, " s"));
 }
@@ -594,6 +597,22 @@ void Trainer::trainStep(const Batch& batch) {
   }
 }
 
+bool Trainer::stopAgreed() {
+  const std::string mine = stopSignal();
+  // One all-reduce, so that every rank stops after the same step.
+  if (comm_.allReduceScalar(mine.empty() ? 0.0 : 1.0, ReduceOp::Max) == 0) return false;
+  stopped_ = true;
+  log::info(log::cat("stop: ", mine.empty() ? "a stop signal reached another rank" : mine,
+                     "; checkpointing step ", step_, " and stopping"));
+  if (lastCheckpointStep_ != step_) saveCheckpoint();  // periodicWork may have just written it
+  if (!mine.empty()) {
+    log::info(log::cat("stop: checkpoint complete ", std::fixed, std::setprecision(2),
+                       secondsSinceStopSignal(), " s after ", mine));
+  }
+  if (comm_.rank() == 0 && checkpoints_) log::info("stop: " + requeueSlurmJob());
+  return true;
+}
+
 RunSummary Trainer::run(int64_t maxSteps) {
   // Written here, not when the run directory is prepared: a refused resume leaves the status of
   // the run it refused as it was.
@@ -601,7 +620,9 @@ RunSummary Trainer::run(int64_t maxSteps) {
   try {
     RunSummary summary = runSteps(maxSteps);
     if (metrics_ && !runDir_.empty()) {
-      writeRunStatus(runDir_, step_ == totalSteps_ ? "finished" : "stopped", comm_.size());
+      writeRunStatus(runDir_,
+                     step_ == totalSteps_ ? "finished" : stopped_ ? "preempted" : "stopped",
+                     comm_.size());
     }
     return summary;
   } catch (const std::exception& e) {
@@ -629,6 +650,7 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
                     static_cast<int>(spec_.integer("data.prefetch")), transform_,
                     stager.wantsPinned(), [&model](Batch& batch) { model.prepareBatch(batch); });
   const int64_t logEvery = spec_.integer("log.every_steps");
+  const int64_t stopCheckSteps = spec_.integer("run.stop_check_steps");
   summary_ = RunSummary{};
   summary_.firstStep = summary_.lastStep = step_;
   summary_.globalBatch = spec_.integer("train.global_batch");
@@ -667,10 +689,12 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
       intervalStart = now();
       intervalSteps = 0;
     }
-    if (options_.benchmark) continue;
-    const double pause = now();
-    periodicWork();
-    intervalStart += now() - pause;  // evaluation and checkpoints are not training time
+    if (!options_.benchmark) {
+      const double pause = now();
+      periodicWork();
+      intervalStart += now() - pause;  // evaluation and checkpoints are not training time
+    }
+    if (step_ < end && step_ % stopCheckSteps == 0 && stopAgreed()) break;
   }
   if (events_ && summary_.seconds > 0) {
     log::info(log::cat("tensorboard: ", events_->records(), " records in ", std::fixed,

@@ -51,6 +51,8 @@ class Trainer : public ModelContext {
   Scalars evaluate(bool final);
 
   int64_t step() const { return step_; }
+  /// Whether the last run() ended early on a stop signal (after writing a checkpoint).
+  bool stopped() const { return stopped_; }
   int64_t totalSteps() const { return totalSteps_; }
   const std::string& runDir() const { return runDir_; }
   Model& model() { return *model_; }
@@ -92,6 +94,8 @@ class Trainer : public ModelContext {
   void writeSamples(const std::string& tag);
   void logProgress(int64_t steps, double seconds);
   RunSummary runSteps(int64_t maxSteps);
+  /// Whether any rank got a stop signal (collective); if so checkpoints this step and requeues.
+  bool stopAgreed();
   /// One optimizer step on a device batch: micro-batches, autocast, metrics.
   void trainStep(const Batch& batch);
 
@@ -118,6 +122,8 @@ class Trainer : public ModelContext {
   } schedule_{};
   int microBatches_ = 1;
   bool bf16_ = false;
+  bool stopped_ = false;  // a stop signal ended run() early
+  int64_t lastCheckpointStep_ = -1;
   // Train metrics of the (micro-)batches since the last progress line, still on the device:
   // the latest values one by one, older ones folded into a sum every so often.
   struct PendingMetric {
