@@ -67,6 +67,14 @@ case_ throwing "throw@1:9" 30 "rank 1/3\] error: injected fault"
 # A short watchdog timeout for this case only (start-up on a loaded machine can take seconds).
 case_ hanging "hang@2:13" 30 "has not finished after [0-9]+ s" runtime.timeout_s=5
 
+# NaN gradients (one rank's batch poisoned; the all-reduce spreads them): the default policy on
+# the CPU stops with a checkpoint of the state before the step, which resumes exactly; `skip`
+# skips that update and goes on.
+case_ nan-stop "nan@1:5" 30 "training stopped at step 5 on NaN or infinite gradients"
+check nan-skip 0 "step 5: update skipped, NaN or infinite gradients \(1 so far" -- \
+  env GENTRAIN_FAULT=nan@1:5 $mpiexec -np 3 "$gentrain" train spec.yaml run.dir=nan-skip \
+  train.nonfinite=skip
+
 # Slurm's time-limit warning (SIGUSR1) reaching one rank: all ranks agree at the next check,
 # checkpoint that step, exit 0 with the run marked preempted; --resume finishes it exactly.
 start=$(date +%s.%N)

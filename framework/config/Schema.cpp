@@ -151,6 +151,11 @@ Schema frameworkSchema() {
   s.add({"train.precision", KeyType::String, "fp32",
          "bf16: forward and backward under bfloat16 autocast, with float32 weights, gradients "
          "and optimizer state", -big, big, {"fp32", "bf16"}});
+  s.add({"train.nonfinite", KeyType::String, "auto",
+         "NaN/infinite gradients: stop (checkpoint the state before the step, then fail), skip "
+         "(skip that update and say so), off (no check), auto (stop on the CPU, off on a GPU, "
+         "where the check would wait for every step's gradients)", -big, big,
+         {"auto", "stop", "skip", "off"}});
   s.add({"train.overlap", KeyType::Bool, "true",
          "start each gradient bucket's all-reduce during backward, as soon as it is complete"});
   s.add({"train.grad_compression", KeyType::String, "none",

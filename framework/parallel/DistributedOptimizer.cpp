@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "framework/runtime/Error.h"
+
 namespace gentrain {
 namespace {
 
@@ -22,9 +24,9 @@ double seconds() {
 DistributedOptimizer::DistributedOptimizer(std::string name,
                                            std::unique_ptr<torch::optim::Optimizer> optimizer,
                                            Communicator& comm, ReducerOptions reducer,
-                                           StepTimes* times)
+                                           StepTimes* times, NonFinitePolicy nonFinite)
     : name_(std::move(name)), optimizer_(std::move(optimizer)),
-      reducer_(comm, parametersOf(*optimizer_), reducer), times_(times) {}
+      reducer_(comm, parametersOf(*optimizer_), reducer), times_(times), nonFinite_(nonFinite) {}
 
 void DistributedOptimizer::setMicroBatch(int index, int count) {
   if (count != microCount_) reducer_.setMicroBatches(count);
@@ -42,6 +44,13 @@ void DistributedOptimizer::step() {
   const double start = seconds();
   reducer_.reduce();
   const double reduced = seconds();
+  if (nonFinite_ != NonFinitePolicy::Off && !reducer_.gradientsFinite()) {
+    if (nonFinite_ == NonFinitePolicy::Stop) {
+      throw NonFiniteError("optimizer '" + name_ + "': NaN or infinite gradients");
+    }
+    if (times_ != nullptr) ++times_->skipped;
+    return;  // Skip: the parameters and optimizer state stay as they were
+  }
   optimizer_->step();
   const double updated = seconds();
   if (times_ != nullptr) {

@@ -27,17 +27,23 @@ namespace gentrain {
 struct StepTimes {
   double reduce = 0;
   double update = 0;
+  int64_t skipped = 0;  ///< updates skipped for non-finite gradients (train.nonfinite: skip)
 };
+
+/// What to do with NaN or infinite gradients (train.nonfinite).
+enum class NonFinitePolicy { Off, Skip, Stop };
 
 class DistributedOptimizer {
  public:
   DistributedOptimizer(std::string name, std::unique_ptr<torch::optim::Optimizer> optimizer,
-                       Communicator& comm, ReducerOptions reducer, StepTimes* times);
+                       Communicator& comm, ReducerOptions reducer, StepTimes* times,
+                       NonFinitePolicy nonFinite = NonFinitePolicy::Off);
 
   /// Drops this optimizer's gradients, and arms the reducer for the backward pass that follows
   /// (see Note [micro-batches]).
   void zeroGrad();
-  /// All-reduces (averages) the gradients, then updates the parameters.
+  /// All-reduces (averages) the gradients, then updates the parameters. Non-finite gradients
+  /// skip the update (Skip) or throw NonFiniteError before it (Stop); every rank decides alike.
   void step();
   /// Which of `count` micro-batches of the step the next zeroGrad/backward/step belong to.
   void setMicroBatch(int index, int count);
@@ -54,6 +60,7 @@ class DistributedOptimizer {
   StepTimes* times_;
   int micro_ = 0;
   int microCount_ = 1;
+  NonFinitePolicy nonFinite_;
 };
 
 }  // namespace gentrain

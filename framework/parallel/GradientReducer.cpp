@@ -220,6 +220,19 @@ void GradientReducer::reduce() {
   armed_ = false;
 }
 
+bool GradientReducer::gradientsFinite() const {
+  std::vector<at::Tensor> checks;
+  if (active_) {
+    for (const Bucket& bucket : storage_) checks.push_back(at::isfinite(bucket.flat).all());
+  } else {
+    for (const at::Tensor& p : params_) {
+      if (p.grad().defined()) checks.push_back(at::isfinite(p.grad()).all());
+    }
+  }
+  if (checks.empty()) return true;
+  return at::stack(checks).all().item<bool>();  // one transfer from the device
+}
+
 std::size_t GradientReducer::totalBytes() const {
   std::size_t bytes = 0;
   for (const Bucket& bucket : storage_) bytes += bucket.flat.numel() * bucket.flat.element_size();

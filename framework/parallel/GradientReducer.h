@@ -59,6 +59,10 @@ class GradientReducer {
   /// reduce the same buckets).
   void reduce();
 
+  /// After reduce(): whether every gradient is finite. The same answer on every rank (the
+  /// gradients are the same there); on a GPU it waits for them.
+  bool gradientsFinite() const;
+
   const std::vector<std::vector<std::size_t>>& buckets() const { return buckets_; }
   /// Bytes of bucket memory (none when nothing is reduced).
   std::size_t totalBytes() const;

@@ -36,6 +36,13 @@ class CheckpointError : public Error {
 };
 
 /// A request the user made that cannot be satisfied in this build or on this machine.
+/// Gradients with NaN or infinity under the `stop` policy (train.nonfinite); the parameters are
+/// still those before the step.
+class NonFiniteError : public Error {
+ public:
+  using Error::Error;
+};
+
 class UsageError : public Error {
   using Error::Error;
 };

@@ -77,19 +77,21 @@ bool resumeCritical(const std::string& key) {
 // Note [fault injection]
 // GENTRAIN_FAULT=kind@rank:step makes rank `rank` fail just before training step `step`: kill
 // (SIGKILL, as the OOM killer would), throw (an error on that rank alone), hang (sleeps for
-// ever), or usr1 (Slurm's time-limit warning, to that rank only). tests/fault_test.sh uses it to check that every fault ends the whole job with a message
+// ever), usr1 (Slurm's time-limit warning, to that rank only) or nan (that rank's batch becomes
+// NaN, and so every rank's reduced gradients). tests/fault_test.sh uses it to check that every fault ends the whole job with a message
 // naming it, and that a resume finishes the run as if nothing had happened.
-void injectFault(int rank, int64_t step) {
+/// Returns true for kind `nan`: the caller poisons this rank's batch (NaN gradients).
+bool injectFault(int rank, int64_t step) {
   static const std::string spec = [] {
     const char* text = std::getenv("GENTRAIN_FAULT");
     return std::string(text ? text : "");
   }();
-  if (spec.empty()) return;
+  if (spec.empty()) return false;
   const auto at = spec.find('@'), colon = spec.find(':');
-  if (at == std::string::npos || colon == std::string::npos || colon < at) return;
+  if (at == std::string::npos || colon == std::string::npos || colon < at) return false;
   if (std::stoi(spec.substr(at + 1, colon - at - 1)) != rank ||
       std::stoll(spec.substr(colon + 1)) != step) {
-    return;
+    return false;
   }
   const std::string kind = spec.substr(0, at);
   log::warn(log::cat("GENTRAIN_FAULT: injecting '", kind, "' at step ", step));
@@ -99,6 +101,7 @@ void injectFault(int rank, int64_t step) {
   if (kind == "hang") {
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
   }
+  return kind == "nan";
 }
 
 }  // namespace
@@ -219,8 +222,14 @@ DistributedOptimizer& Trainer::addOptimizer(const std::string& name,
   reducer.overlap = spec_.flag("train.overlap");
   reducer.always = options_.alwaysReduce;
   reducer.compressBf16 = spec_.text("train.grad_compression") == "bf16";
+  const std::string nonFinite = spec_.text("train.nonfinite");
+  const NonFinitePolicy policy =
+      nonFinite == "skip"                              ? NonFinitePolicy::Skip
+      : nonFinite == "stop"                            ? NonFinitePolicy::Stop
+      : nonFinite == "auto" && !device_.is_cuda()      ? NonFinitePolicy::Stop
+                                                       : NonFinitePolicy::Off;
   auto optimizer = std::make_unique<DistributedOptimizer>(
-      name, makeOptimizer(spec_, name, params), comm_, reducer, &times_);
+      name, makeOptimizer(spec_, name, params), comm_, reducer, &times_, policy);
   for (auto& existing : optimizers_) {
     if (existing->name() == name) {
       existing = std::move(optimizer);
@@ -668,8 +677,25 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
     if (step_ + 1 < end) next = stager.stage(loader.next());
     const double t1 = now();
     const StepTimes before = times_;
-    injectFault(comm.rank(), step_);  // Note [fault injection]
-    trainStep(batch);
+    if (injectFault(comm.rank(), step_)) {  // Note [fault injection]
+      batch.images = batch.images * std::nan("");
+    }
+    try {
+      trainStep(batch);
+    } catch (const NonFiniteError& e) {
+      // The optimizer threw before updating: the state is still the last good one. Keep it.
+      log::error(log::cat("step ", step_, ": ", e.what(), "; writing a checkpoint of the state "
+                          "before this step"));
+      saveCheckpoint();
+      throw NonFiniteError(log::cat(
+          "training stopped at step ", step_, " on NaN or infinite gradients (the checkpoint of "
+          "step ", step_, " holds the state before them): lower the learning rate, check the "
+          "data, or set train.nonfinite=skip to skip such steps"));
+    }
+    if (times_.skipped > before.skipped) {
+      log::warn(log::cat("step ", step_, ": update skipped, NaN or infinite gradients (",
+                         times_.skipped, " so far; train.nonfinite=skip)"));
+    }
     // Host-side timings end when the device has finished what they launched.
     if (step_ + 1 == end && device_.is_cuda()) torch::cuda::synchronize(device_.index());
     const double t2 = now();
