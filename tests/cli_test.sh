@@ -46,6 +46,10 @@ check slurm-singletons 1 "srun started 3 tasks \(SLURM_STEP_NUM_TASKS\) but MPI 
   env SLURM_STEP_NUM_TASKS=3 SLURM_PROCID=2 "$gentrain" train spec.yaml
 check slurm-procid 1 "SLURM_PROCID is 1 but MPI made this process rank 0 of 2" -- \
   env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=1 $mpiexec -np 2 "$gentrain" train spec.yaml
+(mkdir -p small && cd small && make_idx 3 9 2 "0 255" &&
+ "$gentrain" data import-idx --dir . --out ../small.h5 >/dev/null 2>&1)
+check more-ranks-than-test-images 1 "small.h5:/test has 2 images, fewer than the 3 ranks" -- \
+  $mpiexec -np 3 "$gentrain" train spec.yaml data.path=small.h5 train.global_batch=3 run.dir=small-run
 check train-2-ranks 0 "eval at step 16 \(final\): elbo" -- $mpiexec -np 2 "$gentrain" train spec.yaml
 for f in runs/cli/spec.yaml runs/cli/metrics.jsonl runs/cli/samples/step-000000000016.png \
          runs/cli/checkpoints/step-000000000016/DONE runs/cli/logs/rank-1.log; do
