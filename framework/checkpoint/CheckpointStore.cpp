@@ -141,10 +141,17 @@ std::vector<std::string> CheckpointStore::list() const {
   std::vector<std::string> out;
   std::error_code error;
   if (!fs::is_directory(dir_, error)) return out;
-  for (const auto& entry : fs::directory_iterator(dir_, error)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("step-", 0) == 0 && name.find('.') == std::string::npos) {
-      out.push_back(entry.path().string());
+  std::vector<std::string> names;
+  try {
+    names = files::listFolder(dir_);  // Note [no std::filesystem walks]
+  } catch (const DataError&) {
+    return out;  // unreadable: no checkpoints to offer
+  }
+  for (const std::string& name : names) {
+    const fs::path path = fs::path(dir_) / name;
+    if (name.rfind("step-", 0) == 0 && name.find('.') == std::string::npos &&
+        fs::is_directory(path, error)) {
+      out.push_back(path.string());
     }
   }
   std::sort(out.rbegin(), out.rend());  // zero-padded steps: text order is step order

@@ -9,6 +9,7 @@
 #include "TestUtil.h"
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Files.h"
 #include "framework/tracking/EventFile.h"
 #include "framework/train/Trainer.h"
 #ifdef GENTRAIN_WITH_TENSORBOARD
@@ -32,10 +33,9 @@ std::vector<tb::Event> readEvents(const std::string& path) {
 }
 
 std::string onlyFile(const std::string& dir) {
-  std::vector<std::string> files;
-  for (const auto& entry : fs::directory_iterator(dir)) files.push_back(entry.path().string());
-  EXPECT_EQ(files.size(), 1u) << dir;
-  return files.empty() ? "" : files.front();
+  const std::vector<std::string> names = files::listFolder(dir);  // Note [no std::filesystem walks]
+  EXPECT_EQ(names.size(), 1u) << dir;
+  return names.empty() ? "" : dir + "/" + names.front();
 }
 
 }  // namespace
