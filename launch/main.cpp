@@ -69,8 +69,7 @@ int train(Runtime& runtime, const std::string& specPath, const std::vector<std::
 /// Samples [N, C, H, W] in [0, 1] as split "samples" of an HDF5 file in the dataset schema (so
 /// `gentrain data info/grid` and h5py read them).
 void writeSamplesHdf5(const at::Tensor& images, const std::string& path, bool overwrite) {
-  const at::Tensor bytes =
-      (images.detach().to(at::kCPU, at::kFloat).clamp(0, 1) * 255).round().to(at::kByte).contiguous();
+  const at::Tensor bytes = imagesToBytes(images);
   ImageFileWriter writer(path, overwrite);
   writer.beginSplit("samples", bytes.size(1), bytes.size(2), bytes.size(3), false);
   writer.append(bytes.data_ptr<uint8_t>(), bytes.size(0));

@@ -39,12 +39,16 @@ void writePng(const std::string& path, const uint8_t* pixels, int64_t width, int
   std::filesystem::rename(temp, path);
 }
 
+at::Tensor imagesToBytes(const at::Tensor& images) {
+  return images.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte)
+      .contiguous();
+}
+
 void writeImageGrid(const at::Tensor& images, const std::string& path, int64_t columns) {
   if (images.dim() != 4 || (images.size(1) != 1 && images.size(1) != 3)) {
     throw UsageError("image grid needs [N, 1 or 3, H, W] images");
   }
-  const at::Tensor pixels =
-      images.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte);
+  const at::Tensor pixels = imagesToBytes(images);
   const int64_t n = pixels.size(0), c = pixels.size(1), h = pixels.size(2), w = pixels.size(3);
   if (columns <= 0) columns = static_cast<int64_t>(std::ceil(std::sqrt(double(n))));
   const int64_t rows = (n + columns - 1) / columns;

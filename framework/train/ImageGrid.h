@@ -7,6 +7,9 @@
 
 namespace gentrain {
 
+/// Images in [0, 1] (any device, any float type) as contiguous uint8 on the CPU (0..255, rounded).
+at::Tensor imagesToBytes(const at::Tensor& images);
+
 /// Writes images [N, C, H, W] (C = 1 or 3, values in [0, 1]) as a grid of `columns` (0: square
 /// as possible) with a 2-pixel border, to `path` (written to a temp name, then renamed).
 void writeImageGrid(const at::Tensor& images, const std::string& path, int64_t columns = 0);
