@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Log.h"
 
 namespace gentrain {
 namespace {
@@ -131,6 +132,43 @@ YAML::Node parseYaml(const std::string& text, const std::string& origin) {
   }
 }
 
+/// Reads the `sweep:` section (and takes it out of `root`): a mapping of dotted keys to non-empty
+/// lists of values, each value checked as the key's own would be.
+std::vector<Spec::SweepAxis> takeSweep(YAML::Node& root, const std::string& origin,
+                                       const Schema& schema) {
+  std::vector<Spec::SweepAxis> axes;
+  if (!root["sweep"]) return axes;
+  const YAML::Node section = root["sweep"];
+  const std::string where = markOf(origin, section.Mark());
+  if (!section.IsMap() || section.size() == 0) {
+    throw SpecError(where + ": sweep must map keys to lists of values, e.g. "
+                    "sweep: {optim.vae.lr: [1.0e-3, 3.0e-4]}");
+  }
+  for (const auto& item : section) {
+    const std::string path = item.first.Scalar();
+    const std::string at = markOf(origin, item.first.Mark());
+    const KeyInfo* key = schema.find(path);
+    if (key == nullptr) throw SpecError(unknownKey(at + ": in sweep", path, schema));
+    if (path == "name" || path == "run.dir" || path == "model.name") {
+      throw SpecError(at + ": sweep over '" + path + "' is not possible (each combination runs "
+                      "in <run.dir>/task-<i> of the same model); make separate specs");
+    }
+    for (const auto& axis : axes) {
+      if (axis.path == path) throw SpecError(at + ": sweep names '" + path + "' twice");
+    }
+    if (!item.second.IsSequence() || item.second.size() == 0) {
+      throw SpecError(at + ": sweep." + path + " must be a non-empty list of values");
+    }
+    Spec::SweepAxis axis{path, {}};
+    for (const auto& value : item.second) {
+      axis.values.push_back(checkValue(value, *key, markOf(origin, value.Mark())));
+    }
+    axes.push_back(std::move(axis));
+  }
+  root.remove("sweep");
+  return axes;
+}
+
 }  // namespace
 
 Spec Spec::load(const std::string& path, const std::vector<std::string>& overrides,
@@ -166,6 +204,11 @@ Spec Spec::parse(const std::string& yaml, const std::string& origin,
 
   Spec spec;
   spec.schema_ = schemaFor(modelName);
+  spec.source_ = yaml;
+  spec.sourceOrigin_ = origin;
+  spec.overrides_ = overrides;
+  spec.schemaFor_ = schemaFor;
+  spec.sweep_ = takeSweep(root, origin, spec.schema_);
   std::map<std::string, std::string> values;
   std::map<std::string, std::string> origins;
   collect(root, "", origin, spec.schema_, values, origins);
@@ -267,9 +310,49 @@ std::string Spec::resolvedYaml() const {
     YAML::Node leaf = (key.type == KeyType::String) ? YAML::Node(text) : YAML::Load(text);
     chain.back()[parts.back()] = leaf;
   }
+  if (!sweep_.empty()) {
+    YAML::Node section = root["sweep"];
+    for (const SweepAxis& axis : sweep_) {
+      const bool isString = schema_.find(axis.path)->type == KeyType::String;
+      YAML::Node list(YAML::NodeType::Sequence);
+      for (const std::string& v : axis.values) list.push_back(isString ? YAML::Node(v) : YAML::Load(v));
+      list.SetStyle(YAML::EmitterStyle::Flow);
+      section[axis.path] = list;
+    }
+  }
   YAML::Emitter out;
   out << root;
   return std::string(out.c_str()) + "\n";
+}
+
+int64_t Spec::sweepSize() const {
+  if (sweep_.empty()) return 0;
+  int64_t size = 1;
+  for (const SweepAxis& axis : sweep_) size *= static_cast<int64_t>(axis.values.size());
+  return size;
+}
+
+std::vector<std::string> Spec::sweepOverrides(int64_t task) const {
+  if (task < 0 || task >= sweepSize()) {
+    throw SpecError(log::cat(sourceOrigin_, ": sweep task ", task, " does not exist; the sweep has ",
+                             sweepSize(), " combination(s): use 0 to ", sweepSize() - 1));
+  }
+  std::vector<std::string> out(sweep_.size());
+  for (std::size_t a = sweep_.size(); a-- > 0;) {
+    const auto n = static_cast<int64_t>(sweep_[a].values.size());
+    out[a] = sweep_[a].path + "=" + sweep_[a].values[static_cast<std::size_t>(task % n)];
+    task /= n;
+  }
+  return out;
+}
+
+Spec Spec::sweepTask(int64_t task) const {
+  std::vector<std::string> overrides = overrides_;
+  for (const std::string& o : sweepOverrides(task)) overrides.push_back(o);
+  overrides.push_back("run.dir=" + text("run.dir") + "/task-" + std::to_string(task));
+  Spec one = parse(source_, sourceOrigin_, overrides, schemaFor_);
+  one.sweep_.clear();
+  return one;
 }
 
 }  // namespace gentrain

@@ -4,6 +4,10 @@
 /// Errors name `file:line:column`, the key path and what to do. Unknown keys are rejected with
 /// the closest known key. After loading, every schema key has a value (defaults filled in), and
 /// `resolvedYaml()` is what gets written into the run directory and hashed for rank agreement.
+///
+/// A spec may carry a `sweep:` section, a grid over keys (`sweep: {optim.vae.lr: [1e-3, 3e-4]}`),
+/// every value checked like the key's own. Such a spec is a family of runs: `sweepTask(i)` is
+/// combination i, trained in `<run.dir>/task-<i>`; `gentrain submit` makes it a Slurm job array.
 
 #include <cstdint>
 #include <functional>
@@ -44,8 +48,22 @@ class Spec {
   /// to compare a checkpoint's resolved spec with the current one.
   static std::map<std::string, std::string> flatten(const std::string& yaml);
 
-  /// Every key with its value, as nested YAML in schema order.
+  /// Every key with its value, as nested YAML in schema order (and the sweep section, if any).
   std::string resolvedYaml() const;
+
+  /// One swept key and its values (canonical YAML text, each checked against the schema).
+  struct SweepAxis {
+    std::string path;
+    std::vector<std::string> values;
+  };
+  const std::vector<SweepAxis>& sweep() const { return sweep_; }
+  /// Number of combinations of the sweep (0 without one).
+  int64_t sweepSize() const;
+  /// The "key=value" overrides of combination `task` (the last swept key varies fastest).
+  std::vector<std::string> sweepOverrides(int64_t task) const;
+  /// Combination `task` as a spec of its own: the sweep's values applied on top of this spec's
+  /// overrides, run.dir = `<run.dir>/task-<task>`, and no sweep left. SpecError when out of range.
+  Spec sweepTask(int64_t task) const;
   const Schema& schema() const { return schema_; }
 
  private:
@@ -57,6 +75,11 @@ class Spec {
 
   Schema schema_;
   std::map<std::string, Value> values_;
+  std::vector<SweepAxis> sweep_;
+  // What parse() was given, for sweepTask().
+  std::string source_, sourceOrigin_;
+  std::vector<std::string> overrides_;
+  SchemaFor schemaFor_;
 };
 
 }  // namespace gentrain

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <set>
 #include <sstream>
 
 #include "framework/config/Spec.h"
@@ -109,8 +110,26 @@ std::vector<RunInfo> listRuns(const std::string& parent) {
 }
 
 std::string runsTable(const std::vector<RunInfo>& runs) {
-  std::vector<std::vector<std::string>> rows{
-      {"run", "model", "ranks", "step", "state", "train loss", "test"}};
+  // Spec keys whose values differ between the runs (a sweep's axes, say) get a column each.
+  std::vector<std::string> varying;
+  if (runs.size() > 1) {
+    std::map<std::string, std::set<std::string>> seen;
+    for (const RunInfo& run : runs) {
+      for (const auto& [key, value] : run.spec) seen[key].insert(value);
+    }
+    for (const auto& [key, values] : seen) {
+      bool everywhere = true;
+      for (const RunInfo& run : runs) everywhere = everywhere && run.spec.count(key) > 0;
+      if ((values.size() > 1 || !everywhere) && key != "name" && key != "run.dir") {
+        varying.push_back(key);
+      }
+    }
+  }
+  std::vector<std::vector<std::string>> rows{{"run", "model"}};
+  for (const std::string& key : varying) rows[0].push_back(key);
+  for (const char* title : {"ranks", "step", "state", "train loss", "test"}) {
+    rows[0].push_back(title);
+  }
   for (const RunInfo& run : runs) {
     std::string test;
     for (const auto& [name, value] : run.lastTest) {
@@ -118,10 +137,17 @@ std::string runsTable(const std::vector<RunInfo>& runs) {
     }
     if (run.state == "failed" && !run.error.empty()) test = "error: " + run.error.substr(0, 60);
     const auto loss = run.lastTrain.find("loss");
-    rows.push_back({fs::path(run.dir).filename().string(), run.model,
-                    run.world > 0 ? std::to_string(run.world) : "?",
-                    run.step >= 0 ? std::to_string(run.step) : "-", run.state,
-                    loss != run.lastTrain.end() ? number(loss->second) : "-", test});
+    std::vector<std::string> row{fs::path(run.dir).filename().string(), run.model};
+    for (const std::string& key : varying) {
+      const auto value = run.spec.find(key);
+      row.push_back(value != run.spec.end() ? value->second : "-");
+    }
+    for (std::string cell : {run.world > 0 ? std::to_string(run.world) : "?",
+                             run.step >= 0 ? std::to_string(run.step) : "-", run.state,
+                             loss != run.lastTrain.end() ? number(loss->second) : "-", test}) {
+      row.push_back(std::move(cell));
+    }
+    rows.push_back(std::move(row));
   }
   std::vector<std::size_t> widths(rows.front().size(), 0);
   for (const auto& row : rows) {

@@ -31,7 +31,8 @@ RunInfo readRun(const std::string& dir);
 /// DataError when `parent` is not a folder.
 std::vector<RunInfo> listRuns(const std::string& parent);
 
-/// A table: run, model, ranks, step, state, train loss, test metrics.
+/// A table: run, model, the spec keys whose values differ between the runs (a sweep's axes),
+/// ranks, step, state, train loss, test metrics.
 std::string runsTable(const std::vector<RunInfo>& runs);
 /// Spec keys that differ, then the last metrics side by side.
 std::string compareRuns(const RunInfo& a, const RunInfo& b);

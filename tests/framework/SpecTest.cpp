@@ -89,3 +89,43 @@ TEST(Spec, SchemaDescribesEveryKey) {
   const std::string text = schema.describe();
   for (const KeyInfo& key : schema.keys()) EXPECT_NE(text.find(key.path), std::string::npos);
 }
+
+TEST(Spec, SweepIsAGridWithTheLastKeyFastest) {
+  const Spec spec = parse(kBase + "sweep:\n  optim.vae.lr: [1.0e-3, 3.0e-4]\n  model.hidden: "
+                                  "[[400], [200, 100], [50]]\n",
+                          {"train.epochs=2"});
+  ASSERT_EQ(spec.sweepSize(), 6);
+  EXPECT_EQ(spec.sweepOverrides(4),
+            (std::vector<std::string>{"optim.vae.lr=3.0e-4", "model.hidden=[200, 100]"}));
+  const Spec task = spec.sweepTask(4);
+  EXPECT_EQ(task.sweepSize(), 0);
+  EXPECT_DOUBLE_EQ(task.real("optim.vae.lr"), 3e-4);
+  EXPECT_EQ(task.integers("model.hidden"), (std::vector<int64_t>{200, 100}));
+  EXPECT_EQ(task.integer("train.epochs"), 2);  // the command line still applies
+  EXPECT_EQ(task.text("run.dir"), "runs/{name}/task-4");
+  // The resolved spec keeps the sweep, so a job array can train any task from it.
+  const Spec again = Spec::parse(spec.resolvedYaml(), "resolved", {}, [](const std::string& m) {
+    return ModelRegistry::instance().schemaFor(m);
+  });
+  EXPECT_EQ(again.sweepSize(), 6);
+  EXPECT_EQ(again.sweepOverrides(5), spec.sweepOverrides(5));
+  EXPECT_EQ(parse(kBase).sweepSize(), 0);
+}
+
+TEST(Spec, SweepErrorsNameTheKey) {
+  EXPECT_NE(errorOf(kBase + "sweep:\n  optim.vae.lrr: [1]\n").find("did you mean 'optim.vae.lr'"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase + "sweep:\n  train.epochs: [1, -2]\n").find("spec.yaml:6:21: train.epochs is -2"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase + "sweep:\n  train.epochs: 3\n").find("non-empty list"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase + "sweep:\n  run.dir: [a, b]\n").find("not possible"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase + "sweep: [1, 2]\n").find("sweep must map keys"), std::string::npos);
+  try {
+    parse(kBase + "sweep:\n  train.epochs: [1, 2]\n").sweepTask(2);
+    FAIL() << "task 2 of 2";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("use 0 to 1"), std::string::npos) << e.what();
+  }
+}
