@@ -27,6 +27,7 @@
 #include "framework/tracking/Runs.h"
 #include "framework/tracking/Weights.h"
 #include "launch/Bench.h"
+#include "launch/Submit.h"
 
 namespace gentrain {
 namespace {
@@ -48,8 +49,18 @@ std::vector<std::string> labelNames(const std::string& text) {
 }
 
 int train(Runtime& runtime, const std::string& specPath, const std::vector<std::string>& overrides,
-          bool resume, int64_t maxSteps) {
-  const Spec spec = Spec::load(specPath, overrides, schemaFor);
+          bool resume, int64_t maxSteps, int64_t sweepTask) {
+  Spec spec = Spec::load(specPath, overrides, schemaFor);
+  if (sweepTask >= 0) {
+    if (spec.sweepSize() == 0) {
+      throw UsageError(specPath + " has no sweep: section; drop --sweep-task");
+    }
+    spec = spec.sweepTask(sweepTask);
+  } else if (spec.sweepSize() > 0) {
+    throw UsageError(log::cat(specPath, " is a sweep of ", spec.sweepSize(),
+                              " combinations: submit it as a job array (`gentrain submit`), or "
+                              "train one with --sweep-task I (0 to ", spec.sweepSize() - 1, ")"));
+  }
   runtime.configure(runtimeOptionsOf(spec));
   Trainer trainer(runtime.comm(), runtime.device(), spec, {resume, false});
   log::info(log::cat("run directory: ", trainer.runDir(), "; ", trainer.totalSteps(), " steps"));
@@ -109,6 +120,44 @@ int main(int argc, char** argv) {
   trainCmd->add_option("overrides", overrides, "key.path=value overrides");
   trainCmd->add_flag("--resume", resume, "continue from the newest complete checkpoint");
   trainCmd->add_option("--max-steps", maxSteps, "stop after this many steps (0: run to the end)");
+  int64_t sweepTask = -1;
+  trainCmd->add_option("--sweep-task", sweepTask,
+                       "train combination I of the spec's sweep: section, in <run.dir>/task-I");
+
+  LaunchOptions local;
+  auto* launchCmd = app.add_subcommand(
+      "launch", "start N ranks on this machine with mpirun: gentrain launch -n 2 train SPEC ...");
+  launchCmd->add_option("-n,--ranks", local.ranks, "ranks to start");
+  launchCmd->add_option("--threads", local.threads, "compute threads per rank (default: cores / N)");
+  launchCmd->add_option("--mpirun", local.mpirunArgs,
+                        "an option for mpirun, e.g. --mpirun=--report-bindings (repeatable)")
+      ->allow_extra_args(false);
+  launchCmd->add_flag("--dry-run", local.dryRun, "print the mpirun command, run nothing");
+  // Everything from the first word that is not launch's own goes to the ranks unparsed.
+  launchCmd->prefix_command();
+  launchCmd->footer("Then what each rank runs, e.g. train SPEC [overrides] [--resume]");
+
+  SubmitOptions job;
+  auto* submitCmd = app.add_subcommand(
+      "submit", "write a Slurm batch script into the run directory and sbatch it (a job array "
+                "for a spec with a sweep: section)");
+  submitCmd->add_option("spec", job.spec, "YAML experiment spec")->required();
+  submitCmd->add_option("overrides", job.overrides, "key.path=value overrides");
+  submitCmd->add_option("--nodes", job.nodes, "nodes");
+  submitCmd->add_option("--ntasks-per-node", job.tasksPerNode, "ranks per node");
+  submitCmd->add_option("--gpus-per-node", job.gpusPerNode, "GPUs per node (0: none asked)");
+  submitCmd->add_option("--cpus-per-task", job.cpusPerTask, "cores per rank (0: cluster default)");
+  submitCmd->add_option("--partition", job.partition, "Slurm partition");
+  submitCmd->add_option("--time", job.time, "time limit, HH:MM:SS or D-HH:MM:SS");
+  submitCmd->add_option("--account", job.account, "Slurm account");
+  submitCmd->add_option("--qos", job.qos, "Slurm QOS");
+  submitCmd->add_option("--launcher", job.launcher, "srun (default) or mpirun inside the job");
+  submitCmd->add_option("--mpi", job.mpi, "srun's --mpi plugin (default pmix)");
+  submitCmd->add_option("--signal-seconds", job.signalSeconds,
+                        "SIGUSR1 this many seconds before the time limit (default 90)");
+  submitCmd->add_option("--sbatch", job.sbatchArgs, "one more sbatch option, e.g. --sbatch=--mem=32G");
+  submitCmd->add_flag("--dry-run", job.dryRun, "write the script, do not submit it");
+  submitCmd->add_flag("--resume", job.resume, "the run directory may hold this run already");
 
   std::string evalPath;
   std::vector<std::string> evalOverrides;
@@ -230,7 +279,12 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<Runtime> runtime;
   try {
-    if (*keysCmd) {
+    if (*launchCmd) {
+      local.command = launchCmd->remaining();
+      return launch(local);
+    } else if (*submitCmd) {
+      std::cout << submit(job, schemaFor) << "\n";
+    } else if (*keysCmd) {
       std::cout << schemaFor(keysModel).describe();
     } else if (*runsCmd) {
       if (!compare.empty()) {
@@ -273,7 +327,7 @@ int main(int argc, char** argv) {
       }
     } else {
       runtime = std::make_unique<Runtime>(&argc, &argv);
-      if (*trainCmd) return train(*runtime, specPath, overrides, resume, maxSteps);
+      if (*trainCmd) return train(*runtime, specPath, overrides, resume, maxSteps, sweepTask);
       if (*evalCmd) {
         auto trainer = fromCheckpoint(*runtime, evalPath, evalOverrides);
         for (const auto& [name, value] : trainer->evaluate(true)) {

@@ -1,5 +1,6 @@
 #!/bin/bash
-# The default experiment: VAE 784-400-20 on binarized Fashion-MNIST, 2 ranks under mpirun.
+# The default experiment: VAE 784-400-20 on binarized Fashion-MNIST, 2 ranks under mpirun
+# (`gentrain launch`: threads per rank and binding chosen for this machine).
 # Installs and builds first (launch/setup.sh), imports the data once, then trains.
 # Extra arguments are spec overrides, e.g. `train.epochs=1`, or `--resume`.
 set -euo pipefail
@@ -10,6 +11,4 @@ if [ ! -f "$data" ]; then
   build/gentrain data import-idx --dir /usr/share/datasets/fashion-mnist --out "$data" \
     --binarize threshold:128 --labels fashion-mnist
 fi
-flags=(--oversubscribe --bind-to none)
-[ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
-exec mpirun "${flags[@]}" -np "${RANKS:-2}" build/gentrain train configs/vae-fashion-mnist.yaml "$@"
+exec build/gentrain launch -n "${RANKS:-2}" train configs/vae-fashion-mnist.yaml "$@"

@@ -186,7 +186,9 @@ TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
   for (const auto& p : distributed.parameters()) checksum += std::to_string(p.sum().item<double>()) + " ";
   EXPECT_NO_THROW(requireSameOnAllRanks(world(), "parameters after training", checksum));
   EXPECT_LT(world().allReduceScalar(difference, ReduceOp::Max), deviceTolerance(tolerance));
-  if (GetParam() == "bf16_wire") EXPECT_GT(world().allReduceScalar(difference, ReduceOp::Max), 0);
+  if (GetParam() == "bf16_wire") {
+    EXPECT_GT(world().allReduceScalar(difference, ReduceOp::Max), 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Vae, Equivalence,

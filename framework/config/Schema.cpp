@@ -184,7 +184,8 @@ Schema frameworkSchema() {
   s.add({"runtime.device", KeyType::String, "auto", "device of each rank", -big, big,
          {"auto", "cpu", "cuda"}});
   s.add({"runtime.threads", KeyType::Int, "0",
-         "compute threads per rank; 0 = cores on the node / ranks on the node", 0, 1024});
+         "compute threads per rank; 0: SLURM_CPUS_PER_TASK when Slurm sets it, else cores on "
+         "the node / ranks on the node", 0, 1024});
   s.add({"runtime.timeout_s", KeyType::Float, "300",
          "a rank that waits longer than this for a collective or for data aborts the job, "
          "naming the wait (0: never)", 0, big});

@@ -35,7 +35,6 @@ class CheckpointError : public Error {
   using Error::Error;
 };
 
-/// A request the user made that cannot be satisfied in this build or on this machine.
 /// Gradients with NaN or infinity under the `stop` policy (train.nonfinite); the parameters are
 /// still those before the step.
 class NonFiniteError : public Error {
@@ -43,6 +42,7 @@ class NonFiniteError : public Error {
   using Error::Error;
 };
 
+/// A request the user made that cannot be satisfied in this build or on this machine.
 class UsageError : public Error {
   using Error::Error;
 };

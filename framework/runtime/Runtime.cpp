@@ -76,18 +76,24 @@ Runtime::Runtime(int* argc, char*** argv) {
 void Runtime::checkSlurmAgrees() {
   const char* stepTasks = std::getenv("SLURM_STEP_NUM_TASKS");
   const char* procId = std::getenv("SLURM_PROCID");
+  const char* localId = std::getenv("SLURM_LOCALID");
   if (stepTasks == nullptr) return;
   const int tasks = std::atoi(stepTasks);
   std::string problem;
   if (tasks > 1 && world_ == 1) {
     problem = log::cat("srun started ", tasks, " tasks (SLURM_STEP_NUM_TASKS) but MPI sees a "
-                       "world of 1 in each: they are not one MPI job. Launch with srun --mpi=pmix "
-                       "(or pmi2; `srun --mpi=list` shows what your cluster has), or with mpirun "
-                       "inside the allocation");
+                       "world of 1 in each: they are not one MPI job (mpirun under srun?). Launch "
+                       "with srun --mpi=pmix (or pmi2; `srun --mpi=list` shows what your cluster "
+                       "has), or with mpirun inside the allocation, not under srun");
   } else if (tasks == world_ && procId != nullptr && std::atoi(procId) != rank_) {
     problem = log::cat("SLURM_PROCID is ", procId, " but MPI made this process rank ", rank_,
                        " of ", world_, ": Slurm and MPI disagree on the ranks; check the srun "
                        "--mpi plugin and that nothing rewrites SLURM_* variables");
+  } else if (tasks == world_ && localId != nullptr && std::atoi(localId) != localRank_) {
+    problem = log::cat("SLURM_LOCALID is ", localId, " but MPI made this process local rank ",
+                       localRank_, " of ", localSize_, " on its node: Slurm and MPI disagree on "
+                       "which ranks share a node (GPU choice follows the local rank); check the "
+                       "srun --mpi plugin and the task distribution");
   }
   // Every rank stops if any disagrees (a lone rank stopping would leave the others waiting).
   const double bad = host_->allReduceScalar(problem.empty() ? 0.0 : 1.0, ReduceOp::Max);
@@ -120,7 +126,12 @@ void Runtime::configure(const RuntimeOptions& options) {
 
   Watchdog::start(options.timeoutSeconds);
   const int cores = std::max(1u, std::thread::hardware_concurrency());
-  threads_ = options.threads > 0 ? options.threads : std::max(1, cores / localSize_);
+  // Under Slurm with --cpus-per-task, that is this rank's share; else the node's cores / ranks.
+  const char* slurmCpus = std::getenv("SLURM_CPUS_PER_TASK");
+  const int slurmShare = slurmCpus ? std::atoi(slurmCpus) : 0;
+  threads_ = options.threads > 0 ? options.threads
+             : slurmShare > 0    ? slurmShare
+                                 : std::max(1, cores / localSize_);
   setComputeThreads(threads_);
 
   // NCCL refuses two ranks on one GPU; more ranks than GPUs on a node must use MPI.

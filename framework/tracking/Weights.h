@@ -18,7 +18,8 @@ namespace gentrain {
 class Trainer;
 
 /// Writes the trainer's networks to `path` (through `path.partial`, renamed at the end). Refuses
-/// an existing `path` unless `overwrite`. Returns a one-line summary.
+/// an existing `path` unless `overwrite`. Returns a one-line summary ending in a 64-bit digest
+/// of the names and values written: equal digests, bit-identical weights.
 std::string exportWeights(const Trainer& trainer, const std::string& path, bool overwrite);
 
 }  // namespace gentrain

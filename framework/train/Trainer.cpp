@@ -77,9 +77,11 @@ bool resumeCritical(const std::string& key) {
 // Note [fault injection]
 // GENTRAIN_FAULT=kind@rank:step makes rank `rank` fail just before training step `step`: kill
 // (SIGKILL, as the OOM killer would), throw (an error on that rank alone), hang (sleeps for
-// ever), usr1 (Slurm's time-limit warning, to that rank only) or nan (that rank's batch becomes
-// NaN, and so every rank's reduced gradients). tests/fault_test.sh uses it to check that every fault ends the whole job with a message
-// naming it, and that a resume finishes the run as if nothing had happened.
+// ever), usr1 (Slurm's time-limit warning, to that rank only), nan (that rank's batch becomes
+// NaN, and so every rank's reduced gradients) or pause (waits, up to 120 s, until a stop signal
+// arrives: a test can then signal a job known to be mid-run). tests/fault_test.sh uses it to
+// check that every fault ends the whole job with a message naming it, and that a resume
+// finishes the run as if nothing had happened; tests/slurm_test.sh to preempt a Slurm job.
 /// Returns true for kind `nan`: the caller poisons this rank's batch (NaN gradients).
 bool injectFault(int rank, int64_t step) {
   static const std::string spec = [] {
@@ -100,6 +102,11 @@ bool injectFault(int rank, int64_t step) {
   if (kind == "throw") throw Error(log::cat("injected fault (GENTRAIN_FAULT) at step ", step));
   if (kind == "hang") {
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+  if (kind == "pause") {
+    for (int k = 0; k < 2400 && stopSignal().empty(); ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   return kind == "nan";
 }
@@ -618,7 +625,11 @@ bool Trainer::stopAgreed() {
     log::info(log::cat("stop: checkpoint complete ", std::fixed, std::setprecision(2),
                        secondsSinceStopSignal(), " s after ", mine));
   }
-  if (comm_.rank() == 0 && checkpoints_) log::info("stop: " + requeueSlurmJob());
+  if (comm_.rank() == 0 && checkpoints_) {
+    // Requeueing ends this job at once: say "preempted" before, not after.
+    if (metrics_) writeRunStatus(runDir_, "preempted", comm_.size());
+    log::info("stop: " + requeueSlurmJob());
+  }
   return true;
 }
 

@@ -1,0 +1,263 @@
+#include "launch/Submit.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "framework/runtime/Error.h"
+#include "framework/runtime/Log.h"
+
+namespace gentrain {
+namespace fs = std::filesystem;
+
+namespace {
+
+/// `text` as one word for bash: single-quoted unless it is plainly safe.
+std::string quote(const std::string& text) {
+  const bool plain = !text.empty() && text.find_first_not_of(
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./=:,+@%") ==
+      std::string::npos;
+  if (plain) return text;
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string joinQuoted(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "" : " ") + quote(w);
+  return out;
+}
+
+/// Values that go into #SBATCH lines: names and times only.
+void requireWord(const std::string& option, const std::string& value, const char* allowed,
+                 const std::string& example) {
+  if (!value.empty() && value.find_first_not_of(allowed) != std::string::npos) {
+    throw UsageError("submit: " + option + " '" + value + "' has characters Slurm does not "
+                     "take there; expected something like " + example);
+  }
+}
+
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+    text.replace(at, from.size(), to);
+    at += to.size();
+  }
+  return text;
+}
+
+std::string nowText() {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+  return stamp;
+}
+
+}  // namespace
+
+std::string selfPath() {
+  char buffer[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+  if (n <= 0) throw UsageError("cannot find this program's path (/proc/self/exe)");
+  return std::string(buffer, static_cast<std::size_t>(n));
+}
+
+std::vector<std::string> launchCommand(const LaunchOptions& options, const std::string& self) {
+  if (options.ranks < 1) throw UsageError("launch: -n must be at least 1");
+  if (options.command.empty()) {
+    throw UsageError("launch: say what each rank runs, e.g. `gentrain launch -n 2 train SPEC`");
+  }
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = options.threads > 0 ? options.threads : std::max(1, cores / options.ranks);
+  std::vector<std::string> cmd{"mpirun"};
+  if (::geteuid() == 0) cmd.push_back("--allow-run-as-root");
+  cmd.insert(cmd.end(), {"-np", std::to_string(options.ranks)});
+  if (options.ranks * threads <= cores) {
+    // Each rank on cores of its own: its compute threads stay where their caches are.
+    cmd.insert(cmd.end(), {"--map-by", "slot:PE=" + std::to_string(threads), "--bind-to", "core"});
+  } else {
+    cmd.insert(cmd.end(), {"--oversubscribe", "--bind-to", "none"});
+  }
+  const std::string t = std::to_string(threads);
+  cmd.insert(cmd.end(), {"-x", "OMP_NUM_THREADS=" + t, "-x", "OPENBLAS_NUM_THREADS=" + t});
+  cmd.insert(cmd.end(), options.mpirunArgs.begin(), options.mpirunArgs.end());
+  cmd.push_back(self);
+  cmd.insert(cmd.end(), options.command.begin(), options.command.end());
+  return cmd;
+}
+
+int launch(const LaunchOptions& options) {
+  const std::vector<std::string> cmd = launchCommand(options, selfPath());
+  std::fprintf(stderr, "gentrain launch: %s\n", joinQuoted(cmd).c_str());
+  if (options.dryRun) return 0;
+  std::vector<char*> argv;
+  for (const std::string& word : cmd) argv.push_back(const_cast<char*>(word.c_str()));
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  throw UsageError(std::string("launch: cannot run mpirun: ") + std::strerror(errno) +
+                   " (install Open MPI: apt-get install openmpi-bin)");
+}
+
+SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaFor,
+                          const std::string& self) {
+  if (o.nodes < 1 || o.tasksPerNode < 1) {
+    throw UsageError("submit: --nodes and --ntasks-per-node must be at least 1");
+  }
+  if (o.gpusPerNode < 0 || o.cpusPerTask < 0) {
+    throw UsageError("submit: --gpus-per-node and --cpus-per-task cannot be negative");
+  }
+  if (o.launcher != "srun" && o.launcher != "mpirun") {
+    throw UsageError("submit: --launcher is '" + o.launcher + "'; use srun or mpirun");
+  }
+  if (o.signalSeconds < 1 || o.signalSeconds > 65535) {
+    throw UsageError("submit: --signal-seconds must be between 1 and 65535 (Slurm's limit)");
+  }
+  const char* word = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.,-";
+  requireWord("--partition", o.partition, word, "gpu or gpu,debug");
+  requireWord("--account", o.account, word, "proj123");
+  requireWord("--qos", o.qos, word, "normal");
+  requireWord("--mpi", o.mpi, word, "pmix or pmi2");
+  requireWord("--time", o.time, "0123456789:-", "HH:MM:SS or D-HH:MM:SS");
+  for (const std::string& arg : o.sbatchArgs) {
+    if (arg.rfind("--", 0) != 0 || arg.find('\n') != std::string::npos) {
+      throw UsageError("submit: --sbatch '" + arg + "' must be one sbatch option like --mem=32G");
+    }
+  }
+
+  // Every combination must be a valid spec before anything reaches the queue.
+  const Spec spec = Spec::load(o.spec, o.overrides, schemaFor);
+  SubmitPlan plan;
+  plan.tasks = spec.sweepSize();
+  if (plan.tasks > 1000) {
+    throw UsageError(log::cat("submit: ", o.spec, " sweeps ", plan.tasks, " combinations; Slurm "
+                              "arrays are commonly capped at 1000 tasks: split the sweep"));
+  }
+  for (int64_t task = 0; task < plan.tasks; ++task) spec.sweepTask(task);
+
+  plan.runDir = replaceAll(spec.text("run.dir"), "{name}", spec.text("name"));
+  plan.specFile = (fs::path(plan.runDir) / "submitted.yaml").string();
+  plan.scriptFile = (fs::path(plan.runDir) / "job.sbatch").string();
+  for (const char* mark : {"submitted.yaml", "spec.yaml", "checkpoints"}) {
+    if (fs::exists(fs::path(plan.runDir) / mark) && !o.resume) {
+      throw UsageError("submit: " + plan.runDir + " already holds a run (" + mark + "): pass "
+                       "--resume to continue it, or set name=... or run.dir=... for a new one");
+    }
+  }
+
+  const bool array = plan.tasks > 0;
+  std::ostringstream s;
+  s << "#!/bin/bash\n"
+    << "# gentrain job: " << spec.text("name") << " (" << spec.text("model.name") << "), written by "
+    << "`gentrain submit` on " << nowText() << ".\n"
+    << "# It trains " << plan.specFile << ", the spec as resolved at submission"
+    << (array ? "; array task i trains\n# combination i of its sweep in " + plan.runDir +
+                    "/task-i"
+              : "")
+    << ".\n# Every start resumes from the newest complete checkpoint, so a requeued job goes on "
+       "where it\n# stopped. On SIGUSR1 (sent " << o.signalSeconds << " s before the time limit) or "
+       "SIGTERM (preemption) the ranks\n# checkpoint, rank 0 requeues the job and it exits. "
+       "Submit it again by hand: sbatch " << plan.scriptFile << "\n";
+  const auto directive = [&s](const std::string& text) { s << "#SBATCH " << text << "\n"; };
+  directive("--job-name=" + quote(spec.text("name")));
+  directive("--nodes=" + std::to_string(o.nodes));
+  directive("--ntasks-per-node=" + std::to_string(o.tasksPerNode));
+  if (o.cpusPerTask > 0) directive("--cpus-per-task=" + std::to_string(o.cpusPerTask));
+  if (o.gpusPerNode > 0) directive("--gpus-per-node=" + std::to_string(o.gpusPerNode));
+  if (!o.partition.empty()) directive("--partition=" + o.partition);
+  if (!o.account.empty()) directive("--account=" + o.account);
+  if (!o.qos.empty()) directive("--qos=" + o.qos);
+  if (!o.time.empty()) directive("--time=" + o.time);
+  // srun: Slurm signals the ranks itself. mpirun: only the batch shell, which passes it on.
+  directive(std::string("--signal=") + (o.launcher == "srun" ? "" : "B:") + "USR1@" +
+            std::to_string(o.signalSeconds));
+  directive("--requeue");
+  directive("--open-mode=append");
+  directive("--chdir=" + quote(fs::current_path().string()));
+  directive("--output=" + quote((fs::path(plan.runDir) / (array ? "slurm-%A_%a.out"
+                                                                 : "slurm-%j.out")).string()));
+  if (array) directive("--array=0-" + std::to_string(plan.tasks - 1));
+  for (const std::string& arg : o.sbatchArgs) directive(arg);
+
+  std::vector<std::string> args{"train", plan.specFile, "--resume"};
+  s << "\nset -u\n"
+    << "echo \"gentrain job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at "
+       "$(date -Is)\"\n";
+  if (o.cpusPerTask > 0) {
+    s << "export OMP_NUM_THREADS=\"$SLURM_CPUS_PER_TASK\" "
+         "OPENBLAS_NUM_THREADS=\"$SLURM_CPUS_PER_TASK\"\n";
+  }
+  s << "args=(" << joinQuoted(args) << (array ? " --sweep-task \"$SLURM_ARRAY_TASK_ID\"" : "")
+    << ")\n";
+  s << "pid=\npass_on() {\n"
+       "  echo \"gentrain job: $1 at $(date -Is); passing it on to the ranks\"\n"
+       "  [ -z \"$pid\" ] || kill -s \"$1\" \"$pid\" 2>/dev/null\n}\n"
+       "trap 'pass_on USR1' USR1\ntrap 'pass_on TERM' TERM\n";
+  if (o.launcher == "srun") {
+    s << "srun --mpi=" << o.mpi << " --kill-on-bad-exit=1 " << quote(self)
+      << " \"${args[@]}\" &\n";
+  } else {
+    s << "root=()\n[ \"$(id -u)\" -ne 0 ] || root=(--allow-run-as-root)\n"
+      << "mpirun \"${root[@]}\" -np \"$SLURM_NTASKS\" --bind-to none " << quote(self)
+      << " \"${args[@]}\" &\n";
+  }
+  s << "pid=$!\n"
+       "# A trap cuts wait short (status > 128 with the launcher still there): wait again.\n"
+       "status=\n"
+       "while [ -z \"$status\" ]; do\n"
+       "  wait \"$pid\"\n  code=$?\n"
+       "  if [ \"$code\" -gt 128 ] && kill -0 \"$pid\" 2>/dev/null; then continue; fi\n"
+       "  status=$code\n"
+       "done\n"
+       "echo \"gentrain job: ranks exited with status $status at $(date -Is)\"\n"
+       "exit \"$status\"\n";
+  plan.script = s.str();
+  return plan;
+}
+
+std::string submit(const SubmitOptions& options, const Spec::SchemaFor& schemaFor) {
+  const SubmitPlan plan = planSubmission(options, schemaFor, selfPath());
+  std::error_code error;
+  fs::create_directories(plan.runDir, error);
+  if (error) throw UsageError("submit: cannot create " + plan.runDir + ": " + error.message());
+  const Spec spec = Spec::load(options.spec, options.overrides, schemaFor);
+  for (const auto& [path, text] : {std::pair<std::string, std::string>{plan.specFile,
+                                                                        spec.resolvedYaml()},
+                                   {plan.scriptFile, plan.script}}) {
+    std::ofstream(path + ".tmp") << text;
+    fs::rename(path + ".tmp", path, error);
+    if (error) throw UsageError("submit: cannot write " + path + ": " + error.message());
+  }
+  fs::permissions(plan.scriptFile, fs::perms::owner_exec, fs::perm_options::add, error);
+  const std::string where = plan.tasks > 0
+      ? log::cat(plan.tasks, " array tasks, run directories ", plan.runDir, "/task-0 ... task-",
+                 plan.tasks - 1, "; summary: gentrain runs ", plan.runDir)
+      : "run directory " + plan.runDir;
+  if (options.dryRun) {
+    return "wrote " + plan.scriptFile + " (not submitted: --dry-run); " + where +
+           "; submit it with: sbatch " + plan.scriptFile;
+  }
+  FILE* pipe = ::popen(("sbatch --parsable " + quote(plan.scriptFile) + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) throw UsageError("submit: cannot run sbatch: " + std::string(strerror(errno)));
+  std::string output;
+  char buffer[512];
+  while (std::fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  const int status = ::pclose(pipe);
+  while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
+  if (status != 0) {
+    throw UsageError("submit: sbatch failed: " + (output.empty() ? "(no output)" : output) +
+                     "; the script is " + plan.scriptFile + ": fix and `sbatch` it by hand");
+  }
+  const std::string job = output.substr(0, output.find(';'));  // "id" or "id;cluster"
+  return "submitted job " + job + "; " + where + "; follow it in " +
+         (fs::path(plan.runDir) / (plan.tasks > 0 ? "slurm-" + job + "_*.out"
+                                                  : "slurm-" + job + ".out")).string();
+}
+
+}  // namespace gentrain

@@ -1,0 +1,143 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "framework/runtime/Error.h"
+#include "framework/train/Model.h"
+#include "launch/Submit.h"
+#include "TestUtil.h"
+
+using namespace gentrain;
+namespace fs = std::filesystem;
+
+namespace {
+
+Spec::SchemaFor schemas() {
+  return [](const std::string& m) { return ModelRegistry::instance().schemaFor(m); };
+}
+
+/// A spec file in a scratch folder; the current directory moves there for the test.
+class Submit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    old_ = fs::current_path();
+    dir_ = fs::temp_directory_path() / ("gentrain-submit-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    fs::current_path(dir_);
+    std::ofstream("spec.yaml") << "name: job\nmodel: {name: vae}\ndata: {path: d.h5}\n";
+  }
+  void TearDown() override {
+    fs::current_path(old_);
+    fs::remove_all(dir_);
+  }
+  std::string errorOf(const SubmitOptions& options) {
+    try {
+      planSubmission(options, schemas(), "/opt/gentrain");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  }
+  fs::path old_, dir_;
+};
+
+}  // namespace
+
+TEST_F(Submit, ScriptAsksForWhatWasSaid) {
+  SubmitOptions o;
+  o.spec = "spec.yaml";
+  o.overrides = {"train.epochs=3"};
+  o.nodes = 2;
+  o.tasksPerNode = 4;
+  o.gpusPerNode = 4;
+  o.cpusPerTask = 8;
+  o.partition = "gpu";
+  o.time = "1-02:00:00";
+  o.sbatchArgs = {"--mem=32G"};
+  const SubmitPlan plan = planSubmission(o, schemas(), "/opt/gentrain");
+  EXPECT_EQ(plan.runDir, "runs/job");
+  EXPECT_EQ(plan.tasks, 0);
+  for (const char* line :
+       {"#SBATCH --nodes=2\n", "#SBATCH --ntasks-per-node=4\n", "#SBATCH --gpus-per-node=4\n",
+        "#SBATCH --cpus-per-task=8\n", "#SBATCH --partition=gpu\n", "#SBATCH --time=1-02:00:00\n",
+        "#SBATCH --signal=USR1@90\n", "#SBATCH --requeue\n", "#SBATCH --mem=32G\n",
+        "#SBATCH --output=runs/job/slurm-%j.out\n",
+        "args=(train runs/job/submitted.yaml --resume)\n",
+        "srun --mpi=pmix --kill-on-bad-exit=1 /opt/gentrain \"${args[@]}\" &\n",
+        "trap 'pass_on USR1' USR1\n"}) {
+    EXPECT_NE(plan.script.find(line), std::string::npos) << line << "\n" << plan.script;
+  }
+  EXPECT_EQ(plan.script.find("--array"), std::string::npos);
+  EXPECT_FALSE(fs::exists("runs"));  // planning writes nothing
+}
+
+TEST_F(Submit, SweepBecomesAnArrayAndMpirunGetsTheSignalThroughTheShell) {
+  std::ofstream("spec.yaml", std::ios::app) << "sweep: {optim.vae.lr: [0.1, 0.2, 0.3], "
+                                               "model.latent: [2, 4]}\n";
+  SubmitOptions o;
+  o.spec = "spec.yaml";
+  o.launcher = "mpirun";
+  o.signalSeconds = 120;
+  const SubmitPlan plan = planSubmission(o, schemas(), "/opt/gentrain");
+  EXPECT_EQ(plan.tasks, 6);
+  for (const char* line : {"#SBATCH --array=0-5\n", "#SBATCH --signal=B:USR1@120\n",
+                           "--sweep-task \"$SLURM_ARRAY_TASK_ID\"",
+                           "#SBATCH --output=runs/job/slurm-%A_%a.out\n", "mpirun \"${root[@]}\""}) {
+    EXPECT_NE(plan.script.find(line), std::string::npos) << line << "\n" << plan.script;
+  }
+}
+
+TEST_F(Submit, BadRequestsAreRefusedBeforeAnythingIsWritten) {
+  SubmitOptions o;
+  o.spec = "spec.yaml";
+  o.partition = "gpu; rm -rf /";
+  EXPECT_NE(errorOf(o).find("--partition 'gpu; rm -rf /' has characters"), std::string::npos);
+  o.partition.clear();
+  o.time = "1 hour";
+  EXPECT_NE(errorOf(o).find("HH:MM:SS"), std::string::npos);
+  o.time.clear();
+  o.launcher = "qsub";
+  EXPECT_NE(errorOf(o).find("use srun or mpirun"), std::string::npos);
+  o.launcher = "srun";
+  o.overrides = {"train.epochs=-1"};
+  EXPECT_NE(errorOf(o).find("train.epochs is -1"), std::string::npos);
+  o.overrides.clear();
+  std::ofstream("spec.yaml", std::ios::app) << "sweep: {train.epochs: [1, -3]}\n";
+  EXPECT_NE(errorOf(o).find("train.epochs is -3"), std::string::npos) << errorOf(o);
+  EXPECT_FALSE(fs::exists("runs"));
+  std::ofstream("spec.yaml") << "name: job\nmodel: {name: vae}\ndata: {path: d.h5}\n";
+  fs::create_directories("runs/job");
+  std::ofstream("runs/job/submitted.yaml") << "name: job\n";
+  EXPECT_NE(errorOf(o).find("runs/job already holds a run (submitted.yaml): pass --resume"),
+            std::string::npos);
+  o.resume = true;
+  EXPECT_EQ(errorOf(o), "(no error)");
+}
+
+TEST(Launch, CommandHasThreadsRootFlagsAndTheRanksCommand) {
+  LaunchOptions o;
+  o.ranks = 64;  // more than any test machine's cores
+  o.threads = 1;
+  o.mpirunArgs = {"-H", "a,b"};
+  o.command = {"train", "s.yaml", "--resume"};
+  const auto cmd = launchCommand(o, "/opt/gentrain");
+  const std::string line = [&] {
+    std::string s;
+    for (const auto& w : cmd) s += w + " ";
+    return s;
+  }();
+  EXPECT_EQ(cmd.front(), "mpirun");
+  EXPECT_NE(line.find("-np 64 --oversubscribe --bind-to none"), std::string::npos) << line;
+  EXPECT_NE(line.find("-x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 -H a,b /opt/gentrain "
+                      "train s.yaml --resume "),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(line.find("--allow-run-as-root") != std::string::npos, ::geteuid() == 0);
+  o.ranks = 1;
+  const auto one = launchCommand(o, "/opt/gentrain");
+  EXPECT_NE(std::find(one.begin(), one.end(), "slot:PE=1"), one.end());
+  o.command.clear();
+  EXPECT_THROW(launchCommand(o, "/opt/gentrain"), UsageError);
+}
