@@ -95,6 +95,17 @@ else
   echo "skip export-h5py (no python3 h5py here)"
 fi
 
+# Checkpoints by time: rank 0's clock decides at each stop check (every 4 steps here), so both
+# ranks write the same ones (disagreeing ranks would hang in the collective write).
+$mpiexec -np 2 "$gentrain" train spec.yaml run.dir=timed checkpoint.every_minutes=0.00001 \
+  checkpoint.every_epochs=0 checkpoint.keep=10 run.stop_check_steps=4 >/dev/null 2>&1
+timed=$(ls timed/checkpoints 2>/dev/null | tr '\n' ' ')
+if [ "$timed" = "step-000000000004 step-000000000008 step-000000000012 step-000000000016 " ]; then
+  pass "checkpoint.every_minutes: $timed"
+else
+  fail "checkpoint.every_minutes: got '$timed'"
+fi
+
 # Runs: the real run (finished), a failed one and one whose process is gone, all in one table.
 mkdir -p runs/failed runs/gone
 cp runs/cli/spec.yaml runs/failed/ && cp runs/cli/spec.yaml runs/gone/

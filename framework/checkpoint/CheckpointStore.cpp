@@ -219,19 +219,29 @@ LoadedCheckpoint CheckpointStore::loadAny(const std::string& path, Communicator&
 
 std::optional<LoadedCheckpoint> CheckpointStore::loadLatest() {
   LoadedCheckpoint found;
-  bool have = false;
+  double outcome = 0;  // rank 0: 0 none, 1 found, 2 every complete checkpoint unreadable
+  std::size_t unreadable = 0;
   if (comm_.rank() == 0) {
-    for (const std::string& folder : list()) {
+    const std::vector<std::string> folders = list();
+    for (const std::string& folder : folders) {
       try {
         found = read(folder);
-        have = true;
+        outcome = 1;
         break;
       } catch (const CheckpointError& e) {
         log::warn(std::string(e.what()) + "; skipping it and trying the one before");
+        ++unreadable;
       }
     }
+    if (outcome == 0 && unreadable > 0) outcome = 2;
   }
-  if (comm_.allReduceScalar(have ? 1.0 : 0.0, ReduceOp::Max) < 1.0) return std::nullopt;
+  outcome = comm_.allReduceScalar(outcome, ReduceOp::Max);
+  if (outcome == 2) {
+    // Starting afresh here would train over a run the user still has: let them decide.
+    throw CheckpointError(dir_ + ": every checkpoint is unreadable (see the warnings above); "
+                          "move the folder away to start the run afresh");
+  }
+  if (outcome == 0) return std::nullopt;
   std::string header = found.path + "\n" + std::to_string(found.step) + "\n" +
                        std::to_string(found.worldSize);
   comm_.broadcastBytes(header, 0);

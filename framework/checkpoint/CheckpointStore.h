@@ -36,7 +36,8 @@ class CheckpointStore {
   void save(uint64_t step, const std::string& payload);
 
   /// Collective. The newest complete, valid checkpoint (read by rank 0, sent to all ranks), or
-  /// nothing when there is none. Damaged ones are reported and skipped.
+  /// nothing when there is none. Damaged ones are reported and skipped; when every one is
+  /// damaged, CheckpointError (starting afresh would train over the run).
   std::optional<LoadedCheckpoint> loadLatest();
 
   /// Collective: `path` is a checkpoint folder (holding state.bin) or a run directory (its newest

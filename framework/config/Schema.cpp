@@ -174,6 +174,9 @@ Schema frameworkSchema() {
   s.add({"sample.count", KeyType::Int, "64", "images in a sample grid", 1, 4096});
   s.add({"checkpoint.every_epochs", KeyType::Int, "1", "checkpoint every N epochs (0: off)", 0});
   s.add({"checkpoint.every_steps", KeyType::Int, "0", "checkpoint every N steps (0: off)", 0});
+  s.add({"checkpoint.every_minutes", KeyType::Float, "0",
+         "also checkpoint when this many minutes passed since the last one, by rank 0's clock, "
+         "checked every run.stop_check_steps steps (0: off)", 0});
   s.add({"checkpoint.keep", KeyType::Int, "3", "complete checkpoints to keep (oldest go first)",
          1});
   s.add({"run.stop_check_steps", KeyType::Int, "10",

@@ -183,14 +183,20 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
 
   agreeOnNetworks();
 
-  if (!options_.benchmark) prepareRunDirectory();
-  if (options_.resume && checkpoints_) {
+  if (options_.benchmark) return;
+  // Everything that can refuse the run comes before the first write into the run directory, so
+  // that a refused run leaves it as it was (its spec.yaml included).
+  DistributedSampler(train_->size(), spec_.integer("train.global_batch"), comm.rank(),
+                     comm.size(), seed());  // checks the batch against ranks and data
+  openRunDirectory();
+  if (options_.resume) {
     if (auto checkpoint = checkpoints_->loadLatest()) {
       restore(*checkpoint);
     } else {
-      log::info("resume: no complete checkpoint in " + checkpoints_->dir() + "; starting fresh");
+      log::info("resume: no checkpoint in " + checkpoints_->dir() + "; starting fresh");
     }
   }
+  prepareRunDirectory();
 }
 
 Trainer::~Trainer() = default;
@@ -255,17 +261,26 @@ std::vector<at::Tensor> Trainer::parameters() const {
   return out;
 }
 
-void Trainer::prepareRunDirectory() {
+void Trainer::openRunDirectory() {
   Communicator& comm = comm_;
   runDir_ = replaceAll(spec_.text("run.dir"), "{name}", spec_.text("name"));
+  checkpoints_ = std::make_unique<CheckpointStore>(checkpointDir(runDir_), comm,
+                                                   static_cast<int>(spec_.integer("checkpoint.keep")));
+  std::string problem;
+  if (comm.rank() == 0 && !options_.resume && !checkpoints_->list().empty()) {
+    problem = runDir_ + " already holds a run with checkpoints: pass --resume to continue it, "
+                        "or set run.dir=... (or name=...) for a new run";
+  }
+  comm.broadcastBytes(problem, 0);
+  if (!problem.empty()) throw UsageError(problem);
+}
+
+void Trainer::prepareRunDirectory() {
+  Communicator& comm = comm_;
   std::string problem;
   if (comm.rank() == 0) {
     std::error_code error;
-    const bool hasCheckpoints = !CheckpointStore(checkpointDir(runDir_), comm, 1).list().empty();
-    if (hasCheckpoints && !options_.resume) {
-      problem = runDir_ + " already holds a run with checkpoints: pass --resume to continue it, "
-                          "or set run.dir=... (or name=...) for a new run";
-    } else {
+    {
       fs::create_directories(fs::path(runDir_) / "samples", error);
       fs::create_directories(fs::path(runDir_) / "logs", error);
       if (error) problem = runDir_ + ": cannot create the run directory: " + error.message();
@@ -282,8 +297,6 @@ void Trainer::prepareRunDirectory() {
   log::setAllRanks(spec_.flag("log.all_ranks"));
   log::setFile((fs::path(runDir_) / "logs" / ("rank-" + std::to_string(comm.rank()) + ".log"))
                    .string());
-  checkpoints_ = std::make_unique<CheckpointStore>(checkpointDir(runDir_), comm,
-                                                   static_cast<int>(spec_.integer("checkpoint.keep")));
   if (comm.rank() == 0) metrics_ = std::make_unique<MetricsLog>(
       (fs::path(runDir_) / "metrics.jsonl").string());
   if (comm.rank() == 0 && spec_.flag("log.tensorboard")) {
@@ -343,6 +356,7 @@ void Trainer::saveCheckpoint() {
   const double start = now();
   checkpoints_->save(static_cast<uint64_t>(step_), checkpointPayload());
   lastCheckpointStep_ = step_;
+  lastCheckpointTime_ = now();
   log::info(log::cat("checkpoint: step ", step_, " written to ", checkpoints_->dir(), " in ",
                      std::fixed, std::setprecision(2), now() - start, " s"));
 }
@@ -615,8 +629,19 @@ void Trainer::trainStep(const Batch& batch) {
 
 bool Trainer::stopAgreed() {
   const std::string mine = stopSignal();
-  // One all-reduce, so that every rank stops after the same step.
-  if (comm_.allReduceScalar(mine.empty() ? 0.0 : 1.0, ReduceOp::Max) == 0) return false;
+  // One all-reduce, so that every rank stops (or checkpoints) after the same step. It also
+  // carries rank 0's answer to "is a timed checkpoint due?" (clocks differ between ranks):
+  // the sum is (stop signals seen) + (world + 1) if due.
+  const double world = comm_.size();
+  const double minutes = spec_.real("checkpoint.every_minutes");
+  const bool due = comm_.rank() == 0 && minutes > 0 && now() - lastCheckpointTime_ >= 60 * minutes;
+  const double total =
+      comm_.allReduceScalar((mine.empty() ? 0.0 : 1.0) + (due ? world + 1 : 0.0), ReduceOp::Sum);
+  const bool stop = std::fmod(total, world + 1) > 0;
+  if (!stop) {
+    if (total >= world + 1 && lastCheckpointStep_ != step_) saveCheckpoint();
+    return false;
+  }
   stopped_ = true;
   log::info(log::cat("stop: ", mine.empty() ? "a stop signal reached another rank" : mine,
                      "; checkpointing step ", step_, " and stopping"));
@@ -673,6 +698,7 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
   const int64_t stopCheckSteps = spec_.integer("run.stop_check_steps");
   summary_ = RunSummary{};
   summary_.firstStep = summary_.lastStep = step_;
+  lastCheckpointTime_ = now();  // checkpoint.every_minutes counts from here
   summary_.globalBatch = spec_.integer("train.global_batch");
   if (step_ == 0 && !options_.benchmark) writeSamples("step-000000000000-init");
 

@@ -85,6 +85,10 @@ class Trainer : public ModelContext {
   void saveCheckpoint();
 
  private:
+  /// Names the run directory and its checkpoint store; refuses one that holds checkpoints
+  /// unless resuming. Writes nothing.
+  void openRunDirectory();
+  /// Creates the run directory's folders, writes the resolved spec, opens logs and metrics.
   void prepareRunDirectory();
   /// Checks every rank built the same shapes, then gives all ranks rank 0's values.
   void agreeOnNetworks();
@@ -95,6 +99,7 @@ class Trainer : public ModelContext {
   void logProgress(int64_t steps, double seconds);
   RunSummary runSteps(int64_t maxSteps);
   /// Whether any rank got a stop signal (collective); if so checkpoints this step and requeues.
+  /// Also writes the checkpoint.every_minutes checkpoint when rank 0's clock says it is due.
   bool stopAgreed();
   /// One optimizer step on a device batch: micro-batches, autocast, metrics.
   void trainStep(const Batch& batch);
@@ -124,6 +129,7 @@ class Trainer : public ModelContext {
   bool bf16_ = false;
   bool stopped_ = false;  // a stop signal ended run() early
   int64_t lastCheckpointStep_ = -1;
+  double lastCheckpointTime_ = 0;  // now() of the last checkpoint (or of the run's start)
   // Train metrics of the (micro-)batches since the last progress line, still on the device:
   // the latest values one by one, older ones folded into a sum every so often.
   struct PendingMetric {

@@ -54,6 +54,12 @@ TEST(CheckpointStore, CorruptTruncatedOrIncompleteFallsBack) {
   ASSERT_TRUE(loaded.has_value());
   EXPECT_EQ(loaded->step, 1u);
   EXPECT_EQ(loaded->payload, big + "1");
+  // With the last good one damaged too, there is nothing to resume: an error, not a fresh start.
+  corrupt(folders[3] + "/state.bin", 500);
+  EXPECT_THROW(store.loadLatest(), CheckpointError);
+  // An empty store is no error: a first start.
+  CheckpointStore empty(test::freshDir("ckptnone") + "/checkpoints", comm, 5);
+  EXPECT_FALSE(empty.loadLatest().has_value());
 }
 
 TEST(CheckpointStore, UnwritableFolderIsAClearErrorAndOldCheckpointsStay) {
