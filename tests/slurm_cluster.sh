@@ -15,6 +15,9 @@ slurm_missing() {
   done
   [ -z "$missing" ] || echo "missing:$missing (apt-get install slurmctld slurmd slurm-client munge)"
   [ "$(id -u)" -eq 0 ] || echo "not root (slurmd must run as root)"
+  # slurmd initializes its cgroup plugin even with proctrack/linuxproc and task/none (Slurm
+  # 22.05); a chroot without /sys/fs/cgroup mounted (../shared/tools/fresh-machine) has none.
+  grep -qs " /sys/fs/cgroup" /proc/mounts || echo "no cgroup filesystem at /sys/fs/cgroup (slurmd needs one)"
 }
 
 # slurm_start DIR [CPUS]: starts the daemons with everything in DIR; waits until the node is idle.
