@@ -8,6 +8,7 @@
 #include <nccl.h>
 
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Watchdog.h"
 
 namespace gentrain {
 namespace {
@@ -103,9 +104,13 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<MpiCommunicator> host, int de
   std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(&id));
   c10::cuda::CUDAGuard guard(deviceIndex);
   GENTRAIN_NCCL_CHECK(ncclCommInitRank(&impl_->comm, host_->size(), id, host_->rank()));
+  // A rank stuck waiting on a dead peer: the watchdog aborts NCCL's kernels, then the job.
+  ncclComm_t comm = impl_->comm;
+  Watchdog::setAbortHook([comm] { ncclCommAbort(comm); });
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  Watchdog::setAbortHook(nullptr);
   if (impl_ && impl_->comm != nullptr) ncclCommDestroy(impl_->comm);
 }
 

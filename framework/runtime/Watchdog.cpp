@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -30,6 +31,7 @@ struct Thread {
   std::thread thread;
   bool stopping = false;
   double timeout = 0;
+  std::function<void()> abortHook;
 };
 
 Thread& state() {
@@ -50,6 +52,21 @@ void watch() {
          << " s: another rank has probably died or hung (see its output); aborting the job "
             "(runtime.timeout_s = " << t.timeout << ")";
     log::error(line.str());
+    if (t.abortHook) {
+      // On a thread of its own and given at most 10 s: the abort below must happen whatever
+      // the hook does, even if it blocks.
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      std::thread([hook = t.abortHook, done] {
+        try {
+          hook();
+        } catch (...) {
+        }
+        done->store(true);
+      }).detach();
+      for (int k = 0; k < 100 && !done->load(); ++k) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
     // Only this thread is awake to act; MPI_Abort is the one call that must work from here.
     MPI_Abort(MPI_COMM_WORLD, 3);
     std::_Exit(3);
@@ -66,6 +83,12 @@ void Watchdog::start(double seconds) {
     t.stopping = false;
     t.thread = std::thread(watch);
   }
+}
+
+void Watchdog::setAbortHook(std::function<void()> hook) {
+  Thread& t = state();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  t.abortHook = std::move(hook);
 }
 
 void Watchdog::stop() {

@@ -8,6 +8,7 @@
 /// non-zero instead of spinning. A rank that died outright is seen by mpirun/srun, which stops
 /// the others at once; this catches the ranks left waiting on one that hangs.
 
+#include <functional>
 #include <string>
 
 namespace gentrain {
@@ -18,6 +19,9 @@ class Watchdog {
   static void start(double seconds);
   /// Stops the thread (at exit).
   static void stop();
+  /// Runs just before the abort (from the watchdog's thread), e.g. ncclCommAbort, so that GPU
+  /// collectives stuck on a dead peer are torn down too. One hook; nullptr removes it.
+  static void setAbortHook(std::function<void()> hook);
 
   /// Marks a wait in progress on this thread; scopes nest (the innermost is reported).
   class Scope {
