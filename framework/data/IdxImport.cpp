@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <filesystem>
+#include <memory>
 #include <numeric>
 
 #include "framework/data/ImageFile.h"
@@ -35,34 +36,62 @@ uint32_t bigEndian(const uint8_t* p) {
 }  // namespace
 
 IdxArray readIdx(const std::string& path) {
-  gzFile file = gzopen(path.c_str(), "rb");  // reads raw files transparently too
-  if (file == nullptr) throw DataError(path + ": cannot open the IDX file");
-  std::vector<uint8_t> bytes;
-  uint8_t buffer[1 << 16];
-  int got = 0;
-  while ((got = gzread(file, buffer, sizeof(buffer))) > 0) bytes.insert(bytes.end(), buffer, buffer + got);
-  const bool readError = got < 0;
-  gzclose(file);
-  if (readError) throw DataError(path + ": the file is damaged (gzip read error); download it again");
-  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08) {
+  // Read in steps, never more than the header promises (+1 to notice padding): a damaged or
+  // hostile header must not make us inflate a gzip stream without bound.
+  std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
+  if (!file) throw DataError(path + ": cannot open the IDX file");
+  const auto read = [&](uint8_t* into, std::size_t count) {
+    std::size_t done = 0;
+    while (done < count) {
+      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(count - done, 1u << 20));
+      const int got = gzread(file.get(), into + done, chunk);
+      if (got < 0) {
+        throw DataError(path + ": the file is damaged (gzip read error); download it again");
+      }
+      if (got == 0) break;
+      done += static_cast<std::size_t>(got);
+    }
+    return done;
+  };
+  uint8_t header[4 + 4 * 4];
+  if (read(header, 4) < 4 || header[0] != 0 || header[1] != 0 || header[2] != 0x08) {
     throw DataError(path + ": not an unsigned-byte IDX file (bad magic number)");
   }
-  const int rank = bytes[3];
-  if (rank < 1 || rank > 4 || bytes.size() < 4 + 4 * std::size_t(rank)) {
+  const int rank = header[3];
+  if (rank < 1 || rank > 4 || read(header + 4, 4 * std::size_t(rank)) < 4 * std::size_t(rank)) {
     throw DataError(path + ": IDX header is truncated or has " + std::to_string(rank) +
                     " dimensions");
   }
   IdxArray array;
-  for (int d = 0; d < rank; ++d) array.dims.push_back(bigEndian(&bytes[4 + 4 * d]));
-  const int64_t expected = std::accumulate(array.dims.begin(), array.dims.end(), int64_t{1},
-                                           std::multiplies<int64_t>());
-  const int64_t have = static_cast<int64_t>(bytes.size()) - 4 - 4 * rank;
+  constexpr uint64_t kMaxBytes = uint64_t{1} << 40;
+  uint64_t expected = 1;
+  for (int d = 0; d < rank; ++d) {
+    const uint64_t dim = static_cast<uint64_t>(bigEndian(&header[4 + 4 * d]));
+    array.dims.push_back(static_cast<int64_t>(dim));
+    if (dim != 0 && expected > kMaxBytes / dim) {
+      throw DataError(path + ": the IDX header's dimensions promise more than 2^40 bytes; the "
+                      "file is damaged or not IDX");
+    }
+    expected *= dim;
+  }
+  // Grown as data arrives: memory follows the file, not what its header claims.
+  uint64_t have = 0;
+  while (have < expected) {
+    const std::size_t step = static_cast<std::size_t>(std::min<uint64_t>(expected - have, 1 << 24));
+    array.data.resize(static_cast<std::size_t>(have) + step);
+    const std::size_t got = read(array.data.data() + have, step);
+    have += got;
+    if (got < step) break;
+  }
+  if (have == expected) {  // count what follows, if anything
+    uint8_t rest[1 << 12];
+    for (std::size_t got; (got = read(rest, sizeof(rest))) > 0;) have += got;
+  }
   if (have != expected) {
     throw DataError(path + ": truncated or padded: the header promises " +
                     std::to_string(expected) + " bytes of data but " + std::to_string(have) +
                     " follow");
   }
-  array.data.assign(bytes.begin() + 4 + 4 * rank, bytes.end());
   return array;
 }
 
