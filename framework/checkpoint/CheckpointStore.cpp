@@ -89,6 +89,7 @@ CheckpointStore::CheckpointStore(std::string dir, Communicator& comm, int keep)
 void CheckpointStore::save(uint64_t step, const std::string& payload) {
   std::string failure;
   const fs::path final = fs::path(dir_) / folderName(step);
+  const fs::path temp = fs::path(dir_) / (folderName(step) + ".tmp");
   if (comm_.rank() == 0) {
     try {
       std::string bytes(kMagic, sizeof(kMagic));
@@ -104,7 +105,6 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
       if (error) {
         throw CheckpointError(dir_ + ": cannot create the checkpoint folder: " + error.message());
       }
-      const fs::path temp = fs::path(dir_) / (folderName(step) + ".tmp");
       files::removeTree(temp.string());  // Note [no std::filesystem walks]
       fs::create_directory(temp, error);
       if (error) throw CheckpointError(temp.string() + ": cannot create: " + error.message());
@@ -117,6 +117,7 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
       syncFolder(dir_);
     } catch (const std::exception& e) {
       failure = e.what();
+      files::removeTree(temp.string());  // a partial copy only takes space (a full disk's, say)
     }
   }
   // Every rank learns whether rank 0 succeeded before anyone goes on (no rank waits forever).

@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <thread>
 
@@ -65,6 +66,9 @@ Runtime::Runtime(int* argc, char*** argv) {
   log::setRank(rank_, world_);
   checkSlurmAgrees();
   installStopHandlers();
+  // Over a file size limit (ulimit -f, some quota setups) writes then fail with EFBIG, which
+  // the checkpoint writer reports, instead of the process dying silently of SIGXFSZ.
+  std::signal(SIGXFSZ, SIG_IGN);
 }
 
 // Note [trust nothing about rank discovery]
