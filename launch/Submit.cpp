@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -12,6 +14,7 @@
 #include <thread>
 
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Files.h"
 #include "framework/runtime/Log.h"
 
 namespace gentrain {
@@ -221,9 +224,30 @@ SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaF
   return plan;
 }
 
+namespace {
+/// Whether `program` is an executable file in a folder of PATH.
+bool onPath(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::stringstream folders(path ? path : "");
+  for (std::string folder; std::getline(folders, folder, ':');) {
+    if (!folder.empty() && ::access((fs::path(folder) / program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+}  // namespace
+
 std::string submit(const SubmitOptions& options, const Spec::SchemaFor& schemaFor) {
   const SubmitPlan plan = planSubmission(options, schemaFor, selfPath());
+  if (!options.dryRun && !onPath("sbatch")) {
+    throw UsageError("submit: sbatch is not on PATH (not a Slurm login node?); --dry-run writes "
+                     "the script without submitting it");
+  }
   std::error_code error;
+  // The outermost folder this call creates: removed again if sbatch refuses.
+  fs::path created;
+  for (fs::path p = fs::path(plan.runDir); !p.empty() && !fs::exists(p); p = p.parent_path()) {
+    created = p;
+  }
   fs::create_directories(plan.runDir, error);
   if (error) throw UsageError("submit: cannot create " + plan.runDir + ": " + error.message());
   const Spec spec = Spec::load(options.spec, options.overrides, schemaFor);
@@ -251,8 +275,15 @@ std::string submit(const SubmitOptions& options, const Spec::SchemaFor& schemaFo
   const int status = ::pclose(pipe);
   while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
   if (status != 0) {
-    throw UsageError("submit: sbatch failed: " + (output.empty() ? "(no output)" : output) +
-                     "; the script is " + plan.scriptFile + ": fix and `sbatch` it by hand");
+    // Nothing was queued: take back what this call wrote, so that the same command can be
+    // tried again (a --dry-run keeps the script to look at).
+    fs::remove(plan.specFile, error);
+    fs::remove(plan.scriptFile, error);
+    if (!created.empty()) files::removeTree(created.string());
+    std::replace(output.begin(), output.end(), '\n', ' ');
+    throw UsageError("submit: sbatch refused the job: " +
+                     (output.empty() ? "(no output)" : output) +
+                     "; nothing was submitted (--dry-run writes the script to inspect)");
   }
   const std::string job = output.substr(0, output.find(';'));  // "id" or "id;cluster"
   return "submitted job " + job + "; " + where + "; follow it in " +

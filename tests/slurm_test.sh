@@ -48,6 +48,9 @@ if [ -n "$job" ] && slurm_wait "$job" 120 && grep -q "state: finished" runs/basi
 else
   fail "submit (mpirun launcher): '$out'"; tail -n 15 runs/basic/slurm-*.out
 fi
+check submit-bad-partition 1 "sbatch refused the job: .*[Ii]nvalid partition.*nothing was submitted" -- \
+  "$gentrain" submit spec.yaml name=badpart --partition nosuchpartition
+[ ! -e runs/badpart ] && pass "submit-bad-partition: left nothing behind" || fail "submit-bad-partition: runs/badpart exists"
 check submit-refuses-existing-run 1 "runs/basic already holds a run .*pass --resume" -- \
   "$gentrain" submit spec.yaml --ntasks-per-node 2
 

@@ -14,10 +14,11 @@ if ! command -v clang++ >/dev/null || ! echo 'extern "C" int LLVMFuzzerTestOneIn
   echo "SKIPPED: no clang with libFuzzer here (apt-get install clang libclang-rt-14-dev)"
   exit 77
 fi
+mkdir -p "$out"
 if [ ! -f "$out/build.ninja" ]; then
   CC=clang CXX=clang++ cmake -S "$root" -B "$out" -G Ninja -DGENTRAIN_FUZZ=ON \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$out.configure.log" 2>&1 ||
-    { tail -20 "$out.configure.log"; exit 1; }
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$out/configure.log" 2>&1 ||
+    { tail -20 "$out/configure.log"; exit 1; }
 fi
 cmake --build "$out" -j 2 >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
 
