@@ -337,9 +337,8 @@ int main(int argc, char** argv) {
       }
       if (*sampleCmd) {
         auto trainer = fromCheckpoint(*runtime, samplePath, {});
+        const at::Tensor images = trainer->sampleGrid(sampleCount);  // every rank its share
         if (runtime->rank() == 0) {
-          torch::NoGradGuard noGrad;
-          const at::Tensor images = trainer->model().sample(sampleCount, trainer->step());
           if (sampleOut.size() > 3 && sampleOut.substr(sampleOut.size() - 3) == ".h5") {
             writeSamplesHdf5(images, sampleOut, sampleForce);
           } else {

@@ -1,5 +1,6 @@
 // The registry of built-in models: one line per model, by the name a spec uses in model.name.
 #include "framework/train/Model.h"
+#include "models/pixelrnn/PixelRnn.h"
 #include "models/vae/Vae.h"
 
 namespace gentrain {
@@ -9,6 +10,10 @@ void registerBuiltinModels() {
   registry.add("vae", {"variational autoencoder (Kingma & Welling), MLP or convolutional, "
                        "Bernoulli decoder; test ELBO and importance-weighted log-likelihood",
                        &models::Vae::addKeys, [] { return std::make_unique<models::Vae>(); }});
+  registry.add("pixelrnn", {"PixelRNN (van den Oord et al. 2016): Diagonal BiLSTM, Row LSTM or "
+                            "PixelCNN; exact test NLL (nats, bits/dim), pixel-by-pixel samples",
+                            &models::PixelRnn::addKeys,
+                            [] { return std::make_unique<models::PixelRnn>(); }});
 }
 
 }  // namespace gentrain

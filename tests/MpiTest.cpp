@@ -169,16 +169,23 @@ TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
   }
   std::vector<std::string> mine = overrides;
   mine.insert(mine.end(), distributedOnly.begin(), distributedOnly.end());
-  Trainer distributed(world(), testDevice(), test::tinyVaeSpec(data, dir + "/ranks", mine), {});
+  // PixelRNN's three networks ("pixelrnn:<variant>") on the same data; the VAE otherwise.
+  const bool pixel = GetParam().rfind("pixelrnn:", 0) == 0;
+  const auto specFor = [&](const std::string& runDir, const std::vector<std::string>& o) {
+    return pixel ? test::tinyPixelRnnSpec(data, runDir, GetParam().substr(9), o)
+                 : test::tinyVaeSpec(data, runDir, o);
+  };
+  const std::string metric = pixel ? "nll" : "elbo";
+  Trainer distributed(world(), testDevice(), specFor(dir + "/ranks", mine), {});
   distributed.run();
-  const double elbo = distributed.evaluate(false).at("elbo");
+  const double elbo = distributed.evaluate(false).at(metric);
   double difference = 0, elboDifference = 0;
   if (world().rank() == 0) {
     MpiCommunicator self(MPI_COMM_SELF);
-    Trainer alone(self, testDevice(), test::tinyVaeSpec(data, dir + "/alone", overrides), {});
+    Trainer alone(self, testDevice(), specFor(dir + "/alone", overrides), {});
     alone.run();
     difference = maxDifference(distributed.parameters(), alone.parameters());
-    elboDifference = std::abs(alone.evaluate(false).at("elbo") - elbo);
+    elboDifference = std::abs(alone.evaluate(false).at(metric) - elbo);
   }
   EXPECT_LT(world().allReduceScalar(elboDifference, ReduceOp::Max), 0.01 * std::abs(elbo));
   // Every rank holds identical parameters, too.
@@ -194,6 +201,9 @@ TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
 INSTANTIATE_TEST_SUITE_P(Vae, Equivalence,
                          ::testing::Values("mlp", "conv", "micro_batches", "no_overlap",
                                            "tiny_buckets", "bf16_wire"));
+INSTANTIATE_TEST_SUITE_P(PixelRnn, Equivalence,
+                         ::testing::Values("pixelrnn:pixelcnn", "pixelrnn:row_lstm",
+                                           "pixelrnn:diagonal_bilstm"));
 
 TEST(Mpi, ResumeReproducesTheUninterruptedRunExactly) {
   REQUIRE_RANKS();
@@ -312,7 +322,7 @@ class TwoNetworks : public Model {
     return {{"critic", criticLoss.detach()}, {"maker", makerLoss.detach()}};
   }
   PerImage evaluate(const Batch& batch, bool) override { return {{"n", at::ones({batch.size()})}}; }
-  at::Tensor sample(int64_t count, int64_t) override {
+  at::Tensor sample(int64_t, int64_t count, int64_t) override {
     return torch::sigmoid(maker_->forward(at::zeros({count, 3}, at::TensorOptions(device_))))
         .view({count, shape_[0], shape_[1], shape_[2]});
   }

@@ -50,13 +50,15 @@ void writeTinyDataset(const std::string& path, int64_t train, int64_t test, int6
   writer.commit();
 }
 
-Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
-                 std::vector<std::string> overrides) {
+namespace {
+/// The spec every tiny test run shares, around a model and its optimizer.
+Spec tinySpec(const std::string& model, const std::string& optim, const std::string& dataPath,
+              const std::string& runDir, const std::vector<std::string>& overrides) {
   const std::string yaml =
       "name: tiny\n"
       "seed: 11\n"
-      "model: {name: vae, hidden: [16], latent: 4, iw_samples: 20, iw_images: 0, iw_chunk: 7}\n"
-      "optim: {vae: {type: adam, lr: 0.01}}\n"
+      "model: " + model + "\n"
+      "optim: " + optim + "\n"
       "data: {path: " + dataPath + "}\n"
       "train: {global_batch: 12, epochs: 2}\n"
       "log: {every_steps: 1000}\n"
@@ -65,9 +67,22 @@ Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
       "checkpoint: {every_epochs: 0, keep: 3}\n"
       "runtime: {threads: 1}\n"
       "run: {dir: " + runDir + "}\n";
-  return Spec::parse(yaml, "tiny.yaml", overrides, [](const std::string& model) {
-    return ModelRegistry::instance().schemaFor(model);
+  return Spec::parse(yaml, "tiny.yaml", overrides, [](const std::string& name) {
+    return ModelRegistry::instance().schemaFor(name);
   });
+}
+}  // namespace
+
+Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
+                 std::vector<std::string> overrides) {
+  return tinySpec("{name: vae, hidden: [16], latent: 4, iw_samples: 20, iw_images: 0, iw_chunk: 7}",
+                  "{vae: {type: adam, lr: 0.01}}", dataPath, runDir, overrides);
+}
+
+Spec tinyPixelRnnSpec(const std::string& dataPath, const std::string& runDir,
+                      const std::string& variant, std::vector<std::string> overrides) {
+  return tinySpec("{name: pixelrnn, variant: " + variant + ", layers: 2, hidden: 4, out_hidden: 8}",
+                  "{pixelrnn: {type: adam, lr: 0.01}}", dataPath, runDir, overrides);
 }
 
 }  // namespace gentrain::test

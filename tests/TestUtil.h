@@ -20,4 +20,8 @@ void writeTinyDataset(const std::string& path, int64_t train, int64_t test, int6
 Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
                  std::vector<std::string> overrides = {});
 
+/// A small PixelRNN spec (model.variant from `variant`) over `dataPath`, plus overrides.
+Spec tinyPixelRnnSpec(const std::string& dataPath, const std::string& runDir,
+                      const std::string& variant, std::vector<std::string> overrides = {});
+
 }  // namespace gentrain::test

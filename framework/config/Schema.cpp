@@ -172,6 +172,8 @@ Schema frameworkSchema() {
   s.add({"sample.every_epochs", KeyType::Int, "1", "save a sample grid every N epochs (0: end)",
          0});
   s.add({"sample.count", KeyType::Int, "64", "images in a sample grid", 1, 4096});
+  s.add({"sample.at_start", KeyType::Bool, "true",
+         "also save a grid of the untrained model at step 0 (off for slow samplers)"});
   s.add({"checkpoint.every_epochs", KeyType::Int, "1", "checkpoint every N epochs (0: off)", 0});
   s.add({"checkpoint.every_steps", KeyType::Int, "0", "checkpoint every N steps (0: off)", 0});
   s.add({"checkpoint.every_minutes", KeyType::Float, "0",

@@ -77,8 +77,10 @@ class Model {
   /// Evaluation metrics of each image of a batch of test images. `final` marks the last
   /// evaluation, where expensive metrics (e.g. importance-weighted bounds) run.
   virtual PerImage evaluate(const Batch& batch, bool final) = 0;
-  /// `count` images [N, C, H, W] in [0, 1], the same on every rank for the same step.
-  virtual at::Tensor sample(int64_t count, int64_t step) = 0;
+  /// Images `first` .. `first + count - 1` of a sample grid, [count, C, H, W] in [0, 1]: image k
+  /// of a grid is the same whichever rank makes it (noise keyed by k), so the trainer splits a
+  /// grid over the ranks.
+  virtual at::Tensor sample(int64_t first, int64_t count, int64_t step) = 0;
   /// State beyond networks and optimizers (moving averages, phases); empty by default.
   virtual void saveState(torch::serialize::OutputArchive&) const {}
   virtual void loadState(torch::serialize::InputArchive&) {}

@@ -490,10 +490,34 @@ Scalars Trainer::evaluate(bool final) {
   return means;
 }
 
-void Trainer::writeSamples(const std::string& tag) {
-  if (comm_.rank() != 0 || options_.benchmark) return;
+at::Tensor Trainer::sampleGrid(int64_t count) {
   torch::NoGradGuard noGrad;
-  const at::Tensor images = model_->sample(spec_.integer("sample.count"), step_);
+  Communicator& comm = comm_;
+  // Rank k makes images [k * count / world, (k + 1) * count / world); one all-reduce (a sum
+  // over zeros elsewhere) gives every rank the grid. Slow samplers (pixel by pixel) then cost
+  // each rank its share, and no rank waits alone in a collective while rank 0 samples.
+  const int64_t first = count * comm.rank() / comm.size();
+  const int64_t mine = count * (comm.rank() + 1) / comm.size() - first;
+  at::Tensor part = mine > 0 ? model_->sample(first, mine, step_) : at::Tensor();
+  if (comm.size() == 1) return part;
+  // On the host, through the backend-neutral reduction: a grid is a few hundred KB at most.
+  double shape[3] = {0, 0, 0};
+  if (part.defined()) {
+    for (int d = 0; d < 3; ++d) shape[d] = static_cast<double>(part.size(d + 1));
+  }
+  comm.allReduceHost(shape, 3, ReduceOp::Max);  // ranks with no share learn the image shape
+  at::Tensor grid = at::zeros({count, int64_t(shape[0]), int64_t(shape[1]), int64_t(shape[2])},
+                              at::kDouble);
+  if (mine > 0) grid.narrow(0, first, mine).copy_(part.to(at::kCPU));
+  comm.allReduceHost(grid.data_ptr<double>(), static_cast<std::size_t>(grid.numel()),
+                     ReduceOp::Sum);
+  return grid.to(at::kFloat);
+}
+
+void Trainer::writeSamples(const std::string& tag) {
+  if (options_.benchmark) return;
+  const at::Tensor images = sampleGrid(spec_.integer("sample.count"));
+  if (comm_.rank() != 0) return;
   const std::string path = (fs::path(runDir_) / "samples" / (tag + ".png")).string();
   writeImageGrid(images, path);
   log::info("samples: " + path);
@@ -700,7 +724,9 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
   summary_.firstStep = summary_.lastStep = step_;
   lastCheckpointTime_ = now();  // checkpoint.every_minutes counts from here
   summary_.globalBatch = spec_.integer("train.global_batch");
-  if (step_ == 0 && !options_.benchmark) writeSamples("step-000000000000-init");
+  if (step_ == 0 && !options_.benchmark && spec_.flag("sample.at_start")) {
+    writeSamples("step-000000000000-init");
+  }
 
   double intervalStart = now();
   int64_t intervalSteps = 0;

@@ -56,6 +56,9 @@ class Trainer : public ModelContext {
   int64_t totalSteps() const { return totalSteps_; }
   const std::string& runDir() const { return runDir_; }
   Model& model() { return *model_; }
+  /// A sample grid of `count` images, each rank making its share (collective; every rank gets
+  /// the whole grid, [count, C, H, W] in [0, 1]).
+  at::Tensor sampleGrid(int64_t count);
   /// Parameters of every network, in registration order (for equivalence tests).
   std::vector<at::Tensor> parameters() const;
   /// The networks by the names the model registered them under.

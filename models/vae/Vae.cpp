@@ -217,10 +217,10 @@ PerImage Vae::evaluate(const Batch& batch, bool final) {
   return values;
 }
 
-at::Tensor Vae::sample(int64_t count, int64_t /*step*/) {
+at::Tensor Vae::sample(int64_t first, int64_t count, int64_t /*step*/) {
   // Fixed latents (stream kSample, step 0), so grids across training show progress.
   const at::Tensor z =
-      toDevice(counterNormal({seed_, kSample, 0}, 0, count, {net_->latent()}), device_);
+      toDevice(counterNormal({seed_, kSample, 0}, first, count, {net_->latent()}), device_);
   return torch::sigmoid(net_->decodeLogits(z));
 }
 

@@ -43,7 +43,7 @@ class Vae : public Model {
   void prepareBatch(Batch& batch) const override;
   StepMetrics trainStep(const Batch& batch) override;
   PerImage evaluate(const Batch& batch, bool final) override;
-  at::Tensor sample(int64_t count, int64_t step) override;
+  at::Tensor sample(int64_t first, int64_t count, int64_t step) override;
 
   /// Per-image negative ELBO terms for images [B, C, H, W] and standard-normal noise [B, latent].
   std::pair<at::Tensor, at::Tensor> reconAndKl(const at::Tensor& images, const at::Tensor& eps);

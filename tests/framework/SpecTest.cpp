@@ -70,7 +70,7 @@ TEST(Spec, MalformedYamlNamesThePlace) {
 
 TEST(Spec, MissingRequiredAndUnknownModel) {
   EXPECT_NE(errorOf("model:\n  name: vae\n").find("required key 'data.path'"), std::string::npos);
-  EXPECT_NE(errorOf("model:\n  name: vea\ndata: {path: x}\n").find("use one of: vae"),
+  EXPECT_NE(errorOf("model:\n  name: vea\ndata: {path: x}\n").find("is not a model; use one of: pixelrnn, vae"),
             std::string::npos);
 }
 

@@ -67,7 +67,7 @@ TEST(Vae, ConvVariantTrainsAndChecksImageSides) {
                   {});
   trainer.run(2);
   EXPECT_EQ(trainer.step(), 2);
-  const at::Tensor samples = trainer.model().sample(3, 0);
+  const at::Tensor samples = trainer.model().sample(0, 3, 0);
   EXPECT_EQ(samples.sizes(), (std::vector<int64_t>{3, 1, 8, 8}));
   EXPECT_THROW(Trainer(f.comm, c10::kCPU,
                        test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run2",
@@ -105,7 +105,7 @@ TEST(Vae, LoaderTransformsReachTheModel) {
   Trainer small(f.comm, c10::kCPU,
                 test::tinyVaeSpec(f.dir + "/d.h5", f.dir + "/run", {"data.resolution=4"}), {});
   small.run(2);
-  EXPECT_EQ(small.model().sample(2, 0).sizes(), (std::vector<int64_t>{2, 1, 4, 4}));
+  EXPECT_EQ(small.model().sample(0, 2, 0).sizes(), (std::vector<int64_t>{2, 1, 4, 4}));
   // The Bernoulli decoder refuses [-1, 1] pixels with the key to change.
   try {
     Trainer(f.comm, c10::kCPU,

@@ -1,0 +1,98 @@
+#pragma once
+/// @file The layers of PixelRNN and PixelCNN (van den Oord, Kalchbrenner, Kavukcuoglu 2016):
+/// masked convolutions, Row LSTM, Diagonal BiLSTM, and the skew that makes diagonals columns.
+///
+/// Ordering: pixels in raster order (rows top to bottom, left to right), and within a pixel the
+/// colour channels R -> G -> B. Every feature map is split into as many contiguous groups as the
+/// image has channels; group g of a feature map may depend on channels < g of the current pixel
+/// (mask A, the first layer) or <= g (mask B, every later layer), and on all channels of every
+/// earlier pixel. With one channel the groups disappear and mask A simply hides the pixel itself.
+
+#include <torch/nn/module.h>
+
+#include <cstdint>
+
+namespace gentrain::models::pixelrnn {
+
+enum class MaskType { A, B };
+
+/// The group (0 .. groups-1) of feature `f` of a map of `features` features, when the map is a
+/// stack of `chunks` equal parts (e.g. the 4 gates of an LSTM), each split into `groups` blocks.
+int64_t groupOf(int64_t f, int64_t features, int64_t groups, int64_t chunks = 1);
+
+/// The mask of a [out, in, kh, kw] kernel: rows above the centre and columns left of it in the
+/// centre row see everything; the centre sees earlier (A) or earlier-or-same (B) groups; the rest
+/// nothing. `outChunks` splits the output features as groupOf does.
+at::Tensor convMask(int64_t out, int64_t in, int64_t kh, int64_t kw, MaskType type, int64_t groups,
+                    int64_t outChunks = 1);
+
+/// A convolution whose kernel is multiplied by convMask on every use (so the hidden weights
+/// never matter and gradients stay zero there). Odd kernels, "same" padding.
+class MaskedConv2dImpl : public torch::nn::Module {
+ public:
+  MaskedConv2dImpl(int64_t in, int64_t out, int64_t kh, int64_t kw, MaskType type, int64_t groups,
+                   int64_t outChunks = 1);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  at::Tensor weight_, bias_, mask_;
+  int64_t padH_, padW_;
+};
+TORCH_MODULE(MaskedConv2d);
+
+/// Row r moved right by r: [B, F, H, W] -> [B, F, H, W + H - 1], zeros elsewhere. Diagonals of
+/// the image become columns.
+at::Tensor skew(const at::Tensor& x);
+/// The inverse of skew: [B, F, H, W + H - 1] -> [B, F, H, W].
+at::Tensor unskew(const at::Tensor& x, int64_t width);
+
+/// One LSTM step from gate pre-activations [.., 4h, ..] (order o, f, i, g) and the previous cell:
+/// returns (h, c).
+std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Tensor& cell);
+
+/// Row LSTM: rows computed one after another; input-to-state a masked 1 x k convolution along
+/// the row (mask B), state-to-state an unmasked 1 x k convolution of the row above's state.
+/// [B, 2h, H, W] -> [B, h, H, W]. Its receptive field is a triangle above the pixel.
+class RowLstmImpl : public torch::nn::Module {
+ public:
+  RowLstmImpl(int64_t in, int64_t hidden, int64_t kernel, int64_t groups);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  int64_t hidden_, kernel_;
+  MaskedConv2d inputToState_{nullptr};
+  at::Tensor stateWeight_, stateBias_;
+};
+TORCH_MODULE(RowLstm);
+
+/// One direction of the Diagonal LSTM: input-to-state a masked 1 x 1 convolution (mask B), the
+/// map skewed, columns computed one after another with a 2 x 1 state-to-state convolution over
+/// the previous column (the pixel's left and upper neighbours), then unskewed.
+/// [B, in, H, W] -> [B, h, H, W]; the state at (r, c) has seen every (r', c') with r' <= r and
+/// c' <= c.
+class DiagonalLstmImpl : public torch::nn::Module {
+ public:
+  DiagonalLstmImpl(int64_t in, int64_t hidden, int64_t groups);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  int64_t hidden_;
+  MaskedConv2d inputToState_{nullptr};
+  at::Tensor stateWeight_, stateBias_;
+};
+TORCH_MODULE(DiagonalLstm);
+
+/// Diagonal BiLSTM: a left-to-right and a right-to-left Diagonal LSTM (the latter on the mirrored
+/// map); the right-to-left output moves down one row before the two are added, so that no pixel
+/// sees the rest of its own row. [B, in, H, W] -> [B, h, H, W], the whole context above.
+class DiagonalBiLstmImpl : public torch::nn::Module {
+ public:
+  DiagonalBiLstmImpl(int64_t in, int64_t hidden, int64_t groups);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  DiagonalLstm forward_{nullptr}, backward_{nullptr};
+};
+TORCH_MODULE(DiagonalBiLstm);
+
+}  // namespace gentrain::models::pixelrnn

@@ -1,0 +1,220 @@
+#include "models/pixelrnn/PixelRnn.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "framework/data/DeviceStager.h"
+#include "framework/random/CounterRng.h"
+#include "framework/runtime/Error.h"
+#include "framework/runtime/Log.h"
+
+namespace gentrain::models {
+using pixelrnn::MaskedConv2d;
+using pixelrnn::MaskType;
+
+namespace {
+
+/// A PixelCNN residual block (the paper's figure 5): 2h -> ReLU, 1 x 1 -> h -> ReLU, 3 x 3 ->
+/// ReLU, 1 x 1 -> 2h, added to its input. All convolutions mask B.
+class ConvBlockImpl : public torch::nn::Module {
+ public:
+  ConvBlockImpl(int64_t hidden, int64_t groups) {
+    down_ = register_module("down", MaskedConv2d(2 * hidden, hidden, 1, 1, MaskType::B, groups));
+    conv_ = register_module("conv", MaskedConv2d(hidden, hidden, 3, 3, MaskType::B, groups));
+    up_ = register_module("up", MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups));
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    at::Tensor y = down_->forward(at::relu(x));
+    y = conv_->forward(at::relu(y));
+    return x + up_->forward(at::relu(y));
+  }
+
+ private:
+  MaskedConv2d down_{nullptr}, conv_{nullptr}, up_{nullptr};
+};
+TORCH_MODULE(ConvBlock);
+
+/// An LSTM layer with the paper's residual connection: 2h -> LSTM -> h -> 1 x 1 (mask B) -> 2h,
+/// added to its input.
+template <typename Lstm>
+class LstmBlockImpl : public torch::nn::Module {
+ public:
+  LstmBlockImpl(Lstm lstm, int64_t hidden, int64_t groups) {
+    lstm_ = register_module("lstm", std::move(lstm));
+    up_ = register_module("up", MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups));
+  }
+  at::Tensor forward(const at::Tensor& x) { return x + up_->forward(lstm_->forward(x)); }
+
+ private:
+  Lstm lstm_{nullptr};
+  MaskedConv2d up_{nullptr};
+};
+
+}  // namespace
+
+PixelNetImpl::PixelNetImpl(const std::string& variant, int64_t layers, int64_t hidden,
+                           int64_t outHidden, int64_t rowKernel, int64_t channels, int64_t levels)
+    : variant_(variant), levels_(levels) {
+  first_ = register_module(
+      "first", MaskedConv2d(channels, 2 * hidden, 7, 7, MaskType::A, channels));
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (int64_t k = 0; k < layers; ++k) {
+    if (variant == "pixelcnn") {
+      layers_->push_back(ConvBlock(hidden, channels));
+    } else if (variant == "row_lstm") {
+      layers_->push_back(std::make_shared<LstmBlockImpl<pixelrnn::RowLstm>>(
+          pixelrnn::RowLstm(2 * hidden, hidden, rowKernel, channels), hidden, channels));
+    } else {
+      layers_->push_back(std::make_shared<LstmBlockImpl<pixelrnn::DiagonalBiLstm>>(
+          pixelrnn::DiagonalBiLstm(2 * hidden, hidden, channels), hidden, channels));
+    }
+  }
+  out1_ = register_module("out1",
+                          MaskedConv2d(2 * hidden, outHidden, 1, 1, MaskType::B, channels));
+  out2_ = register_module("out2", MaskedConv2d(outHidden, channels * levels, 1, 1, MaskType::B,
+                                               channels));
+}
+
+at::Tensor PixelNetImpl::forward(const at::Tensor& images) {
+  at::Tensor x = first_->forward(images);
+  for (const auto& layer : *layers_) {
+    if (auto* block = layer->as<ConvBlockImpl>()) {
+      x = block->forward(x);
+    } else if (auto* row = layer->as<LstmBlockImpl<pixelrnn::RowLstm>>()) {
+      x = row->forward(x);
+    } else {
+      x = layer->as<LstmBlockImpl<pixelrnn::DiagonalBiLstm>>()->forward(x);
+    }
+  }
+  return out2_->forward(at::relu(out1_->forward(at::relu(x))));
+}
+
+void PixelRnn::addKeys(Schema& s) {
+  const double big = 1e300;
+  s.add({"model.variant", KeyType::String, "diagonal_bilstm",
+         "diagonal_bilstm | row_lstm | pixelcnn (the paper's three networks)", -big, big,
+         {"diagonal_bilstm", "row_lstm", "pixelcnn"}});
+  s.add({"model.layers", KeyType::Int, "7", "residual layers between the first and output layers",
+         1, 1000});
+  s.add({"model.hidden", KeyType::Int, "16",
+         "h: features per LSTM state (layers carry 2h); a multiple of the image channels", 1, 1e5});
+  s.add({"model.out_hidden", KeyType::Int, "32",
+         "features of the two 1 x 1 output layers; a multiple of the image channels", 1, 1e5});
+  s.add({"model.row_kernel", KeyType::Int, "3", "k of the Row LSTM's 1 x k convolutions (odd)", 1,
+         31});
+  s.add({"model.output", KeyType::String, "auto",
+         "binary: a sigmoid per channel (binarized data); categorical: a 256-way softmax per "
+         "channel; auto: binary when the file is binarized", -big, big,
+         {"auto", "binary", "categorical"}});
+  addOptimizerKeys(s, "pixelrnn", "adam", 1e-3);
+}
+
+void PixelRnn::build(ModelContext& context, const DataShape& data) {
+  const Spec& spec = context.spec();
+  if (data.symmetric) {
+    throw SpecError(spec.where("data.normalize") + ": PixelRNN models pixel values in [0, 1]; "
+                    "set data.normalize=unit");
+  }
+  const int64_t hidden = spec.integer("model.hidden");
+  const int64_t outHidden = spec.integer("model.out_hidden");
+  if (hidden % data.channels != 0 || outHidden % data.channels != 0) {
+    throw SpecError(spec.where("model.hidden") + ": with " + std::to_string(data.channels) +
+                    "-channel images, model.hidden and model.out_hidden must be multiples of " +
+                    std::to_string(data.channels) + " (one group of features per channel)");
+  }
+  if (spec.integer("model.row_kernel") % 2 == 0) {
+    throw SpecError(spec.where("model.row_kernel") + ": must be odd (a centred 1 x k kernel)");
+  }
+  std::string output = spec.text("model.output");
+  if (output == "auto") output = data.binarization == "none" ? "categorical" : "binary";
+  if (output == "binary" && data.binarization == "none") {
+    log::warn("model.output=binary on data that is not binarized: grey values are treated as "
+              "probabilities and the NLL is not a log-likelihood in nats");
+  }
+  device_ = context.device();
+  seed_ = context.seed();
+  channels_ = data.channels;
+  height_ = data.height;
+  width_ = data.width;
+  net_ = PixelNet(spec.text("model.variant"), spec.integer("model.layers"), hidden, outHidden,
+                  spec.integer("model.row_kernel"), data.channels,
+                  output == "binary" ? 1 : 256);
+  context.addNetwork("pixelrnn", net_.ptr());
+  optimizer_ = &context.addOptimizer("pixelrnn", net_->parameters());
+}
+
+at::Tensor PixelRnn::nllFromLogits(const at::Tensor& logits, const at::Tensor& images,
+                                   int64_t levels) {
+  if (levels == 1) {
+    return torch::binary_cross_entropy_with_logits(logits, images, {}, {}, at::Reduction::None)
+        .flatten(1)
+        .sum(1);
+  }
+  const int64_t b = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  const at::Tensor target = (images * 255).round().clamp(0, 255).to(at::kLong);
+  return torch::nn::functional::cross_entropy(
+             logits.reshape({b, c, levels, h, w}).transpose(1, 2), target,
+             torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+      .flatten(1)
+      .sum(1);
+}
+
+at::Tensor PixelRnn::nll(const at::Tensor& images) {
+  return nllFromLogits(net_->forward(images), images, net_->levels());
+}
+
+StepMetrics PixelRnn::trainStep(const Batch& batch) {
+  optimizer_->zeroGrad();
+  const at::Tensor perImage = nll(batch.images);
+  const at::Tensor loss = perImage.mean();
+  loss.backward();
+  optimizer_->step();
+  StepMetrics metrics{{"nll", loss.detach()}};
+  if (net_->levels() > 1) {
+    metrics["bpd"] = loss.detach() / (double(channels_ * height_ * width_) * std::log(2.0));
+  }
+  return metrics;
+}
+
+PerImage PixelRnn::evaluate(const Batch& batch, bool /*final*/) {
+  const at::Tensor perImage = nll(batch.images).to(at::kDouble);
+  PerImage values{{"nll", perImage}};
+  if (net_->levels() > 1) {
+    values["bpd"] = perImage / (double(channels_ * height_ * width_) * std::log(2.0));
+  }
+  return values;
+}
+
+at::Tensor PixelRnn::sample(int64_t first, int64_t count, int64_t /*step*/) {
+  // Fixed uniforms (stream kSample, step 0), so that grids across training show progress.
+  const at::Tensor uniforms = toDevice(
+      counterUniform({seed_, kSample, 0}, first, count, {channels_, height_, width_}), device_);
+  const int64_t levels = net_->levels();
+  at::Tensor images = at::zeros({count, channels_, height_, width_},
+                                at::TensorOptions().device(device_));
+  for (int64_t r = 0; r < height_; ++r) {
+    for (int64_t col = 0; col < width_; ++col) {
+      for (int64_t ch = 0; ch < channels_; ++ch) {
+        // Row r depends on rows 0 .. r only: the rows below are never computed.
+        const at::Tensor logits = net_->forward(images.narrow(2, 0, r + 1))
+                                      .select(3, col)
+                                      .select(2, r)
+                                      .narrow(1, ch * levels, levels);  // [N, levels]
+        const at::Tensor u = uniforms.select(3, col).select(2, r).select(1, ch);  // [N]
+        at::Tensor value;
+        if (levels == 1) {
+          value = (u < at::sigmoid(logits.squeeze(1))).to(images.scalar_type());
+        } else {
+          // Inverse CDF: the first level whose cumulative probability exceeds u.
+          const at::Tensor below = (at::softmax(logits, 1).cumsum(1) < u.unsqueeze(1)).sum(1);
+          value = below.clamp_max(levels - 1).to(images.scalar_type()) / 255.0;
+        }
+        images.select(3, col).select(2, r).select(1, ch).copy_(value);
+      }
+    }
+  }
+  return images;
+}
+
+}  // namespace gentrain::models

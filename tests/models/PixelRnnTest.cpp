@@ -1,0 +1,106 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "models/pixelrnn/PixelRnn.h"
+
+using namespace gentrain::models;
+using namespace gentrain::models::pixelrnn;
+
+TEST(PixelRnnLayers, MasksFollowRasterAndChannelOrder) {
+  // 3 groups (R, G, B) of one feature each, a 3 x 3 kernel.
+  const at::Tensor a = convMask(3, 3, 3, 3, MaskType::A, 3);
+  const at::Tensor b = convMask(3, 3, 3, 3, MaskType::B, 3);
+  for (const at::Tensor& m : {a, b}) {
+    EXPECT_EQ(m.select(2, 0).sum().item<float>(), 3 * 3 * 3);  // the row above: all
+    EXPECT_EQ(m.select(2, 2).sum().item<float>(), 0);          // the row below: nothing
+    EXPECT_EQ(m.select(2, 1).select(2, 0).sum().item<float>(), 9);  // the pixel to the left
+    EXPECT_EQ(m.select(2, 1).select(2, 2).sum().item<float>(), 0);  // the pixel to the right
+  }
+  const at::Tensor centreA = a.select(3, 1).select(2, 1), centreB = b.select(3, 1).select(2, 1);
+  // [out, in] at the centre: A strictly lower triangular (R sees nothing, G sees R, B sees R, G).
+  EXPECT_TRUE(at::equal(centreA, at::tensor({0, 0, 0, 1, 0, 0, 1, 1, 0}, at::kFloat).view({3, 3})));
+  EXPECT_TRUE(at::equal(centreB, at::tensor({1, 0, 0, 1, 1, 0, 1, 1, 1}, at::kFloat).view({3, 3})));
+  // One channel: A hides the pixel itself, B shows it. Gates (4 chunks) group within each chunk.
+  EXPECT_EQ(convMask(1, 1, 7, 7, MaskType::A, 1).sum().item<float>(), 24);
+  EXPECT_EQ(convMask(1, 1, 7, 7, MaskType::B, 1).sum().item<float>(), 25);
+  EXPECT_EQ(groupOf(5, 12, 3, 4), 2);  // chunk 1, its third feature: B
+  EXPECT_EQ(groupOf(6, 12, 3, 4), 0);
+}
+
+TEST(PixelRnnLayers, SkewAndUnskewAreInverses) {
+  torch::manual_seed(3);
+  const at::Tensor x = torch::randn({2, 3, 5, 4});
+  const at::Tensor skewed = skew(x);
+  ASSERT_EQ(skewed.sizes(), (at::IntArrayRef{2, 3, 5, 8}));
+  EXPECT_TRUE(at::equal(unskew(skewed, 4), x));
+  for (int64_t r = 0; r < 5; ++r) {
+    EXPECT_TRUE(at::equal(skewed.select(2, r).narrow(2, r, 4), x.select(2, r)));
+  }
+  EXPECT_NEAR(skewed.abs().sum().item<double>(), x.abs().sum().item<double>(), 1e-4);
+}
+
+TEST(PixelRnn, UniformModelsHaveTheTextbookLikelihood) {
+  const at::Tensor binary = torch::rand({2, 1, 28, 28}).round();
+  const at::Tensor nats = PixelRnn::nllFromLogits(torch::zeros({2, 1, 28, 28}), binary, 1);
+  EXPECT_NEAR(nats[0].item<double>(), 784 * std::log(2.0), 1e-3);
+  const at::Tensor rgb = torch::randint(0, 256, {2, 3, 32, 32}).to(at::kFloat) / 255;
+  const at::Tensor rgbNats = PixelRnn::nllFromLogits(torch::zeros({2, 3 * 256, 32, 32}), rgb, 256);
+  EXPECT_NEAR(rgbNats[1].item<double>() / (3 * 32 * 32 * std::log(2.0)), 8.0, 1e-5);  // bits/dim
+}
+
+namespace {
+
+/// For every output (pixel, channel): the gradient of its logits with respect to the input is
+/// exactly zero at that position and every later one (raster order, then R -> G -> B), and
+/// nonzero somewhere earlier. Returns the number of outputs checked.
+int64_t checkCausality(const std::string& variant, int64_t channels, int64_t levels) {
+  torch::manual_seed(7);
+  const int64_t h = 5, w = 5;
+  PixelNet net(variant, 2, 6, 6, 3, channels, levels);
+  const at::Tensor x = torch::rand({1, channels, h, w}).requires_grad_(true);
+  const at::Tensor out = net->forward(x);
+  int64_t checked = 0;
+  for (int64_t r = 0; r < h; ++r) {
+    for (int64_t c = 0; c < w; ++c) {
+      for (int64_t ch = 0; ch < channels; ++ch) {
+        const at::Tensor selected = out[0].narrow(0, ch * levels, levels).select(1, r).select(1, c);
+        const at::Tensor grad =
+            torch::autograd::grad({selected.sum()}, {x}, {}, /*retain_graph=*/true)[0][0];
+        const int64_t here = (r * w + c) * channels + ch;
+        bool earlierSeen = false;
+        for (int64_t r2 = 0; r2 < h; ++r2) {
+          for (int64_t c2 = 0; c2 < w; ++c2) {
+            for (int64_t ch2 = 0; ch2 < channels; ++ch2) {
+              const double g = grad[ch2][r2][c2].item<double>();
+              if ((r2 * w + c2) * channels + ch2 >= here) {
+                EXPECT_EQ(g, 0.0) << variant << ": output (" << r << "," << c << "," << ch
+                                  << ") depends on input (" << r2 << "," << c2 << "," << ch2 << ")";
+              } else if (g != 0.0) {
+                earlierSeen = true;
+              }
+            }
+          }
+        }
+        if (here > 0) {
+          EXPECT_TRUE(earlierSeen) << variant << ": output " << here << " sees nothing";
+        }
+        ++checked;
+      }
+    }
+  }
+  return checked;
+}
+
+}  // namespace
+
+class Causality : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Causality, NoOutputSeesItsOwnOrLaterInputs) {
+  EXPECT_EQ(checkCausality(GetParam(), 1, 1), 25);
+  EXPECT_EQ(checkCausality(GetParam(), 3, 256), 75);
+}
+
+INSTANTIATE_TEST_SUITE_P(PixelRnn, Causality,
+                         ::testing::Values("pixelcnn", "row_lstm", "diagonal_bilstm"));
