@@ -54,77 +54,101 @@ at::Tensor MaskedConv2dImpl::forward(const at::Tensor& x) {
   return at::conv2d(x, weight_ * mask_, bias_, 1, {padH_, padW_});
 }
 
+// Both by reshaping, not row by row: a flat buffer of rows W + H long, read back as rows one
+// shorter, moves row r right by r (and the inverse reads rows one longer). A few operations
+// whatever H is, and a backward as cheap as the forward.
 at::Tensor skew(const at::Tensor& x) {
-  const int64_t h = x.size(2);
-  std::vector<at::Tensor> rows;
-  rows.reserve(static_cast<std::size_t>(h));
-  for (int64_t r = 0; r < h; ++r) rows.push_back(at::constant_pad_nd(x.select(2, r), {r, h - 1 - r}));
-  return at::stack(rows, 2);
+  const int64_t b = x.size(0), f = x.size(1), h = x.size(2), w = x.size(3);
+  const at::Tensor flat = at::constant_pad_nd(x, {0, h}).reshape({b, f, h * (w + h)});
+  return flat.narrow(2, 0, h * (w + h - 1)).reshape({b, f, h, w + h - 1});
 }
 
 at::Tensor unskew(const at::Tensor& x, int64_t width) {
-  std::vector<at::Tensor> rows;
-  rows.reserve(static_cast<std::size_t>(x.size(2)));
-  for (int64_t r = 0; r < x.size(2); ++r) rows.push_back(x.select(2, r).narrow(2, r, width));
-  return at::stack(rows, 2);
+  const int64_t b = x.size(0), f = x.size(1), h = x.size(2), columns = x.size(3);
+  const at::Tensor flat = at::constant_pad_nd(x.reshape({b, f, h * columns}), {0, h});
+  return flat.reshape({b, f, h, columns + 1}).narrow(3, 0, width);
 }
 
 std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Tensor& cell) {
-  const auto parts = gates.chunk(4, 1);  // o, f, i, g
-  const at::Tensor c = at::sigmoid(parts[1]) * cell + at::sigmoid(parts[2]) * at::tanh(parts[3]);
-  return {at::sigmoid(parts[0]) * at::tanh(c), c};
+  // Gates along the last dimension: o, f, i (one sigmoid over all three), then g.
+  const int64_t h = gates.size(-1) / 4;
+  const at::Tensor sig = at::sigmoid(gates.narrow(-1, 0, 3 * h));
+  const at::Tensor c = sig.narrow(-1, h, h) * cell + sig.narrow(-1, 2 * h, h) *
+                                                        at::tanh(gates.narrow(-1, 3 * h, h));
+  return {sig.narrow(-1, 0, h) * at::tanh(c), c};
 }
+
+// Note [recurrent layout]
+// The recurrences below run a few dozen steps of small operations each, so their cost is
+// operation count, not arithmetic. They keep the step index outermost and features innermost
+// ([steps, B, positions, features]): a step's slice is contiguous, and the state-to-state
+// convolution becomes one matrix product over the neighbours' states side by side (`linear` on
+// [B, positions, taps * h]), instead of a conv1d per step. The per-step inputs come from one
+// `unbind`: indexing the big tensor step by step would make backward build a zero gradient of
+// its full size for every step (quadratic; it was 90% of the Diagonal BiLSTM's step time).
 
 RowLstmImpl::RowLstmImpl(int64_t in, int64_t hidden, int64_t kernel, int64_t groups)
     : hidden_(hidden), kernel_(kernel) {
   inputToState_ = register_module(
       "input_to_state", MaskedConv2d(in, 4 * hidden, 1, kernel, MaskType::B, groups, 4));
+  // Taps t = 0 .. k-1 read the row above at columns c - k/2 + t (Note [recurrent layout]).
   stateWeight_ =
-      register_parameter("state_weight", uniformInit({4 * hidden, hidden, kernel}, hidden * kernel));
+      register_parameter("state_weight", uniformInit({4 * hidden, kernel * hidden}, hidden * kernel));
   stateBias_ = register_parameter("state_bias", uniformInit({4 * hidden}, hidden * kernel));
 }
 
 at::Tensor RowLstmImpl::forward(const at::Tensor& x) {
-  const at::Tensor inputs = inputToState_->forward(x);  // [B, 4h, H, W], every row at once
-  at::Tensor h = at::zeros({x.size(0), hidden_, x.size(3)}, x.options());
+  const int64_t width = x.size(3), half = kernel_ / 2;
+  // Every row's input-to-state at once, as [H, B, W, 4h].
+  const std::vector<at::Tensor> inputs =
+      inputToState_->forward(x).permute({2, 0, 3, 1}).contiguous().unbind(0);
+  at::Tensor h = at::zeros({x.size(0), width, hidden_}, x.options());
   at::Tensor c = h;
   std::vector<at::Tensor> rows;
   for (int64_t r = 0; r < x.size(2); ++r) {
-    const at::Tensor gates =
-        inputs.select(2, r) + at::conv1d(h, stateWeight_, stateBias_, 1, kernel_ / 2);
+    const at::Tensor padded = at::constant_pad_nd(h, {0, 0, half, half});
+    std::vector<at::Tensor> taps;
+    for (int64_t t = 0; t < kernel_; ++t) taps.push_back(padded.narrow(1, t, width));
+    const at::Tensor gates = inputs[r] + at::linear(at::cat(taps, 2), stateWeight_, stateBias_);
     std::tie(h, c) = lstmStep(gates, c);
     rows.push_back(h);
   }
-  return at::stack(rows, 2);
+  return at::stack(rows, 0).permute({1, 3, 0, 2});  // [H, B, W, h] -> [B, h, H, W]
 }
 
 DiagonalLstmImpl::DiagonalLstmImpl(int64_t in, int64_t hidden, int64_t groups) : hidden_(hidden) {
   inputToState_ = register_module(
       "input_to_state", MaskedConv2d(in, 4 * hidden, 1, 1, MaskType::B, groups, 4));
-  stateWeight_ = register_parameter("state_weight", uniformInit({4 * hidden, hidden, 2}, hidden * 2));
+  // The upper neighbour's state, then the left one's (Note [recurrent layout]).
+  stateWeight_ = register_parameter("state_weight", uniformInit({4 * hidden, 2 * hidden}, hidden * 2));
   stateBias_ = register_parameter("state_bias", uniformInit({4 * hidden}, hidden * 2));
 }
 
 at::Tensor DiagonalLstmImpl::forward(const at::Tensor& x) {
   const int64_t height = x.size(2), width = x.size(3), columns = width + height - 1;
-  const at::Tensor inputs = skew(inputToState_->forward(x));  // [B, 4h, H, W + H - 1]
-  // Skewed position (r, j) is a pixel when r <= j < r + W; elsewhere states stay zero, as the
-  // zero padding around the image.
-  const at::Tensor rowIndex = at::arange(height, x.options().dtype(at::kLong)).view({1, 1, height});
-  at::Tensor h = at::zeros({x.size(0), hidden_, height}, x.options());
+  // Skewed, column by column: [W + H - 1, B, H, 4h].
+  const std::vector<at::Tensor> inputs =
+      skew(inputToState_->forward(x)).permute({3, 0, 2, 1}).contiguous().unbind(0);
+  at::Tensor h = at::zeros({x.size(0), height, hidden_}, x.options());
   at::Tensor c = h;
   std::vector<at::Tensor> cols;
   for (int64_t j = 0; j < columns; ++j) {
-    // Row r of column j sees rows r - 1 and r of column j - 1: its upper and left neighbours.
-    const at::Tensor gates =
-        inputs.select(3, j) + at::conv1d(at::constant_pad_nd(h, {1, 0}), stateWeight_, stateBias_);
-    std::tie(h, c) = lstmStep(gates, c);
-    const at::Tensor inside = ((rowIndex <= j) & (rowIndex > j - width)).to(x.scalar_type());
-    h = h * inside;
-    c = c * inside;
+    // Skewed column j holds pixels of rows lo .. hi only; the states of other rows stay zero,
+    // as the zero padding around the image. Row r of column j reads its upper neighbour (row
+    // r - 1 of column j - 1) and its left one (row r of column j - 1).
+    const int64_t lo = std::max<int64_t>(0, j - width + 1), hi = std::min(height - 1, j);
+    const int64_t n = hi - lo + 1;
+    const at::Tensor above = at::constant_pad_nd(h, {0, 0, 1, 0}).narrow(1, lo, n);
+    const at::Tensor gates = inputs[j].narrow(1, lo, n) +
+                             at::linear(at::cat({above, h.narrow(1, lo, n)}, 2), stateWeight_,
+                                        stateBias_);
+    auto [hn, cn] = lstmStep(gates, c.narrow(1, lo, n));
+    h = at::constant_pad_nd(hn, {0, 0, lo, height - 1 - hi});
+    c = at::constant_pad_nd(cn, {0, 0, lo, height - 1 - hi});
     cols.push_back(h);
   }
-  return unskew(at::stack(cols, 3), width);
+  // [W + H - 1, B, H, h] -> [B, h, H, W + H - 1] -> unskewed.
+  return unskew(at::stack(cols, 0).permute({1, 3, 2, 0}), width);
 }
 
 DiagonalBiLstmImpl::DiagonalBiLstmImpl(int64_t in, int64_t hidden, int64_t groups) {

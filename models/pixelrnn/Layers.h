@@ -46,8 +46,8 @@ at::Tensor skew(const at::Tensor& x);
 /// The inverse of skew: [B, F, H, W + H - 1] -> [B, F, H, W].
 at::Tensor unskew(const at::Tensor& x, int64_t width);
 
-/// One LSTM step from gate pre-activations [.., 4h, ..] (order o, f, i, g) and the previous cell:
-/// returns (h, c).
+/// One LSTM step from gate pre-activations [..., 4h] (last dimension; order o, f, i, g) and the
+/// previous cell [..., h]: returns (h, c).
 std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Tensor& cell);
 
 /// Row LSTM: rows computed one after another; input-to-state a masked 1 x k convolution along
