@@ -280,10 +280,12 @@ void Trainer::prepareRunDirectory() {
   std::string problem;
   if (comm.rank() == 0) {
     std::error_code error;
-    {
-      fs::create_directories(fs::path(runDir_) / "samples", error);
-      fs::create_directories(fs::path(runDir_) / "logs", error);
-      if (error) problem = runDir_ + ": cannot create the run directory: " + error.message();
+    for (const char* sub : {"samples", "logs"}) {
+      fs::create_directories(fs::path(runDir_) / sub, error);
+      if (error) {
+        problem = runDir_ + ": cannot create the run directory: " + error.message();
+        break;
+      }
     }
     if (problem.empty()) {
       const std::string resolved = (fs::path(runDir_) / "spec.yaml").string();
