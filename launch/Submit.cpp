@@ -144,6 +144,7 @@ SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaF
   }
   for (int64_t task = 0; task < plan.tasks; ++task) spec.sweepTask(task);
 
+  plan.resolved = spec.resolvedYaml();
   plan.runDir = replaceAll(spec.text("run.dir"), "{name}", spec.text("name"));
   plan.specFile = (fs::path(plan.runDir) / "submitted.yaml").string();
   plan.scriptFile = (fs::path(plan.runDir) / "job.sbatch").string();
@@ -250,9 +251,7 @@ std::string submit(const SubmitOptions& options, const Spec::SchemaFor& schemaFo
   }
   fs::create_directories(plan.runDir, error);
   if (error) throw UsageError("submit: cannot create " + plan.runDir + ": " + error.message());
-  const Spec spec = Spec::load(options.spec, options.overrides, schemaFor);
-  for (const auto& [path, text] : {std::pair<std::string, std::string>{plan.specFile,
-                                                                        spec.resolvedYaml()},
+  for (const auto& [path, text] : {std::pair<std::string, std::string>{plan.specFile, plan.resolved},
                                    {plan.scriptFile, plan.script}}) {
     std::ofstream(path + ".tmp") << text;
     fs::rename(path + ".tmp", path, error);

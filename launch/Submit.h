@@ -46,6 +46,7 @@ struct SubmitPlan {
   std::string specFile;    ///< <runDir>/submitted.yaml: the resolved spec the job trains
   std::string scriptFile;  ///< <runDir>/job.sbatch
   std::string script;      ///< its text
+  std::string resolved;    ///< the resolved spec (with its sweep), specFile's text
   int64_t tasks = 0;       ///< array tasks (0: no array)
 };
 /// Validates the spec (every combination of a sweep), checks the run directory, and composes
