@@ -1,5 +1,7 @@
 #include "models/pixelrnn/Layers.h"
 
+#include "models/pixelrnn/DiagonalScan.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -56,17 +58,35 @@ at::Tensor MaskedConv2dImpl::forward(const at::Tensor& x) {
 
 // Both by reshaping, not row by row: a flat buffer of rows W + H long, read back as rows one
 // shorter, moves row r right by r (and the inverse reads rows one longer). A few operations
-// whatever H is, and a backward as cheap as the forward.
-at::Tensor skew(const at::Tensor& x) {
-  const int64_t b = x.size(0), f = x.size(1), h = x.size(2), w = x.size(3);
-  const at::Tensor flat = at::constant_pad_nd(x, {0, h}).reshape({b, f, h * (w + h)});
-  return flat.narrow(2, 0, h * (w + h - 1)).reshape({b, f, h, w + h - 1});
+// whatever H is, and a backward as cheap as the forward. Dimensions after the columns ride along.
+namespace {
+/// constant_pad_nd's list (last dimension first) that appends `count` zeros to dimension `dim`.
+std::vector<int64_t> padEnd(const at::Tensor& x, int64_t dim, int64_t count) {
+  std::vector<int64_t> pad(2 * (x.dim() - dim), 0);
+  pad.back() = count;
+  return pad;
+}
+/// x's sizes with dimensions dim, dim + 1 replaced by `sizes`.
+std::vector<int64_t> withSizes(const at::Tensor& x, int64_t dim, std::vector<int64_t> sizes) {
+  std::vector<int64_t> out(x.sizes().begin(), x.sizes().begin() + dim);
+  out.insert(out.end(), sizes.begin(), sizes.end());
+  out.insert(out.end(), x.sizes().begin() + dim + 2, x.sizes().end());
+  return out;
+}
+}  // namespace
+
+at::Tensor skew(const at::Tensor& x, int64_t rowDim) {
+  const int64_t h = x.size(rowDim), w = x.size(rowDim + 1);
+  const at::Tensor flat = at::constant_pad_nd(x, padEnd(x, rowDim + 1, h)).flatten(rowDim, rowDim + 1);
+  return flat.narrow(rowDim, 0, h * (w + h - 1)).reshape(withSizes(x, rowDim, {h, w + h - 1}));
 }
 
-at::Tensor unskew(const at::Tensor& x, int64_t width) {
-  const int64_t b = x.size(0), f = x.size(1), h = x.size(2), columns = x.size(3);
-  const at::Tensor flat = at::constant_pad_nd(x.reshape({b, f, h * columns}), {0, h});
-  return flat.reshape({b, f, h, columns + 1}).narrow(3, 0, width);
+at::Tensor unskew(const at::Tensor& x, int64_t width, int64_t rowDim) {
+  const int64_t h = x.size(rowDim), columns = x.size(rowDim + 1);
+  const at::Tensor flat = x.flatten(rowDim, rowDim + 1);
+  return at::constant_pad_nd(flat, padEnd(flat, rowDim, h))
+      .reshape(withSizes(x, rowDim, {h, columns + 1}))
+      .narrow(rowDim + 1, 0, width);
 }
 
 std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Tensor& cell) {
@@ -79,8 +99,8 @@ std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Te
 }
 
 // Note [recurrent layout]
-// The recurrences below run a few dozen steps of small operations each, so their cost is
-// operation count, not arithmetic. They keep the step index outermost and features innermost
+// The Row LSTM's recurrence below runs a few dozen steps of small operations each, so its cost is
+// operation count, not arithmetic (the Diagonal LSTM's went further: DiagonalScan.h). It keeps the step index outermost and features innermost
 // ([steps, B, positions, features]): a step's slice is contiguous, and the state-to-state
 // convolution becomes one matrix product over the neighbours' states side by side (`linear` on
 // [B, positions, taps * h]), instead of a conv1d per step. The per-step inputs come from one
@@ -124,31 +144,38 @@ DiagonalLstmImpl::DiagonalLstmImpl(int64_t in, int64_t hidden, int64_t groups) :
   stateBias_ = register_parameter("state_bias", uniformInit({4 * hidden}, hidden * 2));
 }
 
+// Note [diagonal layout]
+// The Diagonal LSTM works on maps laid out [H, W, B, features] (rows, columns, batch, features):
+// the 1 x 1 input-to-state convolution is then one linear map, skewing moves blocks of B * 4h
+// floats, and the scan's [C, H, B, 4h] is a transpose of whole blocks. Permuting [B, 4h, H, C]
+// feature-innermost instead cost more than the recurrence itself.
+
+at::Tensor DiagonalLstmImpl::scanInput(const at::Tensor& rows) {
+  const at::Tensor gates = at::linear(rows, inputToState_->maskedWeight().flatten(1),
+                                      inputToState_->bias() + stateBias_);
+  return skew(gates, 0).transpose(0, 1);
+}
+
+at::Tensor DiagonalLstmImpl::aboveWeight() const { return stateWeight_.narrow(1, 0, hidden_).t(); }
+
+at::Tensor DiagonalLstmImpl::leftWeight() const {
+  return stateWeight_.narrow(1, hidden_, hidden_).t();
+}
+
+namespace {
+/// [B, F, H, W] <-> [H, W, B, F] (Note [diagonal layout]).
+at::Tensor toRows(const at::Tensor& x) { return x.permute({2, 3, 0, 1}).contiguous(); }
+at::Tensor fromRows(const at::Tensor& x) { return x.permute({2, 3, 0, 1}); }
+/// diagonalScan's states [D, C, H, B, h] -> D unskewed maps [D, H, W, B, h].
+at::Tensor unskewStates(const at::Tensor& states, int64_t width) {
+  return unskew(states.transpose(1, 2), width, 1);
+}
+}  // namespace
+
 at::Tensor DiagonalLstmImpl::forward(const at::Tensor& x) {
-  const int64_t height = x.size(2), width = x.size(3), columns = width + height - 1;
-  // Skewed, column by column: [W + H - 1, B, H, 4h].
-  const std::vector<at::Tensor> inputs =
-      skew(inputToState_->forward(x)).permute({3, 0, 2, 1}).contiguous().unbind(0);
-  at::Tensor h = at::zeros({x.size(0), height, hidden_}, x.options());
-  at::Tensor c = h;
-  std::vector<at::Tensor> cols;
-  for (int64_t j = 0; j < columns; ++j) {
-    // Skewed column j holds pixels of rows lo .. hi only; the states of other rows stay zero,
-    // as the zero padding around the image. Row r of column j reads its upper neighbour (row
-    // r - 1 of column j - 1) and its left one (row r of column j - 1).
-    const int64_t lo = std::max<int64_t>(0, j - width + 1), hi = std::min(height - 1, j);
-    const int64_t n = hi - lo + 1;
-    const at::Tensor above = at::constant_pad_nd(h, {0, 0, 1, 0}).narrow(1, lo, n);
-    const at::Tensor gates = inputs[j].narrow(1, lo, n) +
-                             at::linear(at::cat({above, h.narrow(1, lo, n)}, 2), stateWeight_,
-                                        stateBias_);
-    auto [hn, cn] = lstmStep(gates, c.narrow(1, lo, n));
-    h = at::constant_pad_nd(hn, {0, 0, lo, height - 1 - hi});
-    c = at::constant_pad_nd(cn, {0, 0, lo, height - 1 - hi});
-    cols.push_back(h);
-  }
-  // [W + H - 1, B, H, h] -> [B, h, H, W + H - 1] -> unskewed.
-  return unskew(at::stack(cols, 0).permute({1, 3, 2, 0}), width);
+  const at::Tensor states = diagonalScan(scanInput(toRows(x)).unsqueeze(0),
+                                         aboveWeight().unsqueeze(0), leftWeight().unsqueeze(0));
+  return fromRows(unskewStates(states, x.size(3))[0]);
 }
 
 DiagonalBiLstmImpl::DiagonalBiLstmImpl(int64_t in, int64_t hidden, int64_t groups) {
@@ -157,10 +184,18 @@ DiagonalBiLstmImpl::DiagonalBiLstmImpl(int64_t in, int64_t hidden, int64_t group
 }
 
 at::Tensor DiagonalBiLstmImpl::forward(const at::Tensor& x) {
-  const at::Tensor right = backward_->forward(x.flip({3})).flip({3});
-  // Down one row: the right-to-left state at (r, c) has seen the rest of row r.
-  const at::Tensor shifted = at::constant_pad_nd(right, {0, 0, 1, 0}).narrow(2, 0, x.size(2));
-  return forward_->forward(x) + shifted;
+  // Both directions in one scan: the mirrored map has the same skewed shape.
+  const at::Tensor rows = toRows(x);
+  const at::Tensor states = diagonalScan(
+      at::stack({forward_->scanInput(rows), backward_->scanInput(rows.flip({1}))}),
+      at::stack({forward_->aboveWeight(), backward_->aboveWeight()}),
+      at::stack({forward_->leftWeight(), backward_->leftWeight()}));
+  const at::Tensor maps = unskewStates(states, x.size(3));
+  // The right-to-left map unmirrored and moved down one row: its state at (r, c) has seen the
+  // rest of row r.
+  const at::Tensor right = maps[1].flip({1});
+  const at::Tensor shifted = at::constant_pad_nd(right, {0, 0, 0, 0, 0, 0, 1, 0}).narrow(0, 0, x.size(2));
+  return fromRows(maps[0] + shifted);
 }
 
 }  // namespace gentrain::models::pixelrnn

@@ -33,6 +33,9 @@ class MaskedConv2dImpl : public torch::nn::Module {
   MaskedConv2dImpl(int64_t in, int64_t out, int64_t kh, int64_t kw, MaskType type, int64_t groups,
                    int64_t outChunks = 1);
   at::Tensor forward(const at::Tensor& x);
+  /// The kernel as used, weight * mask, and the bias (a 1 x 1 one is a linear map of features).
+  at::Tensor maskedWeight() const { return weight_ * mask_; }
+  const at::Tensor& bias() const { return bias_; }
 
  private:
   at::Tensor weight_, bias_, mask_;
@@ -40,11 +43,12 @@ class MaskedConv2dImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MaskedConv2d);
 
-/// Row r moved right by r: [B, F, H, W] -> [B, F, H, W + H - 1], zeros elsewhere. Diagonals of
-/// the image become columns.
-at::Tensor skew(const at::Tensor& x);
-/// The inverse of skew: [B, F, H, W + H - 1] -> [B, F, H, W].
-at::Tensor unskew(const at::Tensor& x, int64_t width);
+/// Row r moved right by r: [..., H, W, ...] -> [..., H, W + H - 1, ...] with rows in dimension
+/// `rowDim` (2 for [B, F, H, W]) and columns the next, zeros elsewhere. Diagonals of the image
+/// become columns.
+at::Tensor skew(const at::Tensor& x, int64_t rowDim = 2);
+/// The inverse of skew: [..., H, W + H - 1, ...] -> [..., H, W, ...].
+at::Tensor unskew(const at::Tensor& x, int64_t width, int64_t rowDim = 2);
 
 /// One LSTM step from gate pre-activations [..., 4h] (last dimension; order o, f, i, g) and the
 /// previous cell [..., h]: returns (h, c).
@@ -69,11 +73,18 @@ TORCH_MODULE(RowLstm);
 /// map skewed, columns computed one after another with a 2 x 1 state-to-state convolution over
 /// the previous column (the pixel's left and upper neighbours), then unskewed.
 /// [B, in, H, W] -> [B, h, H, W]; the state at (r, c) has seen every (r', c') with r' <= r and
-/// c' <= c.
+/// c' <= c. The recurrence itself is diagonalScan (one autograd node for all columns).
 class DiagonalLstmImpl : public torch::nn::Module {
  public:
   DiagonalLstmImpl(int64_t in, int64_t hidden, int64_t groups);
   at::Tensor forward(const at::Tensor& x);
+
+  /// What diagonalScan takes for this direction: the skewed gate pre-activations [C, H, B, 4h]
+  /// (bias included) of an input laid out [H, W, B, in], the upper and left neighbours' weights
+  /// [h, 4h].
+  at::Tensor scanInput(const at::Tensor& rows);
+  at::Tensor aboveWeight() const;
+  at::Tensor leftWeight() const;
 
  private:
   int64_t hidden_;
