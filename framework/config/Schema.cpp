@@ -115,6 +115,12 @@ void addOptimizerKeys(Schema& schema, const std::string& name, const std::string
   schema.add({p + "eps", KeyType::Float, "1.0e-8", "Adam/AdamW/RMSprop epsilon", 0, 1});
   schema.add({p + "weight_decay", KeyType::Float, "0", "L2 penalty (decoupled for adamw)", 0, 1e3});
   schema.add({p + "momentum", KeyType::Float, "0", "SGD/RMSprop momentum", 0, 1});
+  schema.add({p + "decay", KeyType::String, "none",
+              "learning rate decay to zero over the end of the run (none, linear, cosine)", -1e300,
+              1e300, {"none", "linear", "cosine"}});
+  schema.add({p + "decay_start", KeyType::Float, "0",
+              "fraction of the run's steps after which the decay begins (0.5: the last half)", 0,
+              1});
 }
 
 Schema frameworkSchema() {

@@ -2,6 +2,9 @@
 
 #include <torch/optim.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "framework/runtime/Error.h"
 #include "framework/train/FusedAdam.h"
 
@@ -38,6 +41,20 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const Spec& spec, const s
   return std::make_unique<torch::optim::RMSprop>(
       params,
       torch::optim::RMSpropOptions(lr).eps(eps).momentum(momentum).weight_decay(decay));
+}
+
+LrSchedule LrSchedule::fromSpec(const Spec& spec, const std::string& name) {
+  const std::string p = "optim." + name + ".";
+  return {spec.real(p + "lr"), spec.text(p + "decay"), spec.real(p + "decay_start")};
+}
+
+double LrSchedule::at(int64_t step, int64_t total) const {
+  const double begin = std::floor(start * double(total));
+  if (constant() || double(step) < begin || total <= 0) return lr;
+  // The share of the decay still ahead: 1 at its first step, 1 / length at the run's last.
+  const double left = std::clamp((double(total) - double(step)) / (double(total) - begin), 0.0, 1.0);
+  if (decay == "linear") return lr * left;
+  return lr * 0.5 * (1 - std::cos(M_PI * left));
 }
 
 }  // namespace gentrain

@@ -243,6 +243,7 @@ DistributedOptimizer& Trainer::addOptimizer(const std::string& name,
                                                        : NonFinitePolicy::Off;
   auto optimizer = std::make_unique<DistributedOptimizer>(
       name, makeOptimizer(spec_, name, params), comm_, reducer, &times_, policy);
+  schedules_[name] = LrSchedule::fromSpec(spec_, name);
   for (auto& existing : optimizers_) {
     if (existing->name() == name) {
       existing = std::move(optimizer);
@@ -617,6 +618,10 @@ void Trainer::periodicWork() {
 void Trainer::trainStep(const Batch& batch) {
   const int64_t size = batch.size() / microBatches_;
   std::vector<StepMetrics> parts;
+  for (auto& optimizer : optimizers_) {
+    const LrSchedule& schedule = schedules_.at(optimizer->name());
+    if (!schedule.constant()) optimizer->setLearningRate(schedule.at(step_, totalSteps_));
+  }
   for (int k = 0; k < microBatches_; ++k) {
     for (auto& optimizer : optimizers_) optimizer->setMicroBatch(k, microBatches_);
     Batch part = batch;

@@ -12,6 +12,7 @@
 #include "framework/runtime/Runtime.h"
 #include "framework/train/MetricsLog.h"
 #include "framework/train/Model.h"
+#include "framework/train/Optimizers.h"
 
 namespace gentrain {
 
@@ -118,6 +119,7 @@ class Trainer : public ModelContext {
   std::unique_ptr<Model> model_;
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> networks_;
   std::vector<std::unique_ptr<DistributedOptimizer>> optimizers_;
+  std::map<std::string, LrSchedule> schedules_;  ///< by optimizer name
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<EventWriter> events_;  // rank 0, with log.tensorboard

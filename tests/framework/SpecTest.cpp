@@ -3,6 +3,7 @@
 #include "framework/config/Spec.h"
 #include "framework/runtime/Error.h"
 #include "framework/train/Model.h"
+#include "framework/train/Optimizers.h"
 
 using namespace gentrain;
 
@@ -128,4 +129,24 @@ TEST(Spec, SweepErrorsNameTheKey) {
   } catch (const SpecError& e) {
     EXPECT_NE(std::string(e.what()).find("use 0 to 1"), std::string::npos) << e.what();
   }
+}
+
+TEST(Spec, LearningRateScheduleHoldsThenDecaysToZero) {
+  const Spec flat = parse(kBase);
+  EXPECT_TRUE(LrSchedule::fromSpec(flat, "vae").constant());
+  const Spec linear = parse(kBase, {"optim.vae.lr=0.01", "optim.vae.decay=linear",
+                                    "optim.vae.decay_start=0.5"});
+  const LrSchedule s = LrSchedule::fromSpec(linear, "vae");
+  EXPECT_DOUBLE_EQ(s.at(0, 100), 0.01);
+  EXPECT_DOUBLE_EQ(s.at(49, 100), 0.01);
+  EXPECT_DOUBLE_EQ(s.at(50, 100), 0.01);   // the decay's first step
+  EXPECT_DOUBLE_EQ(s.at(75, 100), 0.005);
+  EXPECT_DOUBLE_EQ(s.at(99, 100), 0.0002);  // the last step: 1/50 of the rate
+  const Spec cosine = parse(kBase, {"optim.vae.lr=0.01", "optim.vae.decay=cosine"});
+  const LrSchedule c = LrSchedule::fromSpec(cosine, "vae");
+  EXPECT_DOUBLE_EQ(c.at(0, 100), 0.01);
+  EXPECT_NEAR(c.at(50, 100), 0.005, 1e-12);
+  EXPECT_LT(c.at(99, 100), 1e-5);
+  EXPECT_NE(errorOf(kBase + "optim:\n  vae: {decay: step}\n").find("none, linear, cosine"),
+            std::string::npos);
 }
