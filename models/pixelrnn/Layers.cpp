@@ -151,9 +151,12 @@ DiagonalLstmImpl::DiagonalLstmImpl(int64_t in, int64_t hidden, int64_t groups) :
 // feature-innermost instead cost more than the recurrence itself.
 
 at::Tensor DiagonalLstmImpl::scanInput(const at::Tensor& rows) {
-  const at::Tensor gates = at::linear(rows, inputToState_->maskedWeight().flatten(1),
-                                      inputToState_->bias() + stateBias_);
-  return skew(gates, 0).transpose(0, 1);
+  return skew(inputGates(rows), 0).transpose(0, 1);
+}
+
+at::Tensor DiagonalLstmImpl::inputGates(const at::Tensor& features) {
+  return at::linear(features, inputToState_->maskedWeight().flatten(1),
+                    inputToState_->bias() + stateBias_);
 }
 
 at::Tensor DiagonalLstmImpl::aboveWeight() const { return stateWeight_.narrow(1, 0, hidden_).t(); }
@@ -196,6 +199,18 @@ at::Tensor DiagonalBiLstmImpl::forward(const at::Tensor& x) {
   const at::Tensor right = maps[1].flip({1});
   const at::Tensor shifted = at::constant_pad_nd(right, {0, 0, 0, 0, 0, 0, 1, 0}).narrow(0, 0, x.size(2));
   return fromRows(maps[0] + shifted);
+}
+
+ConvBlockImpl::ConvBlockImpl(int64_t hidden, int64_t groups) {
+  down_ = register_module("down", MaskedConv2d(2 * hidden, hidden, 1, 1, MaskType::B, groups));
+  conv_ = register_module("conv", MaskedConv2d(hidden, hidden, 3, 3, MaskType::B, groups));
+  up_ = register_module("up", MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups));
+}
+
+at::Tensor ConvBlockImpl::forward(const at::Tensor& x) {
+  at::Tensor y = down_->forward(at::relu(x));
+  y = conv_->forward(at::relu(y));
+  return x + up_->forward(at::relu(y));
 }
 
 }  // namespace gentrain::models::pixelrnn

@@ -62,6 +62,13 @@ class RowLstmImpl : public torch::nn::Module {
   RowLstmImpl(int64_t in, int64_t hidden, int64_t kernel, int64_t groups);
   at::Tensor forward(const at::Tensor& x);
 
+  /// The pieces, for the sampler: the 1 x k input-to-state convolution, and the state-to-state
+  /// weight [4h, k * h] (tap t, reading column c - k/2 + t of the row above, is columns
+  /// t * h .. (t + 1) * h - 1) and bias [4h].
+  MaskedConv2dImpl& inputToState() { return *inputToState_; }
+  const at::Tensor& stateWeight() const { return stateWeight_; }
+  const at::Tensor& stateBias() const { return stateBias_; }
+
  private:
   int64_t hidden_, kernel_;
   MaskedConv2d inputToState_{nullptr};
@@ -85,6 +92,8 @@ class DiagonalLstmImpl : public torch::nn::Module {
   at::Tensor scanInput(const at::Tensor& rows);
   at::Tensor aboveWeight() const;
   at::Tensor leftWeight() const;
+  /// The gate pre-activations of pixels' input features [..., in] -> [..., 4h] (bias included).
+  at::Tensor inputGates(const at::Tensor& features);
 
  private:
   int64_t hidden_;
@@ -100,10 +109,47 @@ class DiagonalBiLstmImpl : public torch::nn::Module {
  public:
   DiagonalBiLstmImpl(int64_t in, int64_t hidden, int64_t groups);
   at::Tensor forward(const at::Tensor& x);
+  DiagonalLstmImpl& leftToRight() { return *forward_; }
+  DiagonalLstmImpl& rightToLeft() { return *backward_; }
 
  private:
   DiagonalLstm forward_{nullptr}, backward_{nullptr};
 };
 TORCH_MODULE(DiagonalBiLstm);
+
+/// A PixelCNN residual block (the paper's figure 5): 2h -> ReLU, 1 x 1 -> h -> ReLU, 3 x 3 ->
+/// ReLU, 1 x 1 -> 2h, added to its input. All convolutions mask B.
+class ConvBlockImpl : public torch::nn::Module {
+ public:
+  ConvBlockImpl(int64_t hidden, int64_t groups);
+  at::Tensor forward(const at::Tensor& x);
+  MaskedConv2dImpl& down() { return *down_; }
+  MaskedConv2dImpl& conv() { return *conv_; }
+  MaskedConv2dImpl& up() { return *up_; }
+
+ private:
+  MaskedConv2d down_{nullptr}, conv_{nullptr}, up_{nullptr};
+};
+TORCH_MODULE(ConvBlock);
+
+/// An LSTM layer (RowLstm or DiagonalBiLstm) with the paper's residual connection:
+/// 2h -> LSTM -> h -> 1 x 1 (mask B) -> 2h, added to its input.
+template <typename Lstm>
+class LstmBlockImpl : public torch::nn::Module {
+ public:
+  LstmBlockImpl(Lstm lstm, int64_t hidden, int64_t groups)
+      : lstm_(register_module("lstm", std::move(lstm))),
+        up_(register_module("up",
+                            MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups))) {}
+  at::Tensor forward(const at::Tensor& x) { return x + up_->forward(lstm_->forward(x)); }
+  typename Lstm::ContainedType& lstm() { return *lstm_; }
+  MaskedConv2dImpl& up() { return *up_; }
+
+ private:
+  Lstm lstm_{nullptr};
+  MaskedConv2d up_{nullptr};
+};
+using RowLstmBlockImpl = LstmBlockImpl<RowLstm>;
+using DiagonalBlockImpl = LstmBlockImpl<DiagonalBiLstm>;
 
 }  // namespace gentrain::models::pixelrnn

@@ -8,50 +8,11 @@
 #include "framework/random/CounterRng.h"
 #include "framework/runtime/Error.h"
 #include "framework/runtime/Log.h"
+#include "models/pixelrnn/Sampler.h"
 
 namespace gentrain::models {
 using pixelrnn::MaskedConv2d;
 using pixelrnn::MaskType;
-
-namespace {
-
-/// A PixelCNN residual block (the paper's figure 5): 2h -> ReLU, 1 x 1 -> h -> ReLU, 3 x 3 ->
-/// ReLU, 1 x 1 -> 2h, added to its input. All convolutions mask B.
-class ConvBlockImpl : public torch::nn::Module {
- public:
-  ConvBlockImpl(int64_t hidden, int64_t groups) {
-    down_ = register_module("down", MaskedConv2d(2 * hidden, hidden, 1, 1, MaskType::B, groups));
-    conv_ = register_module("conv", MaskedConv2d(hidden, hidden, 3, 3, MaskType::B, groups));
-    up_ = register_module("up", MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups));
-  }
-  at::Tensor forward(const at::Tensor& x) {
-    at::Tensor y = down_->forward(at::relu(x));
-    y = conv_->forward(at::relu(y));
-    return x + up_->forward(at::relu(y));
-  }
-
- private:
-  MaskedConv2d down_{nullptr}, conv_{nullptr}, up_{nullptr};
-};
-TORCH_MODULE(ConvBlock);
-
-/// An LSTM layer with the paper's residual connection: 2h -> LSTM -> h -> 1 x 1 (mask B) -> 2h,
-/// added to its input.
-template <typename Lstm>
-class LstmBlockImpl : public torch::nn::Module {
- public:
-  LstmBlockImpl(Lstm lstm, int64_t hidden, int64_t groups) {
-    lstm_ = register_module("lstm", std::move(lstm));
-    up_ = register_module("up", MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups));
-  }
-  at::Tensor forward(const at::Tensor& x) { return x + up_->forward(lstm_->forward(x)); }
-
- private:
-  Lstm lstm_{nullptr};
-  MaskedConv2d up_{nullptr};
-};
-
-}  // namespace
 
 PixelNetImpl::PixelNetImpl(const std::string& variant, int64_t layers, int64_t hidden,
                            int64_t outHidden, int64_t rowKernel, int64_t channels, int64_t levels)
@@ -61,12 +22,12 @@ PixelNetImpl::PixelNetImpl(const std::string& variant, int64_t layers, int64_t h
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (int64_t k = 0; k < layers; ++k) {
     if (variant == "pixelcnn") {
-      layers_->push_back(ConvBlock(hidden, channels));
+      layers_->push_back(pixelrnn::ConvBlock(hidden, channels));
     } else if (variant == "row_lstm") {
-      layers_->push_back(std::make_shared<LstmBlockImpl<pixelrnn::RowLstm>>(
+      layers_->push_back(std::make_shared<pixelrnn::RowLstmBlockImpl>(
           pixelrnn::RowLstm(2 * hidden, hidden, rowKernel, channels), hidden, channels));
     } else {
-      layers_->push_back(std::make_shared<LstmBlockImpl<pixelrnn::DiagonalBiLstm>>(
+      layers_->push_back(std::make_shared<pixelrnn::DiagonalBlockImpl>(
           pixelrnn::DiagonalBiLstm(2 * hidden, hidden, channels), hidden, channels));
     }
   }
@@ -79,12 +40,12 @@ PixelNetImpl::PixelNetImpl(const std::string& variant, int64_t layers, int64_t h
 at::Tensor PixelNetImpl::forward(const at::Tensor& images) {
   at::Tensor x = first_->forward(images);
   for (const auto& layer : *layers_) {
-    if (auto* block = layer->as<ConvBlockImpl>()) {
+    if (auto* block = layer->as<pixelrnn::ConvBlockImpl>()) {
       x = block->forward(x);
-    } else if (auto* row = layer->as<LstmBlockImpl<pixelrnn::RowLstm>>()) {
+    } else if (auto* row = layer->as<pixelrnn::RowLstmBlockImpl>()) {
       x = row->forward(x);
     } else {
-      x = layer->as<LstmBlockImpl<pixelrnn::DiagonalBiLstm>>()->forward(x);
+      x = layer->as<pixelrnn::DiagonalBlockImpl>()->forward(x);
     }
   }
   return out2_->forward(at::relu(out1_->forward(at::relu(x))));
@@ -190,31 +151,7 @@ at::Tensor PixelRnn::sample(int64_t first, int64_t count, int64_t /*step*/) {
   // Fixed uniforms (stream kSample, step 0), so that grids across training show progress.
   const at::Tensor uniforms = toDevice(
       counterUniform({seed_, kSample, 0}, first, count, {channels_, height_, width_}), device_);
-  const int64_t levels = net_->levels();
-  at::Tensor images = at::zeros({count, channels_, height_, width_},
-                                at::TensorOptions().device(device_));
-  for (int64_t r = 0; r < height_; ++r) {
-    for (int64_t col = 0; col < width_; ++col) {
-      for (int64_t ch = 0; ch < channels_; ++ch) {
-        // Row r depends on rows 0 .. r only: the rows below are never computed.
-        const at::Tensor logits = net_->forward(images.narrow(2, 0, r + 1))
-                                      .select(3, col)
-                                      .select(2, r)
-                                      .narrow(1, ch * levels, levels);  // [N, levels]
-        const at::Tensor u = uniforms.select(3, col).select(2, r).select(1, ch);  // [N]
-        at::Tensor value;
-        if (levels == 1) {
-          value = (u < at::sigmoid(logits.squeeze(1))).to(images.scalar_type());
-        } else {
-          // Inverse CDF: the first level whose cumulative probability exceeds u.
-          const at::Tensor below = (at::softmax(logits, 1).cumsum(1) < u.unsqueeze(1)).sum(1);
-          value = below.clamp_max(levels - 1).to(images.scalar_type()) / 255.0;
-        }
-        images.select(3, col).select(2, r).select(1, ch).copy_(value);
-      }
-    }
-  }
-  return images;
+  return pixelrnn::sampleIncrementally(*net_, uniforms);
 }
 
 }  // namespace gentrain::models

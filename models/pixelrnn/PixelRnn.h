@@ -7,8 +7,8 @@
 /// PixelCNN a block 1 x 1 -> 3 x 3 -> 1 x 1 of masked convolutions); then ReLU, 1 x 1, ReLU,
 /// 1 x 1 (mask B) to one logit per channel (binary images: sigmoid) or 256 per channel (softmax).
 /// Metrics: the exact negative log-likelihood of each test image, in nats (and, for 256-way
-/// outputs, bits per dimension). Sampling goes pixel by pixel and channel by channel, each
-/// network pass only over the rows that can matter (those up to the current one).
+/// outputs, bits per dimension). Sampling goes pixel by pixel and channel by channel, computing
+/// only what each new value changes (Note [incremental sampling] in Sampler.h).
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -26,6 +26,11 @@ class PixelNetImpl : public torch::nn::Module {
   /// block c * levels .. (c + 1) * levels - 1 (levels 1: a Bernoulli logit).
   at::Tensor forward(const at::Tensor& images);
   int64_t levels() const { return levels_; }
+  /// The pieces, for the sampler (Sampler.h).
+  pixelrnn::MaskedConv2dImpl& first() { return *first_; }
+  torch::nn::ModuleList& layers() { return layers_; }
+  pixelrnn::MaskedConv2dImpl& out1() { return *out1_; }
+  pixelrnn::MaskedConv2dImpl& out2() { return *out2_; }
 
  private:
   std::string variant_;
