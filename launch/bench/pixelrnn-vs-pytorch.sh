@@ -7,14 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-10}
 rounds=${ROUNDS:-2}
-if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y -qq --no-install-recommends python3-torch python3-numpy >/dev/null
-fi
-data=datasets/fashion-mnist-bin128.h5
-[ -f "$data" ] || build/gentrain data import-idx --dir /usr/share/datasets/fashion-mnist \
-  --out "$data" --binarize threshold:128 --labels fashion-mnist >/dev/null
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+source launch/bench/peer-setup.sh
 rate() { grep -o 'RESULT images_per_s=[0-9.]*' | tail -1 | cut -d= -f2; }
 best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
 for variant in pixelcnn row_lstm diagonal_bilstm; do

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The peer for PixelRNN: the same three networks in PyTorch eager, for side-by-side speed.
+"""The peer for PixelRNN: the same three networks in PyTorch eager, side by side with gentrain.
 
 Mirrors models/pixelrnn (masks A/B, Row LSTM with 1 x k input-to-state and k-tap state
 convolutions, Diagonal BiLSTM with skew by reshape and the right-to-left output shifted down a
@@ -8,9 +8,17 @@ BCE-with-logits sum, mean over the batch) and Adam. Data: binarized Fashion-MNIS
 in memory. Prints training images/s after a warm-up.
 
   python3 launch/bench/pixelrnn_pytorch.py --variant diagonal_bilstm --threads 1 --batch 16 --steps 10
+
+With --train-steps N it trains N steps of a global batch instead (DDP over gloo with --ranks R,
+which starts R processes on this machine; each epoch a seeded shuffle sharded over the ranks; Adam with the same optional linear
+decay as optim.<name>.decay), then prints the exact test NLL over the whole test split:
+
+  python3 launch/bench/pixelrnn_pytorch.py --ranks 2 --variant pixelcnn --batch 32 \
+      --train-steps 1000 --lr 1e-3
 """
 import argparse
 import gzip
+import os
 import time
 
 import numpy as np
@@ -147,6 +155,94 @@ class PixelNet(nn.Module):
         return self.out2(F.relu(self.out1(F.relu(x))))
 
 
+def load_binarized(path):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[4:8], "big")
+    pixels = np.frombuffer(raw, np.uint8, offset=16).reshape(n, 1, 28, 28)
+    return torch.from_numpy((pixels >= 128).astype(np.float32))  # as --binarize threshold:128
+
+
+def nll_per_image(net, x):
+    return F.binary_cross_entropy_with_logits(net(x), x, reduction="none").flatten(1).sum(1)
+
+
+def train_and_test(args):
+    """N steps of a global batch on every rank (DDP), then the test NLL over the whole test split."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if args.batch % world:
+        raise SystemExit(f"--batch {args.batch} does not split over {world} ranks")
+    per_rank = args.batch // world
+    images = load_binarized(args.idx)
+    test = load_binarized(args.test_idx)
+    torch.manual_seed(args.seed)  # every rank the same initial weights, as DDP also broadcasts
+    net = PixelNet(args.variant)
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    begin = int(args.decay_start * args.train_steps)
+    # The rate of the step after k completed ones: held, then linear to zero (LrSchedule::at).
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 1.0 if args.decay != "linear" or k < begin
+        else max(0.0, (args.train_steps - k) / (args.train_steps - begin)))
+    steps_per_epoch = len(images) // args.batch
+    if world > 1:
+        dist.barrier()
+    start = time.perf_counter()
+    for k in range(args.train_steps):
+        epoch, within = divmod(k, steps_per_epoch)
+        if within == 0:
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed + epoch))
+        index = order[within * args.batch + rank * per_rank :][:per_rank]
+        x = images[index]
+        opt.zero_grad(set_to_none=True)
+        loss = nll_per_image(model, x).mean()
+        loss.backward()
+        opt.step()
+        schedule.step()
+        if rank == 0 and (k + 1) % 100 == 0:
+            print(f"step {k + 1}/{args.train_steps} nll {loss.item():.3f}", flush=True)
+    if world > 1:
+        dist.barrier()
+    seconds = time.perf_counter() - start
+    total = torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():
+        mine = test[rank::world]
+        for first in range(0, len(mine), 500):
+            total[0] += nll_per_image(net, mine[first : first + 500]).double().sum()
+        total[1] = len(mine)
+    if world > 1:
+        dist.all_reduce(total)
+    if rank == 0:
+        print(f"pytorch {args.variant}: {world} rank(s), batch {args.batch}, {args.train_steps} steps in "
+              f"{seconds:.1f} s ({args.train_steps * args.batch / seconds:.1f} images/s); "
+              f"test nll {total[0] / total[1]:.3f} nats over {int(total[1])} images")
+        print(f"RESULT train_seconds={seconds:.2f} test_nll={total[0] / total[1]:.4f}")
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def spawn(ranks):
+    """This script again as `ranks` processes of one gloo group (torchrun's environment)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(ranks))
+    procs = [subprocess.Popen([sys.executable] + sys.argv, env=dict(env, RANK=str(r)))
+             for r in range(ranks)]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"a rank failed: exit codes {codes}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--variant", default="diagonal_bilstm", choices=["diagonal_bilstm", "row_lstm", "pixelcnn"])
@@ -155,13 +251,22 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--idx", default="/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+    ap.add_argument("--test-idx", default="/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+    ap.add_argument("--train-steps", type=int, default=0, help="train this many steps, then test")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--decay", default="none", choices=["none", "linear"])
+    ap.add_argument("--decay-start", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--ranks", type=int, default=1, help="processes for --train-steps (gloo DDP)")
     args = ap.parse_args()
+    if args.ranks > 1 and "RANK" not in os.environ:
+        return spawn(args.ranks)
     torch.set_num_threads(args.threads)
+    if args.train_steps:
+        return train_and_test(args)
     torch.manual_seed(1234)
-    with gzip.open(args.idx, "rb") as f:
-        raw = f.read()
-    n = int.from_bytes(raw[4:8], "big")
-    images = torch.from_numpy((np.frombuffer(raw, np.uint8, offset=16).reshape(n, 1, 28, 28) >= 128).astype(np.float32))
+    images = load_binarized(args.idx)
+    n = len(images)
     net = PixelNet(args.variant)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)

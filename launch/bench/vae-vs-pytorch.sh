@@ -6,16 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-400}
-if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y -qq --no-install-recommends python3-torch python3-numpy >/dev/null
-fi
-data=datasets/fashion-mnist-bin128.h5
-[ -f "$data" ] || build/gentrain data import-idx --dir /usr/share/datasets/fashion-mnist \
-  --out "$data" --binarize threshold:128 --labels fashion-mnist
+source launch/bench/peer-setup.sh
 flags=(--oversubscribe)
 [ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 rate() { grep -o 'RESULT images_per_s=[0-9.]*' | tail -1 | cut -d= -f2; }
 run_ours() {  # ranks [overrides...]
   local ranks=$1
