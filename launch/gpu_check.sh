@@ -5,7 +5,7 @@
 #   2. runs the CTest label `gpu` (GPU unit checks; the multi-rank tests with both ranks on the
 #      one GPU over the MPI backend) and the rest of the suite on this build;
 #   3. reads a short run's TensorBoard event files with TensorBoard's own Python reader;
-#   4. benchmarks every model side by side with PyTorch eager on the same GPU, fp32 and bf16, and
+#   4. benchmarks the VAE and PixelRNN side by side with PyTorch eager on the same GPU (the VAE in fp32 and bf16), and
 #      prints images/s and ratios; the reducer's cost on one rank (always on vs off, overlap on vs
 #      off); and the GPU's busy share (NVML utilisation: the share of time a kernel ran).
 # Usage: bash launch/gpu_check.sh [OUT_DIR]   (logs go to OUT_DIR, default /tmp/gentrain-gpu)
@@ -115,6 +115,16 @@ say "VAE 784-400-20, batch 1024, fp32: gentrain $b_o32b img/s, PyTorch eager $b_
 say "conv VAE, batch 128, fp32: gentrain $b_oconv img/s"
 say "reducer on one rank (NCCL): always on $b_red img/s vs off $b_nored img/s: step time +$(python3 -c "print(f'{($b_nored/$b_red-1)*100:.1f}')")%; without overlap $b_redseq img/s"
 grep -h "bench train" "$out"/ours-*.log | sed 's/^.*bench train/bench train/' | sort | uniq | head -20 >>"$summary"
+
+# PixelRNN's three networks (7 layers, h = 16, batch 32), same networks in PyTorch eager.
+for variant in pixelcnn row_lstm diagonal_bilstm; do
+  o=$(timeout 120 build-gpu/gentrain bench train configs/pixelrnn-fashion-mnist.yaml data.path="$data" \
+        model.variant=$variant runtime.threads=1 train.global_batch=32 --steps 100 --warmup 10 \
+        2>&1 | tee "$out/ours-pixelrnn-$variant.log" | rate)
+  p=$(timeout 120 python3 launch/bench/pixelrnn_pytorch.py --device cuda --variant $variant \
+        --batch 32 --steps 100 --warmup 10 2>&1 | tee "$out/peer-pixelrnn-$variant.log" | rate)
+  say "PixelRNN $variant, batch 32: gentrain ${o:-0} img/s, PyTorch eager ${p:-0} img/s: ratio $(ratio "${o:-0}" "${p:-0}")"
+done
 
 # GPU busy share while training (NVML samples every 50 ms): launch-bound models show it.
 util() {  # tag [args...]

@@ -258,6 +258,7 @@ def main():
     ap.add_argument("--decay-start", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--ranks", type=int, default=1, help="processes for --train-steps (gloo DDP)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the speed run only)")
     args = ap.parse_args()
     if args.ranks > 1 and "RANK" not in os.environ:
         return spawn(args.ranks)
@@ -267,10 +268,12 @@ def main():
     torch.manual_seed(1234)
     images = load_binarized(args.idx)
     n = len(images)
-    net = PixelNet(args.variant)
+    device = torch.device(args.device)
+    images = images.to(device)
+    net = PixelNet(args.variant).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
-    order = torch.randperm(n, generator=g)
+    order = torch.randperm(n, generator=g).to(device)
 
     def step(k):
         x = images[order[(k * args.batch) % (n - args.batch):][: args.batch]]
@@ -278,17 +281,19 @@ def main():
         loss = F.binary_cross_entropy_with_logits(net(x), x, reduction="none").flatten(1).sum(1).mean()
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss.detach()  # no .item() per step: it would wait for the GPU every step
 
     for k in range(args.warmup):
         step(k)
     start = time.perf_counter()
     for k in range(args.steps):
         loss = step(args.warmup + k)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     rate = args.steps * args.batch / seconds
     print(f"pytorch {args.variant}: batch {args.batch}, {args.threads} thread(s), {args.steps} steps: "
-          f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/step, last nll {loss:.2f}")
+          f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/step, last nll {float(loss):.2f}")
     print(f"RESULT images_per_s={rate:.2f}")
 
 
