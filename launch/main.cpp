@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -337,7 +338,12 @@ int main(int argc, char** argv) {
       }
       if (*sampleCmd) {
         auto trainer = fromCheckpoint(*runtime, samplePath, {});
+        const auto start = std::chrono::steady_clock::now();
         const at::Tensor images = trainer->sampleGrid(sampleCount);  // every rank its share
+        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+        log::info(log::cat("sampled ", sampleCount, " images in ", std::fixed,
+                           std::setprecision(2), took.count(), " s on ", runtime->world(),
+                           " rank(s)"));
         if (runtime->rank() == 0) {
           if (sampleOut.size() > 3 && sampleOut.substr(sampleOut.size() - 3) == ".h5") {
             writeSamplesHdf5(images, sampleOut, sampleForce);

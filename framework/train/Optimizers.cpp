@@ -28,19 +28,20 @@ std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const Spec& spec, const s
   }
   if (type == "adam") {
     return std::make_unique<FusedAdam>(
-        params, torch::optim::AdamOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(decay));
+        params,
+        torch::optim::AdamOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(decay));
   }
   if (type == "adamw") {
     return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(decay));
+        params,
+        torch::optim::AdamWOptions(lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(decay));
   }
   if (type == "sgd") {
     return std::make_unique<torch::optim::SGD>(
         params, torch::optim::SGDOptions(lr).momentum(momentum).weight_decay(decay));
   }
   return std::make_unique<torch::optim::RMSprop>(
-      params,
-      torch::optim::RMSpropOptions(lr).eps(eps).momentum(momentum).weight_decay(decay));
+      params, torch::optim::RMSpropOptions(lr).eps(eps).momentum(momentum).weight_decay(decay));
 }
 
 LrSchedule LrSchedule::fromSpec(const Spec& spec, const std::string& name) {
@@ -52,7 +53,8 @@ double LrSchedule::at(int64_t step, int64_t total) const {
   const double begin = std::floor(start * double(total));
   if (constant() || double(step) < begin || total <= 0) return lr;
   // The share of the decay still ahead: 1 at its first step, 1 / length at the run's last.
-  const double left = std::clamp((double(total) - double(step)) / (double(total) - begin), 0.0, 1.0);
+  const double left =
+      std::clamp((double(total) - double(step)) / (double(total) - begin), 0.0, 1.0);
   if (decay == "linear") return lr * left;
   return lr * 0.5 * (1 - std::cos(M_PI * left));
 }

@@ -6,6 +6,7 @@
 # their NLLs differ by that noise as well. Usage:
 #   bash launch/bench/pixelrnn-nll-vs-pytorch.sh [variant ...]   (default: all three)
 # STEPS=N (default 1000), BATCH=B (32), LR=R (1e-3); the rate decays linearly over the last half.
+# OUT=DIR keeps the runs and logs there (else a temporary folder, removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-1000}
@@ -14,14 +15,20 @@ lr=${LR:-1e-3}
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(pixelcnn row_lstm diagonal_bilstm)
 source launch/bench/peer-setup.sh
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${OUT:-}" ]; then
+  work=$OUT
+  mkdir -p "$work"
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 for variant in "${variants[@]}"; do
   build/gentrain launch -n 2 --threads 1 train configs/pixelrnn-fashion-mnist.yaml \
     model.variant="$variant" train.steps="$steps" train.global_batch="$batch" \
     optim.pixelrnn.lr="$lr" optim.pixelrnn.decay=linear optim.pixelrnn.decay_start=0.5 \
     eval.every_epochs=0 sample.count=1 checkpoint.every_epochs=0 checkpoint.every_minutes=0 \
-    log.every_steps=100 run.dir="$work/$variant" > "$work/$variant.log" 2>&1
+    log.every_steps=100 run.dir="$work/$variant" > "$work/$variant.log" 2>&1 ||
+    { echo "$variant: gentrain failed, see $work/$variant.log"; tail -5 "$work/$variant.log"; exit 1; }
   ours_nll=$(grep -o 'eval at step [0-9]* (final): nll [0-9.]*' "$work/$variant.log" | tail -1 |
              awk '{print $NF}')
   ours_rate=$(grep -o 'done: step [0-9]*, [0-9.]* images/s' "$work/$variant.log" | head -1 |

@@ -29,20 +29,21 @@ Rows rowsOf(int64_t j, int64_t height, int64_t width) {
 // below is a plain [n * B, features] matrix per direction. acts holds sigmoid(o, f, i) and tanh(g),
 // tcs tanh(c), of the pixels only: what the backward pass needs.
 
-inline float sigmoidf(float v) { return 1 / (1 + std::exp(-v)); }
+inline float fastSigmoid(float v) { return 1 / (1 + std::exp(-v)); }
 /// tanh(v) = 2 sigmoid(2v) - 1: glibc's tanhf goes through expm1f, several times slower than
 /// expf, and was a sixth of the step; the difference is below float rounding of the cell.
-inline float tanhf(float v) { return 2 / (1 + std::exp(-2 * v)) - 1; }
+inline float fastTanh(float v) { return 2 / (1 + std::exp(-2 * v)) - 1; }
 
 // One pixel's cell, forward and back, over its h features: no aliasing, so that the compiler
 // vectorizes the loop (and with -ffast-math, calls the vector expf).
 void cellForwardPixel(const float* __restrict g, const float* __restrict cp, float* __restrict a,
                       float* __restrict cn, float* __restrict t, float* __restrict hn, int64_t hd) {
   for (int64_t k = 0; k < hd; ++k) {
-    const float o = sigmoidf(g[k]), f = sigmoidf(g[hd + k]), i = sigmoidf(g[2 * hd + k]);
-    const float gg = tanhf(g[3 * hd + k]);
+    const float o = fastSigmoid(g[k]), f = fastSigmoid(g[hd + k]);
+    const float i = fastSigmoid(g[2 * hd + k]);
+    const float gg = fastTanh(g[3 * hd + k]);
     const float cell = f * cp[k] + i * gg;
-    const float tcell = tanhf(cell);
+    const float tcell = fastTanh(cell);
     a[k] = o, a[hd + k] = f, a[2 * hd + k] = i, a[3 * hd + k] = gg;
     cn[k] = cell, t[k] = tcell, hn[k] = o * tcell;
   }
@@ -196,8 +197,8 @@ class DiagonalScanFunction : public torch::autograd::Function<DiagonalScanFuncti
     const at::Tensor aboveT = above.transpose(1, 2), leftT = left.transpose(1, 2);
     for (int64_t j = columns - 1; j >= 0; --j) {
       const Rows r = rowsOf(j, height, width);
-      const at::Tensor dh = dOut.select(1, j).narrow(1, r.lo, r.n) +
-                            dhCarry.narrow(1, r.lo + 1, r.n);
+      const at::Tensor dh =
+          dOut.select(1, j).narrow(1, r.lo, r.n) + dhCarry.narrow(1, r.lo + 1, r.n);
       const at::Tensor dGates = dx.select(1, j).narrow(1, r.lo, r.n);
       dcNext.zero_();
       cellBackward(kernel, dh, dcCarry.narrow(1, r.lo, r.n), acts.select(1, j).narrow(1, r.lo, r.n),

@@ -1,10 +1,10 @@
 #include "models/pixelrnn/Layers.h"
 
-#include "models/pixelrnn/DiagonalScan.h"
-
 #include <torch/torch.h>
 
 #include <cmath>
+
+#include "models/pixelrnn/DiagonalScan.h"
 
 namespace gentrain::models::pixelrnn {
 
@@ -77,7 +77,8 @@ std::vector<int64_t> withSizes(const at::Tensor& x, int64_t dim, std::vector<int
 
 at::Tensor skew(const at::Tensor& x, int64_t rowDim) {
   const int64_t h = x.size(rowDim), w = x.size(rowDim + 1);
-  const at::Tensor flat = at::constant_pad_nd(x, padEnd(x, rowDim + 1, h)).flatten(rowDim, rowDim + 1);
+  const at::Tensor flat =
+      at::constant_pad_nd(x, padEnd(x, rowDim + 1, h)).flatten(rowDim, rowDim + 1);
   return flat.narrow(rowDim, 0, h * (w + h - 1)).reshape(withSizes(x, rowDim, {h, w + h - 1}));
 }
 
@@ -93,14 +94,15 @@ std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Te
   // Gates along the last dimension: o, f, i (one sigmoid over all three), then g.
   const int64_t h = gates.size(-1) / 4;
   const at::Tensor sig = at::sigmoid(gates.narrow(-1, 0, 3 * h));
-  const at::Tensor c = sig.narrow(-1, h, h) * cell + sig.narrow(-1, 2 * h, h) *
-                                                        at::tanh(gates.narrow(-1, 3 * h, h));
+  const at::Tensor c =
+      sig.narrow(-1, h, h) * cell + sig.narrow(-1, 2 * h, h) * at::tanh(gates.narrow(-1, 3 * h, h));
   return {sig.narrow(-1, 0, h) * at::tanh(c), c};
 }
 
 // Note [recurrent layout]
 // The Row LSTM's recurrence below runs a few dozen steps of small operations each, so its cost is
-// operation count, not arithmetic (the Diagonal LSTM's went further: DiagonalScan.h). It keeps the step index outermost and features innermost
+// operation count, not arithmetic (the Diagonal LSTM's went further: DiagonalScan.h). It keeps the
+// step index outermost and features innermost
 // ([steps, B, positions, features]): a step's slice is contiguous, and the state-to-state
 // convolution becomes one matrix product over the neighbours' states side by side (`linear` on
 // [B, positions, taps * h]), instead of a conv1d per step. The per-step inputs come from one
@@ -109,11 +111,11 @@ std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Te
 
 RowLstmImpl::RowLstmImpl(int64_t in, int64_t hidden, int64_t kernel, int64_t groups)
     : hidden_(hidden), kernel_(kernel) {
-  inputToState_ = register_module(
-      "input_to_state", MaskedConv2d(in, 4 * hidden, 1, kernel, MaskType::B, groups, 4));
+  inputToState_ = register_module("input_to_state",
+                                  MaskedConv2d(in, 4 * hidden, 1, kernel, MaskType::B, groups, 4));
   // Taps t = 0 .. k-1 read the row above at columns c - k/2 + t (Note [recurrent layout]).
-  stateWeight_ =
-      register_parameter("state_weight", uniformInit({4 * hidden, kernel * hidden}, hidden * kernel));
+  stateWeight_ = register_parameter("state_weight",
+                                    uniformInit({4 * hidden, kernel * hidden}, hidden * kernel));
   stateBias_ = register_parameter("state_bias", uniformInit({4 * hidden}, hidden * kernel));
 }
 
@@ -137,10 +139,11 @@ at::Tensor RowLstmImpl::forward(const at::Tensor& x) {
 }
 
 DiagonalLstmImpl::DiagonalLstmImpl(int64_t in, int64_t hidden, int64_t groups) : hidden_(hidden) {
-  inputToState_ = register_module(
-      "input_to_state", MaskedConv2d(in, 4 * hidden, 1, 1, MaskType::B, groups, 4));
+  inputToState_ =
+      register_module("input_to_state", MaskedConv2d(in, 4 * hidden, 1, 1, MaskType::B, groups, 4));
   // The upper neighbour's state, then the left one's (Note [recurrent layout]).
-  stateWeight_ = register_parameter("state_weight", uniformInit({4 * hidden, 2 * hidden}, hidden * 2));
+  stateWeight_ =
+      register_parameter("state_weight", uniformInit({4 * hidden, 2 * hidden}, hidden * 2));
   stateBias_ = register_parameter("state_bias", uniformInit({4 * hidden}, hidden * 2));
 }
 
@@ -189,15 +192,16 @@ DiagonalBiLstmImpl::DiagonalBiLstmImpl(int64_t in, int64_t hidden, int64_t group
 at::Tensor DiagonalBiLstmImpl::forward(const at::Tensor& x) {
   // Both directions in one scan: the mirrored map has the same skewed shape.
   const at::Tensor rows = toRows(x);
-  const at::Tensor states = diagonalScan(
-      at::stack({forward_->scanInput(rows), backward_->scanInput(rows.flip({1}))}),
-      at::stack({forward_->aboveWeight(), backward_->aboveWeight()}),
-      at::stack({forward_->leftWeight(), backward_->leftWeight()}));
+  const at::Tensor states =
+      diagonalScan(at::stack({forward_->scanInput(rows), backward_->scanInput(rows.flip({1}))}),
+                   at::stack({forward_->aboveWeight(), backward_->aboveWeight()}),
+                   at::stack({forward_->leftWeight(), backward_->leftWeight()}));
   const at::Tensor maps = unskewStates(states, x.size(3));
   // The right-to-left map unmirrored and moved down one row: its state at (r, c) has seen the
   // rest of row r.
   const at::Tensor right = maps[1].flip({1});
-  const at::Tensor shifted = at::constant_pad_nd(right, {0, 0, 0, 0, 0, 0, 1, 0}).narrow(0, 0, x.size(2));
+  const at::Tensor shifted =
+      at::constant_pad_nd(right, {0, 0, 0, 0, 0, 0, 1, 0}).narrow(0, 0, x.size(2));
   return fromRows(maps[0] + shifted);
 }
 

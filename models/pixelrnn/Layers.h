@@ -139,8 +139,7 @@ class LstmBlockImpl : public torch::nn::Module {
  public:
   LstmBlockImpl(Lstm lstm, int64_t hidden, int64_t groups)
       : lstm_(register_module("lstm", std::move(lstm))),
-        up_(register_module("up",
-                            MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups))) {}
+        up_(register_module("up", MaskedConv2d(hidden, 2 * hidden, 1, 1, MaskType::B, groups))) {}
   at::Tensor forward(const at::Tensor& x) { return x + up_->forward(lstm_->forward(x)); }
   typename Lstm::ContainedType& lstm() { return *lstm_; }
   MaskedConv2dImpl& up() { return *up_; }

@@ -20,14 +20,16 @@ void keep(at::Tensor* all, const at::Tensor& logits, int64_t r, int64_t c, int64
   if (all == nullptr) return;
   const int64_t levels = logits.size(1);
   if (!all->defined()) {
-    *all = at::zeros({uniforms.size(0), uniforms.size(1) * levels, uniforms.size(2),
-                      uniforms.size(3)}, logits.options());
+    *all =
+        at::zeros({uniforms.size(0), uniforms.size(1) * levels, uniforms.size(2), uniforms.size(3)},
+                  logits.options());
   }
   all->select(3, c).select(2, r).narrow(1, ch * levels, levels).copy_(logits);
 }
 }  // namespace
 
-at::Tensor sampleByFullPasses(PixelNetImpl& net, const at::Tensor& uniforms, at::Tensor* logitsUsed) {
+at::Tensor sampleByFullPasses(PixelNetImpl& net, const at::Tensor& uniforms,
+                              at::Tensor* logitsUsed) {
   torch::NoGradGuard noGrad;
   const int64_t channels = uniforms.size(1), height = uniforms.size(2), width = uniforms.size(3);
   const int64_t levels = net.levels();
@@ -61,7 +63,9 @@ class Cache {
   Cache(int64_t n, int64_t features, int64_t height, int64_t width, const at::TensorOptions& o)
       : data_(at::zeros({n, features, height + 2 * kPad, width + 2 * kPad}, o)) {}
   /// Features of pixel (r, c): [N, F].
-  at::Tensor at(int64_t r, int64_t c) const { return data_.select(3, c + kPad).select(2, r + kPad); }
+  at::Tensor at(int64_t r, int64_t c) const {
+    return data_.select(3, c + kPad).select(2, r + kPad);
+  }
   void set(int64_t r, int64_t c, const at::Tensor& value) { at(r, c).copy_(value); }
   /// The kh x kw window centred on (r, c): [N, F, kh, kw].
   at::Tensor window(int64_t r, int64_t c, int64_t kh, int64_t kw) const {
@@ -85,14 +89,19 @@ class Cache {
 class WindowConv {
  public:
   explicit WindowConv(MaskedConv2dImpl& conv)
-      : weight_(conv.maskedWeight()), bias_(conv.bias()), kh_(weight_.size(2)), kw_(weight_.size(3)) {
+      : weight_(conv.maskedWeight()),
+        bias_(conv.bias()),
+        kh_(weight_.size(2)),
+        kw_(weight_.size(3)) {
     weight_ = weight_.flatten(1);
   }
   at::Tensor at(const Cache& map, int64_t r, int64_t c) const {
     return at::linear(map.window(r, c, kh_, kw_).flatten(1), weight_, bias_);
   }
   /// A 1 x 1 convolution of features [..., in].
-  at::Tensor apply(const at::Tensor& features) const { return at::linear(features, weight_, bias_); }
+  at::Tensor apply(const at::Tensor& features) const {
+    return at::linear(features, weight_, bias_);
+  }
 
  private:
   at::Tensor weight_, bias_;
@@ -113,7 +122,9 @@ using Shape = std::array<int64_t, 3>;  // N, H, W
 class ConvStepper : public Stepper {
  public:
   ConvStepper(ConvBlockImpl& block, Shape s, const at::TensorOptions& o)
-      : down_(block.down()), conv_(block.conv()), up_(block.up()),
+      : down_(block.down()),
+        conv_(block.conv()),
+        up_(block.up()),
         hidden_(s[0], block.conv().bias().size(0), s[1], s[2], o) {}
   at::Tensor step(const at::Tensor& x, int64_t r, int64_t c) override {
     hidden_.set(r, c, at::relu(down_.apply(at::relu(x))));
@@ -128,8 +139,10 @@ class ConvStepper : public Stepper {
 class RowStepper : public Stepper {
  public:
   RowStepper(RowLstmBlockImpl& block, Shape s, const at::TensorOptions& o)
-      : inputToState_(block.lstm().inputToState()), up_(block.up()),
-        stateWeight_(block.lstm().stateWeight()), stateBias_(block.lstm().stateBias()),
+      : inputToState_(block.lstm().inputToState()),
+        up_(block.up()),
+        stateWeight_(block.lstm().stateWeight()),
+        stateBias_(block.lstm().stateBias()),
         taps_(stateWeight_.size(1) / (stateWeight_.size(0) / 4)),
         input_(s[0], block.up().maskedWeight().size(0), s[1], s[2], o),
         h_(s[0], stateWeight_.size(0) / 4, s[1], s[2], o),
@@ -156,10 +169,15 @@ class RowStepper : public Stepper {
 class DiagonalStepper : public Stepper {
  public:
   DiagonalStepper(DiagonalBlockImpl& block, Shape s, const at::TensorOptions& o)
-      : left_(block.lstm().leftToRight()), right_(block.lstm().rightToLeft()), up_(block.up()),
-        width_(s[2]), input_(s[0], block.up().maskedWeight().size(0), s[1], s[2], o),
-        hLeft_(s[0], hidden(block), s[1], s[2], o), cLeft_(s[0], hidden(block), s[1], s[2], o),
-        hRight_(s[0], hidden(block), s[1], s[2], o), cRight_(s[0], hidden(block), s[1], s[2], o) {}
+      : left_(block.lstm().leftToRight()),
+        right_(block.lstm().rightToLeft()),
+        up_(block.up()),
+        width_(s[2]),
+        input_(s[0], block.up().maskedWeight().size(0), s[1], s[2], o),
+        hLeft_(s[0], hidden(block), s[1], s[2], o),
+        cLeft_(s[0], hidden(block), s[1], s[2], o),
+        hRight_(s[0], hidden(block), s[1], s[2], o),
+        cRight_(s[0], hidden(block), s[1], s[2], o) {}
 
   at::Tensor step(const at::Tensor& x, int64_t r, int64_t c) override {
     input_.set(r, c, x);
@@ -199,7 +217,8 @@ class DiagonalStepper : public Stepper {
 
 }  // namespace
 
-at::Tensor sampleIncrementally(PixelNetImpl& net, const at::Tensor& uniforms, at::Tensor* logitsUsed) {
+at::Tensor sampleIncrementally(PixelNetImpl& net, const at::Tensor& uniforms,
+                               at::Tensor* logitsUsed) {
   torch::NoGradGuard noGrad;
   const int64_t n = uniforms.size(0), channels = uniforms.size(1);
   const int64_t height = uniforms.size(2), width = uniforms.size(3), levels = net.levels();

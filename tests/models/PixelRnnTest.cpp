@@ -15,8 +15,8 @@ TEST(PixelRnnLayers, MasksFollowRasterAndChannelOrder) {
   const at::Tensor a = convMask(3, 3, 3, 3, MaskType::A, 3);
   const at::Tensor b = convMask(3, 3, 3, 3, MaskType::B, 3);
   for (const at::Tensor& m : {a, b}) {
-    EXPECT_EQ(m.select(2, 0).sum().item<float>(), 3 * 3 * 3);  // the row above: all
-    EXPECT_EQ(m.select(2, 2).sum().item<float>(), 0);          // the row below: nothing
+    EXPECT_EQ(m.select(2, 0).sum().item<float>(), 3 * 3 * 3);       // the row above: all
+    EXPECT_EQ(m.select(2, 2).sum().item<float>(), 0);               // the row below: nothing
     EXPECT_EQ(m.select(2, 1).select(2, 0).sum().item<float>(), 9);  // the pixel to the left
     EXPECT_EQ(m.select(2, 1).select(2, 2).sum().item<float>(), 0);  // the pixel to the right
   }
@@ -121,8 +121,8 @@ at::Tensor referenceScan(const at::Tensor& x, const at::Tensor& above, const at:
     const int64_t lo = std::max<int64_t>(0, j - width + 1), hi = std::min(height - 1, j);
     const int64_t n = hi - lo + 1;
     const at::Tensor up = torch::cat({torch::zeros_like(h.narrow(0, 0, 1)), h}).narrow(0, lo, n);
-    const at::Tensor gates = x[j].narrow(0, lo, n) + torch::matmul(up, above) +
-                             torch::matmul(h.narrow(0, lo, n), left);
+    const at::Tensor gates =
+        x[j].narrow(0, lo, n) + torch::matmul(up, above) + torch::matmul(h.narrow(0, lo, n), left);
     const at::Tensor o = torch::sigmoid(gates.narrow(2, 0, hd));
     const at::Tensor f = torch::sigmoid(gates.narrow(2, hd, hd));
     const at::Tensor i = torch::sigmoid(gates.narrow(2, 2 * hd, hd));
@@ -158,7 +158,8 @@ TEST_P(DiagonalScanKernels, EqualThePlainGraphForwardAndBackward) {
   std::vector<at::Tensor> plain;
   for (int64_t d = 0; d < dirs; ++d) plain.push_back(referenceScan(x[d], above[d], left[d]));
   const at::Tensor reference = torch::stack(plain);
-  const auto referenceGrads = torch::autograd::grad({(reference * upstream).sum()}, {x, above, left});
+  const auto referenceGrads =
+      torch::autograd::grad({(reference * upstream).sum()}, {x, above, left});
 
   EXPECT_TRUE(torch::allclose(fused, reference, 1e-5, 1e-6));
   for (size_t k = 0; k < 3; ++k) {
@@ -183,7 +184,8 @@ TEST_P(IncrementalSampling, DrawsWhatFullPassesDraw) {
     at::Tensor referenceLogits, incrementalLogits;
     const at::Tensor reference = sampleByFullPasses(*net, uniforms, &referenceLogits);
     const at::Tensor incremental = sampleIncrementally(*net, uniforms, &incrementalLogits);
-    EXPECT_TRUE(at::equal(incremental, reference)) << GetParam() << ", " << channels << " channel(s)";
+    EXPECT_TRUE(at::equal(incremental, reference))
+        << GetParam() << ", " << channels << " channel(s)";
     // Every draw saw the same conditionals (what a tiny difference would not show in the draws).
     EXPECT_TRUE(torch::allclose(incrementalLogits, referenceLogits, 1e-4, 1e-5))
         << GetParam() << ", " << channels << " channel(s): largest difference "
