@@ -1,0 +1,138 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "framework/runtime/Error.h"
+#include "models/pgan/Layers.h"
+#include "models/pgan/Networks.h"
+
+using namespace gentrain::models::pgan;
+
+TEST(PganLayers, EqualizedLayersScaleUnitWeightsByHesConstant) {
+  torch::manual_seed(1);
+  EqualizedConv2d conv(8, 16, 3);
+  EXPECT_DOUBLE_EQ(conv->scale(), std::sqrt(2.0) / std::sqrt(8.0 * 9.0));
+  const at::Tensor w = conv->named_parameters()["weight"];  // a handle: the dict is a temporary
+  EXPECT_NEAR(w.std().item<double>(), 1.0, 0.05);  // N(0, 1), not pre-scaled
+  EXPECT_EQ(conv->named_parameters()["bias"].abs().sum().item<double>(), 0);
+  {
+    torch::NoGradGuard noGrad;
+    w.fill_(1);
+  }
+  // Ones in, at an interior pixel: every one of the 8 x 9 taps contributes scale.
+  const at::Tensor out = conv->forward(torch::ones({1, 8, 5, 5}));
+  EXPECT_NEAR(out[0][3][2][2].item<double>(), 72 * conv->scale(), 1e-5);
+  EXPECT_NEAR(out[0][3][0][0].item<double>(), 32 * conv->scale(), 1e-5);  // a corner: 2 x 2 taps
+
+  EqualizedLinear dense(50, 3, 1.0);
+  EXPECT_DOUBLE_EQ(dense->scale(), 1.0 / std::sqrt(50.0));
+  {
+    torch::NoGradGuard noGrad;
+    dense->named_parameters()["weight"].fill_(2);
+  }
+  EXPECT_NEAR(dense->forward(torch::ones({4, 50}))[1][2].item<double>(), 100 / std::sqrt(50.0),
+              1e-5);
+}
+
+TEST(PganLayers, PixelNormGivesEachPixelUnitMeanSquare) {
+  const at::Tensor x = torch::tensor({3.0f, 4.0f}).view({1, 2, 1, 1});
+  const at::Tensor y = pixelNorm(x);
+  EXPECT_NEAR(y[0][0][0][0].item<double>(), 3 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(y[0][1][0][0].item<double>(), 4 / std::sqrt(12.5), 1e-6);
+  const at::Tensor many = pixelNorm(torch::randn({3, 16, 4, 4}) * 7);
+  EXPECT_TRUE(torch::allclose(many.pow(2).mean(1), torch::ones({3, 4, 4}), 1e-4, 1e-5));
+}
+
+TEST(PganLayers, MinibatchStddevAppendsEachGroupsMeanDeviation) {
+  // Two groups of four: values 0, 2, 0, 2 (deviation 1 everywhere) and all 5 (deviation 0).
+  at::Tensor x = torch::zeros({8, 2, 3, 3});
+  x[1].fill_(2);
+  x[3].fill_(2);
+  x.narrow(0, 4, 4).fill_(5);
+  const at::Tensor y = minibatchStddev(x, 4);
+  ASSERT_EQ(y.sizes(), (at::IntArrayRef{8, 3, 3, 3}));
+  EXPECT_TRUE(at::equal(y.narrow(1, 0, 2), x));
+  EXPECT_TRUE(torch::allclose(y.narrow(0, 0, 4).select(1, 2), torch::ones({4, 3, 3}), 1e-6));
+  EXPECT_TRUE(torch::allclose(y.narrow(0, 4, 4).select(1, 2), torch::full({4, 3, 3}, 1e-4), 1e-3));
+  // A deviation that differs by pixel is averaged: half the pixels 1, half 0 -> 0.5.
+  at::Tensor half = torch::zeros({4, 1, 1, 2});
+  half[1][0][0][0] = 2;
+  half[3][0][0][0] = 2;
+  EXPECT_NEAR(minibatchStddev(half)[0][1][0][1].item<double>(), 0.5 + 0.5e-4, 1e-5);
+  // Batches smaller than the group form one group; others must be multiples.
+  EXPECT_EQ(minibatchStddev(torch::randn({2, 4, 2, 2})).size(1), 5);
+  EXPECT_THROW(minibatchStddev(torch::randn({6, 4, 2, 2})), gentrain::UsageError);
+}
+
+TEST(PganLayers, ResamplingBetweenResolutions) {
+  const at::Tensor x = torch::randn({2, 3, 4, 4});
+  const at::Tensor up = upscale2d(x);
+  ASSERT_EQ(up.sizes(), (at::IntArrayRef{2, 3, 8, 8}));
+  EXPECT_TRUE(at::equal(up.narrow(2, 2, 2).narrow(3, 4, 2),
+                        x.narrow(2, 1, 1).narrow(3, 2, 1).expand({2, 3, 2, 2})));
+  EXPECT_TRUE(torch::allclose(downscale2d(up), x));
+}
+
+namespace {
+Widths tinyWidths() {
+  Widths w;
+  w.fmapBase = 32;
+  w.fmapMax = 16;
+  w.latent = 16;
+  w.channels = 3;
+  w.maxLevel = 4;  // 16x16
+  return w;
+}
+
+/// The parameters of `net` that a backward pass gave a gradient.
+int64_t withGradient(torch::nn::Module& net) {
+  int64_t count = 0;
+  for (const at::Tensor& p : net.parameters()) count += p.grad().defined() ? 1 : 0;
+  return count;
+}
+}  // namespace
+
+TEST(PganNetworks, ShapesAtEveryLevel) {
+  torch::manual_seed(2);
+  Generator g(tinyWidths());
+  Discriminator d(tinyWidths(), 4);
+  EXPECT_EQ(tinyWidths().nf(0), 16);  // min(32 / 1, 16)
+  EXPECT_EQ(tinyWidths().nf(2), 8);
+  for (int64_t level = 2; level <= 4; ++level) {
+    const at::Tensor images = g->forward(torch::randn({4, 16}), level, 0.5);
+    ASSERT_EQ(images.sizes(), (at::IntArrayRef{4, 3, 1 << level, 1 << level}));
+    EXPECT_EQ(d->forward(images, level, 0.5).sizes(), (at::IntArrayRef{4}));
+  }
+}
+
+TEST(PganNetworks, FadingInStartsExactlyFromThePreviousLevel) {
+  torch::manual_seed(3);
+  Generator g(tinyWidths());
+  Discriminator d(tinyWidths(), 4);
+  const at::Tensor z = torch::randn({4, 16});
+  const at::Tensor images = torch::randn({4, 3, 16, 16});
+  for (int64_t level = 3; level <= 4; ++level) {
+    EXPECT_TRUE(at::equal(g->forward(z, level, 0.0), upscale2d(g->forward(z, level - 1, 1.0))));
+    const at::Tensor sized = at::avg_pool2d(images, 1 << (4 - level));
+    EXPECT_TRUE(
+        at::equal(d->forward(sized, level, 0.0), d->forward(downscale2d(sized), level - 1, 1.0)));
+    // And it moves away from it as alpha grows.
+    EXPECT_FALSE(at::equal(g->forward(z, level, 0.5), g->forward(z, level, 0.0)));
+  }
+}
+
+TEST(PganNetworks, ActiveParametersAreExactlyThoseAPassUses) {
+  for (const bool fading : {false, true}) {
+    torch::manual_seed(4);
+    Generator g(tinyWidths());
+    Discriminator d(tinyWidths(), 4);
+    const double alpha = fading ? 0.5 : 1.0;
+    d->forward(g->forward(torch::randn({4, 16}), 3, alpha), 3, alpha).sum().backward();
+    EXPECT_EQ(withGradient(*g), int64_t(g->activeParameters(3, fading).size()));
+    EXPECT_EQ(withGradient(*d), int64_t(d->activeParameters(3, fading).size()));
+    for (const at::Tensor& p : g->activeParameters(3, fading)) EXPECT_TRUE(p.grad().defined());
+    for (const at::Tensor& p : d->activeParameters(3, fading)) EXPECT_TRUE(p.grad().defined());
+    EXPECT_LT(g->activeParameters(3, fading).size(), g->parameters().size());  // level 4 unused
+  }
+}
