@@ -3,14 +3,17 @@
 # (launch/bench/pixelrnn_pytorch.py) for PixelRNN's three networks on binarized Fashion-MNIST,
 # the paper's MNIST shape (7 layers, h = 16), one rank x one thread, batch 16, Adam 1e-3.
 # Interleaved rounds, best of each; prints images/s and the ratio. STEPS=N, ROUNDS=R.
+# Usage: bash launch/bench/pixelrnn-vs-pytorch.sh [variant ...]   (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-steps=${STEPS:-10}
-rounds=${ROUNDS:-2}
+steps=${STEPS:-30}
+rounds=${ROUNDS:-3}
 source launch/bench/peer-setup.sh
 rate() { grep -o 'RESULT images_per_s=[0-9.]*' | tail -1 | cut -d= -f2; }
 best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
-for variant in pixelcnn row_lstm diagonal_bilstm; do
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(pixelcnn row_lstm diagonal_bilstm)
+for variant in "${variants[@]}"; do
   ours=(); peer=()
   for round in $(seq 1 "$rounds"); do
     ours+=("$(build/gentrain bench train configs/pixelrnn-fashion-mnist.yaml model.variant=$variant \
