@@ -6,6 +6,7 @@
 #include "framework/runtime/Error.h"
 #include "models/pgan/Layers.h"
 #include "models/pgan/Networks.h"
+#include "models/pgan/Swd.h"
 
 using namespace gentrain::models::pgan;
 
@@ -14,7 +15,7 @@ TEST(PganLayers, EqualizedLayersScaleUnitWeightsByHesConstant) {
   EqualizedConv2d conv(8, 16, 3);
   EXPECT_DOUBLE_EQ(conv->scale(), std::sqrt(2.0) / std::sqrt(8.0 * 9.0));
   const at::Tensor w = conv->named_parameters()["weight"];  // a handle: the dict is a temporary
-  EXPECT_NEAR(w.std().item<double>(), 1.0, 0.05);  // N(0, 1), not pre-scaled
+  EXPECT_NEAR(w.std().item<double>(), 1.0, 0.05);           // N(0, 1), not pre-scaled
   EXPECT_EQ(conv->named_parameters()["bias"].abs().sum().item<double>(), 0);
   {
     torch::NoGradGuard noGrad;
@@ -135,4 +136,60 @@ TEST(PganNetworks, ActiveParametersAreExactlyThoseAPassUses) {
     for (const at::Tensor& p : d->activeParameters(3, fading)) EXPECT_TRUE(p.grad().defined());
     EXPECT_LT(g->activeParameters(3, fading).size(), g->parameters().size());  // level 4 unused
   }
+}
+
+namespace {
+/// Smooth images with structure at several scales: products of sines with random phases.
+at::Tensor smoothImages(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  const at::Tensor grid = torch::arange(32, torch::kFloat);
+  const at::Tensor phase = torch::rand({n, 3, 2}) * 6.28;
+  const at::Tensor ys =
+      at::sin(grid.view({1, 1, 32, 1}) * 0.3 + phase.select(2, 0).view({n, 3, 1, 1}));
+  const at::Tensor xs =
+      at::cos(grid.view({1, 1, 1, 32}) * 0.2 + phase.select(2, 1).view({n, 3, 1, 1}));
+  return ys * xs;
+}
+}  // namespace
+
+TEST(PganSwd, PyramidAndDescriptorShapes) {
+  const at::Tensor images = smoothImages(4, 1);
+  const auto levels = laplacianPyramid(images, 16);
+  ASSERT_EQ(levels.size(), 2u);
+  EXPECT_EQ(levels[0].sizes(), (at::IntArrayRef{4, 3, 32, 32}));
+  EXPECT_EQ(levels[1].sizes(), (at::IntArrayRef{4, 3, 16, 16}));
+  SwdOptions options;
+  options.perImage = 8;
+  const auto d = swdDescriptors(images, options);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].sizes(), (at::IntArrayRef{32, 3 * 49}));
+  // A set split in two (as over ranks, numbered by `first`) draws the same neighbourhoods.
+  const auto lo = swdDescriptors(images.narrow(0, 0, 2), options, 0);
+  const auto hi = swdDescriptors(images.narrow(0, 2, 2), options, 2);
+  EXPECT_TRUE(at::equal(at::cat({lo[1], hi[1]}), d[1]));
+}
+
+TEST(PganSwd, ZeroForTheSameSetAndGrowingWithNoise) {
+  SwdOptions options;
+  options.perImage = 32;
+  const at::Tensor images = smoothImages(64, 2);
+  const auto reference = swdDescriptors(images, options);
+  double previous = -1;
+  for (const double sigma : {0.0, 0.05, 0.2, 0.5}) {
+    torch::manual_seed(9);
+    const at::Tensor noisy = images + sigma * torch::randn(images.sizes());
+    const std::vector<double> swd =
+        slicedWasserstein(reference, swdDescriptors(noisy, options), options);
+    const double mean = (swd[0] + swd[1]) / 2;
+    if (sigma == 0.0) {
+      EXPECT_EQ(mean, 0.0);
+    } else {
+      EXPECT_GT(mean, previous) << "sigma " << sigma;
+    }
+    previous = mean;
+  }
+  // Another draw of the same distribution is close next to the noisiest set.
+  const double other =
+      slicedWasserstein(reference, swdDescriptors(smoothImages(64, 3), options), options)[0];
+  EXPECT_LT(other, previous);
 }
