@@ -5,6 +5,7 @@
 
 #include "framework/runtime/Error.h"
 #include "models/pgan/Layers.h"
+#include "models/pgan/Losses.h"
 #include "models/pgan/Networks.h"
 #include "models/pgan/Swd.h"
 
@@ -192,4 +193,62 @@ TEST(PganSwd, ZeroForTheSameSetAndGrowingWithNoise) {
   const double other =
       slicedWasserstein(reference, swdDescriptors(smoothImages(64, 3), options), options)[0];
   EXPECT_LT(other, previous);
+}
+
+TEST(PganLosses, GradientPenaltyOfALinearCriticIsItsWeightNormMinusOneSquared) {
+  // critic(x) = sum(w * x): the gradient is w wherever x is, so every sample's penalty is
+  // (|w| - 1)^2, and its gradient with respect to w is 2 (|w| - 1) w / |w|.
+  const at::Tensor w = torch::tensor({0.6f, 0.8f, 2.0f}).view({1, 3}).requires_grad_(true);
+  const auto critic = [&](const at::Tensor& x) { return (x * w).sum(1); };
+  const at::Tensor real = torch::randn({4, 3}), fake = torch::randn({4, 3});
+  const at::Tensor penalty = gradientPenalty(critic, real, fake, torch::rand({4}));
+  const double norm = std::sqrt(0.36 + 0.64 + 4.0);
+  EXPECT_TRUE(torch::allclose(penalty, torch::full({4}, (norm - 1) * (norm - 1)), 1e-5));
+  penalty.mean().backward();
+  EXPECT_TRUE(torch::allclose(w.grad(), 2 * (norm - 1) * w.detach() / norm, 1e-5));
+  // Unit-norm weights: no penalty.
+  const at::Tensor unit = torch::tensor({0.6f, 0.8f}).view({1, 2});
+  const auto unitCritic = [&](const at::Tensor& x) { return (x * unit).sum(1); };
+  EXPECT_LT(
+      gradientPenalty(unitCritic, torch::randn({2, 2}), torch::randn({2, 2}), torch::rand({2}))
+          .abs()
+          .max()
+          .item<double>(),
+      1e-10);
+}
+
+TEST(PganLosses, MovingAverageBlendsParameters) {
+  torch::manual_seed(6);
+  Generator g(tinyWidths()), average(tinyWidths());
+  const at::Tensor before = average->parameters()[0].clone();
+  updateMovingAverage(*average, *g, 0.999);
+  EXPECT_TRUE(
+      torch::allclose(average->parameters()[0], 0.999 * before + 0.001 * g->parameters()[0], 1e-6));
+  updateMovingAverage(*average, *g, 0.0);
+  for (size_t k = 0; k < g->parameters().size(); ++k) {
+    EXPECT_TRUE(at::equal(average->parameters()[k], g->parameters()[k]));
+  }
+}
+
+TEST(PganLosses, GradientPenaltyReachesEveryWeightOfThePass) {
+  // Double backward through equalized convolutions, leaky ReLU, pooling, the stddev layer and
+  // the fade: every weight of the pass gets a gradient from the penalty alone (biases need not:
+  // through piecewise-linear layers the input gradient does not depend on them).
+  torch::manual_seed(8);
+  Discriminator d(tinyWidths(), 4);
+  const auto critic = [&](const at::Tensor& x) { return d->forward(x, 3, 0.5); };
+  gradientPenalty(critic, torch::randn({4, 3, 8, 8}), torch::randn({4, 3, 8, 8}), torch::rand({4}))
+      .mean()
+      .backward();
+  for (const auto& item : d->named_parameters()) {
+    const at::Tensor& p = item.value();
+    if (p.dim() < 2 || !p.grad().defined()) {
+      const bool levelFour = item.key() == "convs.3.weight" || item.key() == "convs.4.weight" ||
+                             item.key() == "from_rgb.2.weight";
+      EXPECT_TRUE(p.dim() < 2 || levelFour) << item.key() << " has no gradient";
+      continue;
+    }
+    EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>()) << item.key();
+    EXPECT_GT(p.grad().abs().sum().item<double>(), 0) << item.key();
+  }
 }
