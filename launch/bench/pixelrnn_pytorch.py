@@ -278,7 +278,7 @@ def main():
     def step(k):
         x = images[order[(k * args.batch) % (n - args.batch):][: args.batch]]
         opt.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(net(x), x, reduction="none").flatten(1).sum(1).mean()
+        loss = nll_per_image(net, x).mean()
         loss.backward()
         opt.step()
         return loss.detach()  # no .item() per step: it would wait for the GPU every step

@@ -106,9 +106,8 @@ void cellBackward(ScanKernel kernel, const at::Tensor& dh, const at::Tensor& dc,
   if (kernel == ScanKernel::Loop) {
     const int64_t rows = cPrev.size(1) * cPrev.size(2);
     for (int64_t d = 0; d < acts.size(0); ++d) {
-      const at::Tensor dcd = dc[d].contiguous();
       const float* gh = dh[d].data_ptr<float>();
-      const float* gc = dcd.data_ptr<float>();
+      const float* gc = dc[d].data_ptr<float>();
       const float* a = acts[d].data_ptr<float>();
       const float* cp = cPrev[d].data_ptr<float>();
       const float* t = tc[d].data_ptr<float>();

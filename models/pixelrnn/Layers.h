@@ -92,6 +92,9 @@ class DiagonalLstmImpl : public torch::nn::Module {
   at::Tensor scanInput(const at::Tensor& rows);
   at::Tensor aboveWeight() const;
   at::Tensor leftWeight() const;
+  /// The pieces of inputGates, for the sampler: the 1 x 1 convolution and the state bias [4h].
+  MaskedConv2dImpl& inputToState() { return *inputToState_; }
+  const at::Tensor& stateBias() const { return stateBias_; }
   /// The gate pre-activations of pixels' input features [..., in] -> [..., 4h] (bias included).
   at::Tensor inputGates(const at::Tensor& features);
 

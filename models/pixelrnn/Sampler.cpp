@@ -88,9 +88,10 @@ class Cache {
 /// A masked convolution at one pixel: a linear map of its input window (weight * mask, flat).
 class WindowConv {
  public:
-  explicit WindowConv(MaskedConv2dImpl& conv)
+  /// `extraBias`, if given, is added to the convolution's own.
+  explicit WindowConv(MaskedConv2dImpl& conv, const at::Tensor& extraBias = {})
       : weight_(conv.maskedWeight()),
-        bias_(conv.bias()),
+        bias_(extraBias.defined() ? conv.bias() + extraBias : conv.bias()),
         kh_(weight_.size(2)),
         kw_(weight_.size(3)) {
     weight_ = weight_.flatten(1);
@@ -182,7 +183,7 @@ class DiagonalStepper : public Stepper {
   at::Tensor step(const at::Tensor& x, int64_t r, int64_t c) override {
     input_.set(r, c, x);
     // Left to right: the upper neighbour (r - 1, c) and the left one (r, c - 1).
-    auto [h, cell] = cellAt(left_, left_.inputGates(x), hLeft_, cLeft_, r, c, c - 1);
+    auto [h, cell] = left_.cellAt(left_.gates.apply(x), hLeft_, cLeft_, r, c, c - 1);
     hLeft_.set(r, c, h);
     cLeft_.set(r, c, cell);
     // Plus the right-to-left state of the row above (the shift down).
@@ -191,25 +192,36 @@ class DiagonalStepper : public Stepper {
 
   void rowDone(int64_t r) override {
     // Right to left along the finished row: neighbours (r - 1, c) and (r, c + 1).
-    const at::Tensor gates = right_.inputGates(input_.row(r).transpose(1, 2));  // [N, W, 4h]
+    const at::Tensor gates = right_.gates.apply(input_.row(r).transpose(1, 2));  // [N, W, 4h]
     for (int64_t c = width_ - 1; c >= 0; --c) {
-      auto [h, cell] = cellAt(right_, gates.select(1, c), hRight_, cRight_, r, c, c + 1);
+      auto [h, cell] = right_.cellAt(gates.select(1, c), hRight_, cRight_, r, c, c + 1);
       hRight_.set(r, c, h);
       cRight_.set(r, c, cell);
     }
   }
 
  private:
-  static int64_t hidden(DiagonalBlockImpl& block) { return block.up().maskedWeight().size(1); }
-  static std::pair<at::Tensor, at::Tensor> cellAt(DiagonalLstmImpl& lstm, const at::Tensor& gates,
-                                                  const Cache& h, const Cache& cell, int64_t r,
-                                                  int64_t c, int64_t side) {
-    return lstmStep(gates + at::matmul(h.at(r - 1, c), lstm.aboveWeight()) +
-                        at::matmul(h.at(r, side), lstm.leftWeight()),
-                    cell.at(r, side));
-  }
+  /// One direction's weights, taken once: the input-to-state map (state bias included) and
+  /// the upper and left neighbours' weights [h, 4h].
+  struct Direction {
+    explicit Direction(DiagonalLstmImpl& lstm)
+        : gates(lstm.inputToState(), lstm.stateBias()),
+          above(lstm.aboveWeight()),
+          left(lstm.leftWeight()) {}
+    std::pair<at::Tensor, at::Tensor> cellAt(const at::Tensor& inputGates, const Cache& h,
+                                             const Cache& cell, int64_t r, int64_t c,
+                                             int64_t side) const {
+      return lstmStep(
+          inputGates + at::matmul(h.at(r - 1, c), above) + at::matmul(h.at(r, side), left),
+          cell.at(r, side));
+    }
+    WindowConv gates;
+    at::Tensor above, left;
+  };
 
-  DiagonalLstmImpl &left_, &right_;
+  static int64_t hidden(DiagonalBlockImpl& block) { return block.up().maskedWeight().size(1); }
+
+  Direction left_, right_;
   WindowConv up_;
   int64_t width_;
   Cache input_, hLeft_, cLeft_, hRight_, cRight_;
