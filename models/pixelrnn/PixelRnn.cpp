@@ -16,7 +16,7 @@ using pixelrnn::MaskType;
 
 PixelNetImpl::PixelNetImpl(const std::string& variant, int64_t layers, int64_t hidden,
                            int64_t outHidden, int64_t rowKernel, int64_t channels, int64_t levels)
-    : variant_(variant), levels_(levels) {
+    : levels_(levels) {
   first_ = register_module(
       "first", MaskedConv2d(channels, 2 * hidden, 7, 7, MaskType::A, channels));
   layers_ = register_module("layers", torch::nn::ModuleList());

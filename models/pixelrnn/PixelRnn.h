@@ -33,7 +33,6 @@ class PixelNetImpl : public torch::nn::Module {
   pixelrnn::MaskedConv2dImpl& out2() { return *out2_; }
 
  private:
-  std::string variant_;
   int64_t levels_;
   pixelrnn::MaskedConv2d first_{nullptr}, out1_{nullptr}, out2_{nullptr};
   torch::nn::ModuleList layers_{nullptr};
