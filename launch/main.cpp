@@ -338,6 +338,10 @@ int main(int argc, char** argv) {
       }
       if (*sampleCmd) {
         auto trainer = fromCheckpoint(*runtime, samplePath, {});
+        if (!trainer->model().makesSamples()) {
+          throw UsageError(samplePath + ": model '" + trainer->spec().text("model.name") +
+                           "' makes no samples (a classifier); use `gentrain eval` on it");
+        }
         const auto start = std::chrono::steady_clock::now();
         const at::Tensor images = trainer->sampleGrid(sampleCount);  // every rank its share
         const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
@@ -348,7 +352,7 @@ int main(int argc, char** argv) {
           if (sampleOut.size() > 3 && sampleOut.substr(sampleOut.size() - 3) == ".h5") {
             writeSamplesHdf5(images, sampleOut, sampleForce);
           } else {
-            writeImageGrid(images, sampleOut);
+            writeImageGrid(images, sampleOut, trainer->model().sampleColumns());
           }
           log::info("wrote " + sampleOut);
         }

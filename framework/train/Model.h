@@ -47,6 +47,18 @@ class ModelContext {
   /// same name replaces the optimizer (and its reducer), as a growing network needs.
   virtual DistributedOptimizer& addOptimizer(const std::string& name,
                                              std::vector<at::Tensor> params) = 0;
+  /// Test images `first` .. `first + count - 1` (clamped to the split) on the device, as
+  /// evaluation sees them: for samples of conditional models (translations of test inputs).
+  virtual Batch testBatch(int64_t first, int64_t count) = 0;
+  /// Network `network` of another experiment's checkpoint (a run directory: its newest
+  /// checkpoint; or a checkpoint folder), made by `make` from that experiment's resolved spec
+  /// (YAML; `make` may throw SpecError when it is not what the model needs) and loaded, on this
+  /// device. Collective: every rank calls it in build(). CheckpointError when it can't.
+  using NetworkFromSpec =
+      std::function<std::shared_ptr<torch::nn::Module>(const std::string& specYaml)>;
+  virtual std::shared_ptr<torch::nn::Module> loadForeignNetwork(const std::string& path,
+                                                                const std::string& network,
+                                                                const NetworkFromSpec& make) = 0;
 };
 
 /// Named scalars: means of training metrics over steps, or final evaluation metrics.
@@ -74,9 +86,32 @@ class Model {
   /// One optimizer step (or one round of steps, for GANs) on this rank's share of a global batch
   /// (or of one micro-batch of it) already on the device. Returns per-batch means, detached.
   virtual StepMetrics trainStep(const Batch& batch) = 0;
+  /// Makes the optimizers that training step `step` (0-based) uses, when they depend on the step
+  /// (a network that grows makes them here through the context build() got). Called before
+  /// each step, and before a checkpoint taken after s steps restores its optimizers, with s - 1.
+  /// Every rank calls it with the same step, so optimizers and reducers change together.
+  virtual void beginStep(int64_t /*step*/) {}
   /// Evaluation metrics of each image of a batch of test images. `final` marks the last
   /// evaluation, where expensive metrics (e.g. importance-weighted bounds) run.
   virtual PerImage evaluate(const Batch& batch, bool final) = 0;
+  /// For metrics of whole sets (the sliced Wasserstein distance, ...): rows a batch of test
+  /// images adds to named sets, [n, ...] each (n may be 0). The trainer gathers each set over
+  /// the ranks in dataset order and hands the whole sets to evaluateSets.
+  virtual std::map<std::string, at::Tensor> setRows(const Batch& /*batch*/, bool /*final*/) {
+    return {};
+  }
+  /// Metrics of the whole sets setRows made (called on every rank with the same sets).
+  virtual Scalars evaluateSets(const std::map<std::string, at::Tensor>& /*sets*/,
+                               bool /*final*/) {
+    return {};
+  }
+  /// Whether sample() makes images (a classifier does not: no grids are written).
+  virtual bool makesSamples() const { return true; }
+  /// Columns of a sample grid (0: as square as possible), e.g. an input and its translations.
+  virtual int64_t sampleColumns() const { return 0; }
+  /// A name for an extra sample grid after `step` steps (e.g. at the end of a growth phase), or
+  /// empty for none.
+  virtual std::string sampleTag(int64_t /*step*/) const { return {}; }
   /// Images `first` .. `first + count - 1` of a sample grid, [count, C, H, W] in [0, 1]: image k
   /// of a grid is the same whichever rank makes it (noise keyed by k), so the trainer splits a
   /// grid over the ranks.

@@ -8,10 +8,12 @@
 #include <cstdlib>
 #include <thread>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "framework/data/DeviceStager.h"
@@ -109,6 +111,47 @@ bool injectFault(int rank, int64_t step) {
     }
   }
   return kind == "nan";
+}
+
+/// Every rank's rows of each named set (Model::setRows), concatenated in rank order, which is
+/// dataset order: evaluation shards are consecutive ranges. Collective; a rank that collected
+/// nothing (or nothing of some set) still takes part.
+std::map<std::string, at::Tensor> gatherSets(
+    Communicator& comm, const std::map<std::string, std::vector<at::Tensor>>& parts) {
+  std::set<std::string> names;
+  std::string mine;
+  for (const auto& [name, rows] : parts) mine += name + "\n";
+  for (const std::string& theirs : comm.allGatherBytes(mine)) {
+    std::istringstream lines(theirs);
+    for (std::string name; std::getline(lines, name);) names.insert(name);
+  }
+  std::map<std::string, at::Tensor> sets;
+  for (const std::string& name : names) {
+    // Serialized as: the row shape's rank and sizes (int64), then float32 values.
+    std::string bytes;
+    const auto found = parts.find(name);
+    if (found != parts.end() && !found->second.empty()) {
+      const at::Tensor rows = at::cat(found->second).contiguous();
+      std::vector<int64_t> header{rows.dim()};
+      for (int64_t d = 0; d < rows.dim(); ++d) header.push_back(rows.size(d));
+      bytes.append(reinterpret_cast<const char*>(header.data()), header.size() * sizeof(int64_t));
+      bytes.append(static_cast<const char*>(rows.data_ptr()), rows.numel() * sizeof(float));
+    }
+    std::vector<at::Tensor> pieces;
+    for (const std::string& theirs : comm.allGatherBytes(bytes)) {
+      if (theirs.empty()) continue;
+      int64_t dims = 0;
+      std::memcpy(&dims, theirs.data(), sizeof(int64_t));
+      std::vector<int64_t> sizes(static_cast<std::size_t>(dims));
+      std::memcpy(sizes.data(), theirs.data() + sizeof(int64_t), sizes.size() * sizeof(int64_t));
+      const std::size_t offset = (1 + sizes.size()) * sizeof(int64_t);
+      at::Tensor rows = at::empty(sizes, at::kFloat);
+      std::memcpy(rows.data_ptr(), theirs.data() + offset, theirs.size() - offset);
+      pieces.push_back(rows);
+    }
+    if (!pieces.empty()) sets[name] = at::cat(pieces);
+  }
+  return sets;
 }
 
 }  // namespace
@@ -252,6 +295,47 @@ DistributedOptimizer& Trainer::addOptimizer(const std::string& name,
   }
   optimizers_.push_back(std::move(optimizer));
   return *optimizers_.back();
+}
+
+Batch Trainer::testBatch(int64_t first, int64_t count) {
+  first = std::clamp<int64_t>(first, 0, test_->size());
+  std::vector<int64_t> indices(static_cast<std::size_t>(std::min(count, test_->size() - first)));
+  std::iota(indices.begin(), indices.end(), first);
+  Transform noFlips = transform_;
+  noFlips.flip = false;
+  Batch batch = readBatch(*test_, indices, noFlips);
+  batch.firstSample = first;
+  batch.step = step_;
+  batch.images = batch.images.to(device());
+  if (batch.labels.defined()) batch.labels = batch.labels.to(device());
+  if (batch.attributes.defined()) batch.attributes = batch.attributes.to(device());
+  return batch;
+}
+
+std::shared_ptr<torch::nn::Module> Trainer::loadForeignNetwork(const std::string& path,
+                                                               const std::string& network,
+                                                               const NetworkFromSpec& make) {
+  const LoadedCheckpoint checkpoint = CheckpointStore::loadAny(path, comm_);
+  torch::serialize::InputArchive root;
+  std::istringstream bytes(checkpoint.payload);
+  root.load_from(bytes, device());
+  c10::IValue value;
+  root.read("spec", value);
+  std::shared_ptr<torch::nn::Module> net = make(value.toStringRef());
+  torch::serialize::InputArchive archive;
+  if (!root.try_read("net." + network, archive)) {
+    throw CheckpointError(checkpoint.path + " has no network '" + network + "'");
+  }
+  net->to(device());
+  try {
+    net->load(archive);
+  } catch (const c10::Error& e) {
+    throw CheckpointError(checkpoint.path + ": network '" + network +
+                          "' does not fit the one its spec describes: " +
+                          e.what_without_backtrace());
+  }
+  net->to(device());
+  return net;
 }
 
 std::vector<at::Tensor> Trainer::parameters() const {
@@ -411,14 +495,22 @@ void Trainer::restore(const LoadedCheckpoint& checkpoint, bool strict) {
                             "' does not fit this model: " + e.what_without_backtrace());
     }
   }
+  root.read("trainer.step", value);
+  step_ = value.toInt();
+  // The optimizers the checkpoint's state belongs to: those of the last step it ran.
+  model_->beginStep(std::max<int64_t>(0, step_ - 1));
   for (auto& optimizer : optimizers_) {
     torch::serialize::InputArchive archive;
-    if (root.try_read("optim." + optimizer->name(), archive)) optimizer->optimizer().load(archive);
+    if (!root.try_read("optim." + optimizer->name(), archive)) continue;
+    try {
+      optimizer->optimizer().load(archive);
+    } catch (const c10::Error& e) {
+      throw CheckpointError(checkpoint.path + ": the state of optimizer '" + optimizer->name() +
+                            "' does not fit this model: " + e.what_without_backtrace());
+    }
   }
   torch::serialize::InputArchive modelState;
   if (root.try_read("model", modelState)) model_->loadState(modelState);
-  root.read("trainer.step", value);
-  step_ = value.toInt();
   root.read("trainer.world", value);
   if (value.toInt() == comm_.size()) {
     at::Tensor state;
@@ -446,19 +538,14 @@ Scalars Trainer::evaluate(bool final) {
   const int64_t batchSize = spec_.integer("eval.batch");
   const auto [begin, end] =
       DistributedSampler::evalShard(test_->size(), comm.rank(), comm.size(), batchSize);
-  Transform noFlips = transform_;
-  noFlips.flip = false;
   constexpr double kFixedPoint = 16777216.0;  // 2^24
   std::map<std::string, std::pair<int64_t, int64_t>> sums;  // name -> (fixed-point sum, count)
+  std::map<std::string, std::vector<at::Tensor>> setParts;   // setRows, batch by batch
   for (int64_t first = begin; first < end; first += batchSize) {
-    std::vector<int64_t> indices(static_cast<std::size_t>(std::min(batchSize, end - first)));
-    std::iota(indices.begin(), indices.end(), first);
-    Batch batch = readBatch(*test_, indices, noFlips);
-    batch.firstSample = first;
-    batch.step = step_;
-    batch.images = batch.images.to(device());
-    if (batch.labels.defined()) batch.labels = batch.labels.to(device());
-    if (batch.attributes.defined()) batch.attributes = batch.attributes.to(device());
+    const Batch batch = testBatch(first, std::min(batchSize, end - first));
+    for (auto& [name, rows] : model_->setRows(batch, final)) {
+      setParts[name].push_back(rows.detach().to(at::kCPU, at::kFloat).contiguous());
+    }
     for (const auto& [name, values] : model_->evaluate(batch, final)) {
       const at::Tensor v = values.detach().to(at::kCPU, at::kDouble).contiguous();
       const double* data = v.data_ptr<double>();
@@ -490,6 +577,10 @@ Scalars Trainer::evaluate(bool final) {
     const int64_t sum = totals[k++].item<int64_t>(), count = totals[k++].item<int64_t>();
     means[name] = count > 0 ? double(sum) / kFixedPoint / double(count) : std::nan("");
   }
+  std::map<std::string, at::Tensor> sets = gatherSets(comm, setParts);
+  if (!sets.empty()) {
+    for (const auto& [name, value] : model_->evaluateSets(sets, final)) means[name] = value;
+  }
   return means;
 }
 
@@ -518,11 +609,11 @@ at::Tensor Trainer::sampleGrid(int64_t count) {
 }
 
 void Trainer::writeSamples(const std::string& tag) {
-  if (options_.benchmark) return;
+  if (options_.benchmark || !model_->makesSamples()) return;
   const at::Tensor images = sampleGrid(spec_.integer("sample.count"));
   if (comm_.rank() != 0) return;
   const std::string path = (fs::path(runDir_) / "samples" / (tag + ".png")).string();
-  writeImageGrid(images, path);
+  writeImageGrid(images, path, model_->sampleColumns());
   log::info("samples: " + path);
   if (events_) {
     std::ifstream in(path, std::ios::binary);
@@ -609,6 +700,7 @@ void Trainer::periodicWork() {
     tag << "step-" << std::setw(12) << std::setfill('0') << step_;
     writeSamples(tag.str());
   }
+  if (const std::string tag = model_->sampleTag(step_); !tag.empty() && !last) writeSamples(tag);
   const int64_t everySteps = schedule_.checkpointSteps;
   if (last || due(schedule_.checkpointEpochs) || (everySteps > 0 && step_ % everySteps == 0)) {
     saveCheckpoint();
@@ -618,6 +710,7 @@ void Trainer::periodicWork() {
 void Trainer::trainStep(const Batch& batch) {
   const int64_t size = batch.size() / microBatches_;
   std::vector<StepMetrics> parts;
+  model_->beginStep(step_);  // may replace optimizers (growing networks)
   for (auto& optimizer : optimizers_) {
     const LrSchedule& schedule = schedules_.at(optimizer->name());
     if (!schedule.constant()) optimizer->setLearningRate(schedule.at(step_, totalSteps_));

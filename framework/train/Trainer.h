@@ -74,6 +74,10 @@ class Trainer : public ModelContext {
   void addNetwork(const std::string& name, std::shared_ptr<torch::nn::Module> net) override;
   DistributedOptimizer& addOptimizer(const std::string& name,
                                      std::vector<at::Tensor> params) override;
+  Batch testBatch(int64_t first, int64_t count) override;
+  std::shared_ptr<torch::nn::Module> loadForeignNetwork(const std::string& path,
+                                                        const std::string& network,
+                                                        const NetworkFromSpec& make) override;
 
   /// Called after every step with this rank's step metrics (before averaging over ranks).
   void onStep(std::function<void(int64_t step, const Scalars&)> observer) {

@@ -13,7 +13,7 @@
 #include "framework/tracking/EventFile.h"
 #include "framework/train/Trainer.h"
 #ifdef GENTRAIN_WITH_TENSORBOARD
-#include "gentrain_summary.pb.h"
+#include "EventRead.h"
 #endif
 
 using namespace gentrain;
@@ -22,14 +22,8 @@ namespace fs = std::filesystem;
 #ifdef GENTRAIN_WITH_TENSORBOARD
 namespace {
 
-std::vector<tb::Event> readEvents(const std::string& path) {
-  std::vector<tb::Event> events;
-  for (const std::string& record : readEventRecords(path)) {
-    tb::Event event;
-    EXPECT_TRUE(event.ParseFromString(record));
-    events.push_back(event);
-  }
-  return events;
+std::vector<test::Event> readEvents(const std::string& path) {
+  return test::parseEvents(readEventRecords(path));
 }
 
 std::string onlyFile(const std::string& dir) {
@@ -60,21 +54,26 @@ TEST(EventFile, WhatTheWriterWritesTheReaderReadsBack) {
   EXPECT_NE(fs::path(path).filename().string().find("events.out.tfevents."), std::string::npos);
   const auto events = readEvents(path);
   ASSERT_EQ(events.size(), 4u);
-  EXPECT_EQ(events[0].file_version(), "brain.Event:2");
-  EXPECT_GT(events[0].wall_time(), 1.7e9);
-  EXPECT_EQ(events[1].step(), 7);
-  ASSERT_EQ(events[1].summary().value_size(), 2);
+  EXPECT_EQ(events[0].fileVersion, "brain.Event:2");
+  EXPECT_GT(events[0].wallTime, 1.7e9);
+  EXPECT_EQ(events[1].step, 7);
+  ASSERT_EQ(events[1].values.size(), 2u);
   std::map<std::string, float> scalars;
-  for (const auto& value : events[1].summary().value()) scalars[value.tag()] = value.simple_value();
+  for (const auto& value : events[1].values) {
+    EXPECT_TRUE(value.hasSimple);
+    scalars[value.tag] = value.simple;
+  }
   EXPECT_EQ(scalars, (std::map<std::string, float>{{"train/kl", -0.25f}, {"train/loss", 1.5f}}));
-  const auto& image = events[2].summary().value(0).image();
-  EXPECT_EQ(events[2].summary().value(0).tag(), "samples");
-  EXPECT_EQ(image.height(), 2);
-  EXPECT_EQ(image.width(), 3);
-  EXPECT_EQ(image.encoded_image_string(), std::string("\x89PNG fake", 9));
-  const auto& text = events[3].summary().value(0);
-  EXPECT_EQ(text.metadata().plugin_data().plugin_name(), "text");
-  EXPECT_EQ(text.tensor().string_val(0), "    a: 1\n");
+  const auto& image = events[2].values.at(0);
+  EXPECT_EQ(image.tag, "samples");
+  EXPECT_TRUE(image.hasImage);
+  EXPECT_EQ(image.height, 2);
+  EXPECT_EQ(image.width, 3);
+  EXPECT_EQ(image.encodedImage, std::string("\x89PNG fake", 9));
+  const auto& text = events[3].values.at(0);
+  EXPECT_EQ(text.plugin, "text");
+  ASSERT_EQ(text.tensorStrings.size(), 1u);
+  EXPECT_EQ(text.tensorStrings[0], "    a: 1\n");
 
   // A flipped byte in a payload, and a cut-off file, are named errors.
   std::string bytes;
@@ -109,14 +108,14 @@ TEST(EventFile, ATrainingRunWritesScalarsSamplesAndItsSpec) {
   std::set<int64_t> lossSteps;
   int images = 0;
   for (const auto& event : events) {
-    for (const auto& value : event.summary().value()) {
-      tags.insert(value.tag());
-      if (value.tag() == "train/loss") lossSteps.insert(event.step());
-      if (value.has_image()) {
+    for (const auto& value : event.values) {
+      tags.insert(value.tag);
+      if (value.tag == "train/loss") lossSteps.insert(event.step);
+      if (value.hasImage) {
         ++images;
         int w = 0, h = 0, c = 0;
-        EXPECT_TRUE(pngSize(value.image().encoded_image_string(), w, h, c));
-        EXPECT_EQ(w, value.image().width());
+        EXPECT_TRUE(pngSize(value.encodedImage, w, h, c));
+        EXPECT_EQ(w, value.width);
       }
     }
   }

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "framework/runtime/Error.h"
+#include "framework/runtime/Files.h"
 #include "framework/train/Model.h"
 #include "launch/Submit.h"
 #include "TestUtil.h"
@@ -23,14 +24,14 @@ class Submit : public ::testing::Test {
   void SetUp() override {
     old_ = fs::current_path();
     dir_ = fs::temp_directory_path() / ("gentrain-submit-" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
+    files::removeTree(dir_.string());  // Note [no std::filesystem walks]
     fs::create_directories(dir_);
     fs::current_path(dir_);
     std::ofstream("spec.yaml") << "name: job\nmodel: {name: vae}\ndata: {path: d.h5}\n";
   }
   void TearDown() override {
     fs::current_path(old_);
-    fs::remove_all(dir_);
+    files::removeTree(dir_.string());  // Note [no std::filesystem walks]
   }
   std::string errorOf(const SubmitOptions& options) {
     try {
