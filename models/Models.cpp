@@ -1,5 +1,6 @@
 // The registry of built-in models: one line per model, by the name a spec uses in model.name.
 #include "framework/train/Model.h"
+#include "models/pgan/Pgan.h"
 #include "models/pixelrnn/PixelRnn.h"
 #include "models/vae/Vae.h"
 
@@ -7,13 +8,16 @@ namespace gentrain {
 
 void registerBuiltinModels() {
   ModelRegistry& registry = ModelRegistry::instance();
-  registry.add("vae", {"variational autoencoder (Kingma & Welling), MLP or convolutional, "
-                       "Bernoulli decoder; test ELBO and importance-weighted log-likelihood",
-                       &models::Vae::addKeys, [] { return std::make_unique<models::Vae>(); }});
+  registry.add("pgan", {"Progressive GAN (Karras et al. 2018): growing generator and critic, "
+                        "WGAN-GP, generator moving average; sliced Wasserstein distance",
+                        &models::Pgan::addKeys, [] { return std::make_unique<models::Pgan>(); }});
   registry.add("pixelrnn", {"PixelRNN (van den Oord et al. 2016): Diagonal BiLSTM, Row LSTM or "
                             "PixelCNN; exact test NLL (nats, bits/dim), pixel-by-pixel samples",
                             &models::PixelRnn::addKeys,
                             [] { return std::make_unique<models::PixelRnn>(); }});
+  registry.add("vae", {"variational autoencoder (Kingma & Welling), MLP or convolutional, "
+                       "Bernoulli decoder; test ELBO and importance-weighted log-likelihood",
+                       &models::Vae::addKeys, [] { return std::make_unique<models::Vae>(); }});
 }
 
 }  // namespace gentrain

@@ -169,13 +169,17 @@ TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
   }
   std::vector<std::string> mine = overrides;
   mine.insert(mine.end(), distributedOnly.begin(), distributedOnly.end());
-  // PixelRNN's three networks ("pixelrnn:<variant>") on the same data; the VAE otherwise.
+  // PixelRNN's three networks ("pixelrnn:<variant>") on the same data; Progressive GAN ("pgan":
+  // the smoke config's 6 steps grow 4x4 -> 8x8 through a fade, with per-resolution sub-steps, D
+  // and G updates and the moving average); the VAE otherwise.
   const bool pixel = GetParam().rfind("pixelrnn:", 0) == 0;
+  const bool pgan = GetParam() == "pgan";
   const auto specFor = [&](const std::string& runDir, const std::vector<std::string>& o) {
-    return pixel ? test::tinyPixelRnnSpec(data, runDir, GetParam().substr(9), o)
-                 : test::tinyVaeSpec(data, runDir, o);
+    return pixel  ? test::tinyPixelRnnSpec(data, runDir, GetParam().substr(9), o)
+           : pgan ? test::smokePganSpec(data, runDir, o)
+                  : test::tinyVaeSpec(data, runDir, o);
   };
-  const std::string metric = pixel ? "nll" : "elbo";
+  const std::string metric = pixel ? "nll" : pgan ? "swd_mean" : "elbo";
   Trainer distributed(world(), testDevice(), specFor(dir + "/ranks", mine), {});
   distributed.run();
   const double elbo = distributed.evaluate(false).at(metric);
@@ -204,6 +208,7 @@ INSTANTIATE_TEST_SUITE_P(Vae, Equivalence,
 INSTANTIATE_TEST_SUITE_P(PixelRnn, Equivalence,
                          ::testing::Values("pixelrnn:pixelcnn", "pixelrnn:row_lstm",
                                            "pixelrnn:diagonal_bilstm"));
+INSTANTIATE_TEST_SUITE_P(Gans, Equivalence, ::testing::Values("pgan"));
 
 TEST(Mpi, ResumeReproducesTheUninterruptedRunExactly) {
   REQUIRE_RANKS();

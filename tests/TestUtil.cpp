@@ -85,4 +85,22 @@ Spec tinyPixelRnnSpec(const std::string& dataPath, const std::string& runDir,
                   "{pixelrnn: {type: adam, lr: 0.01}}", dataPath, runDir, overrides);
 }
 
+namespace {
+/// A smoke config of configs/ over a test's own data and run directory.
+Spec smokeSpec(const std::string& config, const std::string& dataPath, const std::string& runDir,
+               std::vector<std::string> overrides) {
+  overrides.insert(overrides.begin(),
+                   {"data.path=" + dataPath, "data.resolution=0", "run.dir=" + runDir});
+  return Spec::load(std::string(GENTRAIN_SOURCE_DIR) + "/configs/" + config, overrides,
+                    [](const std::string& name) {
+                      return ModelRegistry::instance().schemaFor(name);
+                    });
+}
+}  // namespace
+
+Spec smokePganSpec(const std::string& dataPath, const std::string& runDir,
+                   std::vector<std::string> overrides) {
+  return smokeSpec("pgan-smoke.yaml", dataPath, runDir, std::move(overrides));
+}
+
 }  // namespace gentrain::test

@@ -24,4 +24,8 @@ Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
 Spec tinyPixelRnnSpec(const std::string& dataPath, const std::string& runDir,
                       const std::string& variant, std::vector<std::string> overrides = {});
 
+/// configs/pgan-smoke.yaml over `dataPath` (8x8 images) writing into `runDir`, plus overrides.
+Spec smokePganSpec(const std::string& dataPath, const std::string& runDir,
+                   std::vector<std::string> overrides = {});
+
 }  // namespace gentrain::test

@@ -6,18 +6,6 @@
 
 namespace gentrain::models::pgan {
 
-at::Tensor gradientPenalty(const std::function<at::Tensor(const at::Tensor&)>& critic,
-                           const at::Tensor& real, const at::Tensor& fake, const at::Tensor& mix) {
-  std::vector<int64_t> shape(real.dim(), 1);
-  shape[0] = real.size(0);
-  const at::Tensor mixed =
-      (real.detach() + mix.view(shape) * (fake.detach() - real.detach())).requires_grad_(true);
-  const at::Tensor scores = critic(mixed);
-  const at::Tensor grad = torch::autograd::grad({scores.sum()}, {mixed}, /*grad_outputs=*/{},
-                                                /*retain_graph=*/true, /*create_graph=*/true)[0];
-  return (grad.flatten(1).norm(2, 1) - 1).pow(2);
-}
-
 void updateMovingAverage(torch::nn::Module& average, const torch::nn::Module& current,
                          double beta) {
   torch::NoGradGuard noGrad;

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "framework/random/CounterRng.h"
 #include "framework/runtime/Error.h"
 
@@ -65,11 +67,20 @@ std::vector<at::Tensor> swdDescriptors(const at::Tensor& images, const SwdOption
         (u.select(2, 0) * double(h - k + 1)).floor().to(at::kLong).clamp_max(h - k);
     const at::Tensor xs =
         (u.select(2, 1) * double(w - k + 1)).floor().to(at::kLong).clamp_max(w - k);
-    // All k x k windows [N, C * k * k, places], then the chosen ones.
-    const at::Tensor windows = at::im2col(band.cpu(), {k, k}, {1, 1}, {0, 0}, {1, 1});
-    const at::Tensor index =
-        (ys * (w - k + 1) + xs).unsqueeze(1).expand({n, windows.size(1), options.perImage});
-    out.push_back(windows.gather(2, index).transpose(1, 2).reshape({n * options.perImage, -1}));
+    // All k x k windows [n, C * k * k, places], then the chosen ones; in chunks of images, as
+    // all windows of a large set at once take gigabytes.
+    const at::Tensor place = ys * (w - k + 1) + xs;
+    const at::Tensor cpuBand = band.cpu();
+    std::vector<at::Tensor> chunks;
+    for (int64_t start = 0; start < n; start += 256) {
+      const int64_t m = std::min<int64_t>(256, n - start);
+      const at::Tensor windows =
+          at::im2col(cpuBand.narrow(0, start, m), {k, k}, {1, 1}, {0, 0}, {1, 1});
+      const at::Tensor index = place.narrow(0, start, m).unsqueeze(1).expand(
+          {m, windows.size(1), options.perImage});
+      chunks.push_back(windows.gather(2, index).transpose(1, 2).reshape({m * options.perImage, -1}));
+    }
+    out.push_back(at::cat(chunks));
   }
   return out;
 }
@@ -83,6 +94,7 @@ at::Tensor normalised(const at::Tensor& descriptors, int64_t channels) {
   const at::Tensor stddev = d.std(at::IntArrayRef(dims), /*unbiased=*/false, /*keepdim=*/true);
   return ((d - mean) / stddev.clamp_min(1e-8)).view_as(descriptors);
 }
+
 }  // namespace
 
 std::vector<double> slicedWasserstein(const std::vector<at::Tensor>& a,
@@ -101,8 +113,9 @@ std::vector<double> slicedWasserstein(const std::vector<at::Tensor>& a,
       at::Tensor dirs = counterNormal({options.seed, kDirections, uint64_t(level)}, r * x.size(1),
                                       x.size(1), {options.directions});
       dirs = dirs / dirs.norm(2, 0, /*keepdim=*/true);
-      const at::Tensor px = std::get<0>(at::matmul(x, dirs).sort(0));
-      const at::Tensor py = std::get<0>(at::matmul(y, dirs).sort(0));
+      // Projections as rows [directions, descriptors]: sorting contiguous rows is faster.
+      const at::Tensor px = std::get<0>(at::matmul(dirs.t(), x.t()).sort(1));
+      const at::Tensor py = std::get<0>(at::matmul(dirs.t(), y.t()).sort(1));
       total += (px - py).abs().mean().item<double>();
     }
     perLevel.push_back(1e3 * total / double(options.repeats));

@@ -2,11 +2,17 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <filesystem>
+#include <map>
 
+#include "TestUtil.h"
+#include "framework/comm/MpiCommunicator.h"
 #include "framework/runtime/Error.h"
+#include "framework/train/Trainer.h"
 #include "models/pgan/Layers.h"
 #include "models/pgan/Losses.h"
 #include "models/pgan/Networks.h"
+#include "models/pgan/Pgan.h"
 #include "models/pgan/Swd.h"
 
 using namespace gentrain::models::pgan;
@@ -251,4 +257,126 @@ TEST(PganLosses, GradientPenaltyReachesEveryWeightOfThePass) {
     EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>()) << item.key();
     EXPECT_GT(p.grad().abs().sum().item<double>(), 0) << item.key();
   }
+}
+
+// The model in the trainer, on the smoke config (4x4 -> 8x8 over 24-image steps: 4x4 stable for
+// steps 0-1, 8x8 fading in over steps 2-3, 8x8 stable from step 4).
+namespace {
+
+using gentrain::MpiCommunicator;
+using gentrain::Trainer;
+
+struct PganFixture {
+  std::string dir = gentrain::test::freshDir("pgan");
+  MpiCommunicator comm{MPI_COMM_SELF};
+  PganFixture() { gentrain::test::writeTinyDataset(dir + "/d.h5", 48, 10, 3, 8, 8); }
+  gentrain::Spec spec(const std::string& run, std::vector<std::string> overrides = {}) const {
+    return gentrain::test::smokePganSpec(dir + "/d.h5", dir + "/" + run, std::move(overrides));
+  }
+};
+
+gentrain::models::Pgan& pganOf(Trainer& trainer) {
+  return dynamic_cast<gentrain::models::Pgan&>(trainer.model());
+}
+
+std::vector<at::Tensor> copies(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& p : params) out.push_back(p.detach().clone());
+  return out;
+}
+
+double maxDifference(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  double worst = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    worst = std::max(worst, (a[k] - b[k]).abs().max().item<double>());
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST(PganModel, ScheduleStabilisesFadesInAndNamesItsPhases) {
+  PganFixture f;
+  Trainer trainer(f.comm, c10::kCPU, f.spec("run"), {});
+  const auto& model = pganOf(trainer);
+  const auto& phases = model.phases();
+  ASSERT_EQ(phases.size(), 3u);
+  EXPECT_EQ(phases[0].level, 2);
+  EXPECT_FALSE(phases[0].fading);
+  EXPECT_EQ(phases[1].level, 3);
+  EXPECT_TRUE(phases[1].fading);
+  EXPECT_EQ(phases[1].firstStep, 2);
+  EXPECT_EQ(phases[1].steps, 2);
+  EXPECT_EQ(phases[2].firstStep, 4);
+  EXPECT_EQ(model.phaseAt(1), 0u);
+  EXPECT_EQ(model.phaseAt(3), 1u);
+  EXPECT_EQ(model.phaseAt(100), 2u);
+  // alpha by images seen: 0 at the fade's first image, 1/4 after 12 of its 48, 1 after.
+  EXPECT_DOUBLE_EQ(model.alphaAt(1, 48), 0.0);
+  EXPECT_DOUBLE_EQ(model.alphaAt(1, 60), 0.25);
+  EXPECT_DOUBLE_EQ(model.alphaAt(1, 96), 1.0);
+  EXPECT_DOUBLE_EQ(model.alphaAt(0, 10), 1.0);
+  EXPECT_EQ(model.sampleTag(1), "");
+  EXPECT_EQ(model.sampleTag(2), "phase-00-4x4-stable");
+  EXPECT_EQ(model.sampleTag(4), "phase-01-8x8-fade");
+
+  std::map<int64_t, double> level;
+  trainer.onStep([&](int64_t s, const gentrain::Scalars& m) {
+    level[s] = m.at("level");
+    for (const char* name : {"d_loss", "g_loss", "gp", "w_distance"}) {
+      EXPECT_TRUE(std::isfinite(m.at(name))) << name << " at step " << s;
+    }
+  });
+  trainer.run();
+  // "level" is 2 at 4x4, 3 at 8x8, between while fading: the fade's two steps run two sub-steps
+  // of 12 images each, at alpha 0, 1/4 and 1/2, 3/4 (their mean shown).
+  EXPECT_DOUBLE_EQ(level[2], 2.0);
+  EXPECT_DOUBLE_EQ(level[3], 2.125);
+  EXPECT_DOUBLE_EQ(level[4], 2.625);
+  EXPECT_DOUBLE_EQ(level[6], 3.0);
+  const gentrain::Scalars eval = trainer.evaluate(true);
+  ASSERT_TRUE(eval.count("swd_8") && eval.count("swd_mean"));
+  EXPECT_GT(eval.at("swd_mean"), 0);
+  // Each phase ends with a sample grid of its own.
+  EXPECT_TRUE(std::filesystem::exists(f.dir + "/run/samples/phase-01-8x8-fade.png"));
+}
+
+TEST(PganModel, ACheckpointInTheMiddleOfAFadeResumesExactly) {
+  PganFixture f;
+  const std::vector<std::string> overrides{"checkpoint.every_steps=3"};
+  std::vector<at::Tensor> straight;
+  {
+    Trainer trainer(f.comm, c10::kCPU, f.spec("a", overrides), {});
+    trainer.run();
+    straight = copies(trainer.parameters());
+  }
+  {
+    Trainer first(f.comm, c10::kCPU, f.spec("b", overrides), {});
+    first.run(4);  // checkpoint after step 3, halfway through the fade, then one more step
+  }
+  Trainer second(f.comm, c10::kCPU, f.spec("b", overrides), {true, false});
+  ASSERT_EQ(second.step(), 3);
+  EXPECT_EQ(pganOf(second).phaseAt(second.step()), 1u);
+  second.run();
+  // Same phase, alpha and images seen, and Adam's state of the fade: bit for bit.
+  EXPECT_EQ(maxDifference(straight, second.parameters()), 0.0);
+}
+
+TEST(PganModel, RefusesDataAndBatchesItCannotGrowOn) {
+  PganFixture f;
+  gentrain::test::writeTinyDataset(f.dir + "/odd.h5", 48, 10, 3, 12, 12);
+  try {
+    gentrain::Spec spec = gentrain::test::smokePganSpec(f.dir + "/odd.h5", f.dir + "/odd");
+    Trainer trainer(f.comm, c10::kCPU, spec, {});
+    FAIL() << "12x12 data accepted";
+  } catch (const gentrain::SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("power-of-two"), std::string::npos) << e.what();
+  }
+  try {
+    Trainer trainer(f.comm, c10::kCPU, f.spec("batch", {"model.batch=[24, 10]"}), {});
+    FAIL() << "a batch that does not divide the global batch accepted";
+  } catch (const gentrain::SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.batch"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(f.dir + "/batch/spec.yaml"));
 }
