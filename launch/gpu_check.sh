@@ -12,7 +12,8 @@
 # Needs: python3 with a CUDA torch, cmake, ninja, MPI, HDF5, yaml-cpp, GoogleTest, libpng/jpeg,
 # h5py; for step 3 protobuf (headers and protoc) and Python's tensorboard;
 # datasets/fashion-mnist-bin128.h5 (made by `gentrain data import-idx --binarize
-# threshold:128`, or carried in) for the benchmark. STEPS=N sets the timed steps per run.
+# threshold:128`, or carried in) for the benchmark. STEPS=N sets the timed steps per run;
+# REST=REGEX picks which of the other CTest tests run (default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/gentrain-gpu}}
@@ -49,7 +50,8 @@ say "ctest -L gpu: rc $? | $(grep -E 'tests passed|tests failed' "$out/ctest-gpu
 # Each GPU check by name, so a skip cannot pass for a pass.
 grep -E "(OK|SKIPPED|FAILED) +\] .* \([0-9]+ ms\)" "$out/ctest-gpu.log" | head -40 |
   tee -a "$summary"
-timeout 300 ctest --test-dir build-gpu -LE gpu --output-on-failure >"$out/ctest-rest.log" 2>&1
+timeout 300 ctest --test-dir build-gpu -LE gpu -R "${REST:-.}" --output-on-failure \
+  >"$out/ctest-rest.log" 2>&1
 say "ctest (not gpu): rc $? | $(grep -E 'tests passed|tests failed' "$out/ctest-rest.log")"
 grep -E "FAILED|Failure" "$out/ctest-rest.log" | head -20 | tee -a "$summary"
 
@@ -125,6 +127,24 @@ for variant in pixelcnn row_lstm diagonal_bilstm; do
         --batch 32 --steps 100 --warmup 10 2>&1 | tee "$out/peer-pixelrnn-$variant.log" | rate)
   say "PixelRNN $variant, batch 32: gentrain ${o:-0} img/s, PyTorch eager ${p:-0} img/s: ratio $(ratio "${o:-0}" "${p:-0}")"
 done
+
+# The GANs side by side with PyTorch eager on the GPU (coloured Fashion-MNIST at 32x32 for
+# gentrain's side, made here from the carried or installed Fashion-MNIST when missing).
+color=datasets/fashion-mnist-color32.h5
+if [ ! -f "$color" ]; then
+  [ -f datasets/fashion-mnist.h5 ] || build-gpu/gentrain data import-idx \
+    --dir /usr/share/datasets/fashion-mnist --out datasets/fashion-mnist.h5 >/dev/null 2>&1
+  build-gpu/gentrain data colorize datasets/fashion-mnist.h5 "$color" --seed 1 --size 32 \
+    >/dev/null 2>&1
+fi
+if [ -f "$color" ]; then
+  GENTRAIN=build-gpu/gentrain DEVICE=cuda STEPS=50 ROUNDS=1 timeout 240 \
+    bash launch/bench/pgan-vs-pytorch.sh 16:fade 32 2>&1 | sed 's/^/Progressive GAN /' | tee -a "$summary"
+  GENTRAIN=build-gpu/gentrain DEVICE=cuda STEPS=50 ROUNDS=1 timeout 180 \
+    bash launch/bench/stargan-vs-pytorch.sh 2>&1 | sed 's/^/StarGAN /' | tee -a "$summary"
+else
+  say "no $color: the GAN benchmarks are skipped"
+fi
 
 # GPU busy share while training (NVML samples every 50 ms): launch-bound models show it.
 util() {  # tag [args...]

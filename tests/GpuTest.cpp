@@ -213,3 +213,38 @@ TEST(Gpu, PixelRnnSamplesIncrementallyOnTheGpu) {
     EXPECT_LT(maxDifference({incrementalLogits}, {fullLogits}), 1e-3) << variant;
   }
 }
+
+// The GANs on the GPU: the smoke configs' 6 steps (Progressive GAN growing 4x4 -> 8x8 through a
+// fade; StarGAN's critic and generator steps) track the CPU run step by step, and the set-level
+// and classifier-free metrics agree.
+TEST(Gpu, GansTrainOnTheGpuAsOnTheCpu) {
+  REQUIRE_GPU();
+  const std::string dir = test::freshDir("gpu-gans");
+  test::writeTinyDataset(dir + "/grey.h5", 48, 10, 3, 8, 8);
+  test::writeTinyColorDataset(dir + "/color.h5", 48, 10);
+  MpiCommunicator comm{MPI_COMM_SELF};
+  const std::vector<std::pair<std::string, std::string>> cases{{"pgan", "d_loss"},
+                                                              {"stargan", "d_real"}};
+  for (const auto& [model, metric] : cases) {
+    std::map<int64_t, double> onGpu, onCpu;
+    const auto spec = [&](const std::string& run) {
+      return model == "pgan" ? test::smokePganSpec(dir + "/grey.h5", dir + "/" + run)
+                             : test::smokeStarGanSpec(dir + "/color.h5", dir + "/" + run);
+    };
+    Trainer gpu(comm, kGpu, spec(model + "-gpu"), {});
+    gpu.onStep([&](int64_t s, const Scalars& m) { onGpu[s] = m.at(metric); });
+    gpu.run();
+    Trainer cpu(comm, c10::kCPU, spec(model + "-cpu"), {});
+    cpu.onStep([&](int64_t s, const Scalars& m) { onCpu[s] = m.at(metric); });
+    cpu.run();
+    ASSERT_EQ(onGpu.size(), 6u) << model;
+    EXPECT_TRUE(gpu.parameters().front().is_cuda());
+    for (const auto& [step, value] : onCpu) {
+      EXPECT_NEAR(onGpu[step], value, 1e-2 * (1 + std::abs(value))) << model << " step " << step;
+    }
+    EXPECT_LT(maxDifference(gpu.parameters(), cpu.parameters()), 5e-2) << model;
+    const std::string eval = model == "pgan" ? "swd_mean" : "cycle_l1";
+    EXPECT_NEAR(gpu.evaluate(true).at(eval), cpu.evaluate(true).at(eval),
+                0.05 * std::abs(cpu.evaluate(true).at(eval))) << model;
+  }
+}

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 
+#include "framework/data/Colorize.h"
 #include "framework/data/ImageFile.h"
 #include "framework/runtime/Files.h"
 #include "framework/train/Model.h"
@@ -85,6 +86,18 @@ Spec tinyPixelRnnSpec(const std::string& dataPath, const std::string& runDir,
                   "{pixelrnn: {type: adam, lr: 0.01}}", dataPath, runDir, overrides);
 }
 
+void writeTinyColorDataset(const std::string& path, int64_t train, int64_t test, int64_t side) {
+  const std::string grey = path + ".grey.h5";
+  writeTinyDataset(grey, train, test, 1, side, side);
+  ColorizeOptions options;
+  options.in = grey;
+  options.out = path;
+  options.overwrite = true;
+  options.seed = 3;
+  colorize(options);
+  fs::remove(grey);
+}
+
 namespace {
 /// A smoke config of configs/ over a test's own data and run directory.
 Spec smokeSpec(const std::string& config, const std::string& dataPath, const std::string& runDir,
@@ -101,6 +114,11 @@ Spec smokeSpec(const std::string& config, const std::string& dataPath, const std
 Spec smokePganSpec(const std::string& dataPath, const std::string& runDir,
                    std::vector<std::string> overrides) {
   return smokeSpec("pgan-smoke.yaml", dataPath, runDir, std::move(overrides));
+}
+
+Spec smokeStarGanSpec(const std::string& dataPath, const std::string& runDir,
+                      std::vector<std::string> overrides) {
+  return smokeSpec("stargan-smoke.yaml", dataPath, runDir, std::move(overrides));
 }
 
 }  // namespace gentrain::test

@@ -24,6 +24,14 @@ Spec tinyVaeSpec(const std::string& dataPath, const std::string& runDir,
 Spec tinyPixelRnnSpec(const std::string& dataPath, const std::string& runDir,
                       const std::string& variant, std::vector<std::string> overrides = {});
 
+/// A tiny dataset (as writeTinyDataset, side x side) coloured by `gentrain data colorize`: RGB,
+/// five foreground and three background colours, attributes fg_<colour> and bg_<colour>.
+void writeTinyColorDataset(const std::string& path, int64_t train, int64_t test, int64_t side = 8);
+
+/// configs/stargan-smoke.yaml over `dataPath` (RGB 8x8 with colour attributes) into `runDir`.
+Spec smokeStarGanSpec(const std::string& dataPath, const std::string& runDir,
+                      std::vector<std::string> overrides = {});
+
 /// configs/pgan-smoke.yaml over `dataPath` (8x8 images) writing into `runDir`, plus overrides.
 Spec smokePganSpec(const std::string& dataPath, const std::string& runDir,
                    std::vector<std::string> overrides = {});

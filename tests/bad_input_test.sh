@@ -68,6 +68,22 @@ refused resolution-too-large "data.resolution = 8 does not divide the stored 4x4
 refused batch-not-divisible "global_batch = 9 does not divide by the 2 ranks" -- \
   $mpiexec -np 2 "$gentrain" train spec.yaml train.global_batch=9
 
+# The GANs' specs against their data (4x4 images coloured by the data tool; 6x6 when padded).
+configs=$(cd "$(dirname "$0")/../configs" && pwd)
+"$gentrain" data colorize data.h5 color.h5 --seed 1 >/dev/null 2>&1 &&
+  "$gentrain" data colorize data.h5 color6.h5 --seed 1 --size 6 >/dev/null 2>&1 ||
+  { echo "FAIL colorize"; exit 1; }
+refused stargan-unknown-domains "model.domains.*has no attribute fg_pink, fg_teal; it has: fg_red, fg_green" -- \
+  "$gentrain" train "$configs/stargan-smoke.yaml" data.path=color.h5 data.resolution=0 \
+  "model.domains=[fg_red, fg_pink, fg_teal]"
+refused stargan-no-attributes "data.h5 has no attributes" -- \
+  "$gentrain" train "$configs/stargan-smoke.yaml" data.path=data.h5 data.resolution=0
+refused stargan-no-classifier "nowhere" -- \
+  "$gentrain" train "$configs/stargan-smoke.yaml" data.path=color.h5 data.resolution=0 \
+  model.classifier=runs/nowhere
+refused pgan-not-power-of-two "power-of-two side of at least 4, but the data is 6x6" -- \
+  "$gentrain" train "$configs/pgan-smoke.yaml" data.path=color6.h5 data.resolution=0
+
 # Importers.
 mkdir -p idx-bad && head -c 300 train-images-idx3-ubyte > idx-bad/train-images-idx3-ubyte
 cp train-labels-idx1-ubyte t10k-* idx-bad/

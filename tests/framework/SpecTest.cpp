@@ -71,7 +71,7 @@ TEST(Spec, MalformedYamlNamesThePlace) {
 
 TEST(Spec, MissingRequiredAndUnknownModel) {
   EXPECT_NE(errorOf("model:\n  name: vae\n").find("required key 'data.path'"), std::string::npos);
-  EXPECT_NE(errorOf("model:\n  name: vea\ndata: {path: x}\n").find("is not a model; use one of: pgan, pixelrnn, vae"),
+  EXPECT_NE(errorOf("model:\n  name: vea\ndata: {path: x}\n").find("is not a model; use one of: domain_classifier, pgan, pixelrnn, stargan, vae"),
             std::string::npos);
 }
 
