@@ -161,11 +161,15 @@ TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
     distributedOnly = {"train.overlap=false"};
   } else if (GetParam() == "tiny_buckets") {  // a bucket per parameter, launched from hooks
     distributedOnly = {"train.bucket_mb=0.001"};
-  } else if (GetParam() == "stargan" && testDevice().is_cuda()) {
-    // cuDNN picks other convolution algorithms for other batch sizes; Adam (lr 1e-3 in the smoke
-    // config) turns such rounding in near-zero gradients into steps of up to its rate: allow 6
-    // steps' worth (as for bf16 below), and compare what the model learned too.
-    tolerance = 6 * 1e-3 / 20;
+  } else if (GetParam() == "stargan" || GetParam() == "pgan") {
+    // Adam turns the rounding of near-zero gradients (sums in another order over ranks) into
+    // steps of up to its rate; plain SGD keeps a difference in the gradients a difference of the
+    // same size in the weights, so that is what these GANs' equivalence runs with.
+    overrides.push_back("optim.g.type=sgd");
+    overrides.push_back("optim.d.type=sgd");
+    // StarGAN's smoke critic ends in 2x2 maps whose instance-norm statistics magnify rounding:
+    // 2.6e-5 here with SGD (4e-3 with Adam), where a wrong sample or target would be ~1e-3.
+    if (GetParam() == "stargan") tolerance = 1e-4;
   } else if (GetParam() == "bf16_wire") {
     // Gradients rounded to 8 bits on the wire: Adam then moves some weights differently by up to
     // its learning rate per step, so compare what the model learned instead (below).

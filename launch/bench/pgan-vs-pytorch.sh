@@ -13,6 +13,8 @@ device=${DEVICE:-cpu}
 gentrain=${GENTRAIN:-build/gentrain}
 [ "$device" = cpu ] && source launch/bench/peer-setup.sh
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# Debian's PyTorch on this machine (the LibTorch gentrain links); the installed one elsewhere.
+python=${PYTHON:-$([ "$device" = cpu ] && echo /usr/bin/python3 || echo python3)}
 config=configs/pgan-fashion-mnist-color32.yaml
 [ -f datasets/fashion-mnist-color32.h5 ] || {
   [ -f datasets/fashion-mnist.h5 ] || $gentrain data import-idx \
@@ -38,7 +40,7 @@ for case in "${cases[@]}"; do
     ours+=("$($gentrain bench train $config "${schedule[@]}" runtime.threads=1 \
               runtime.device=$device train.global_batch=32 model.batch=[32] \
               --steps "$steps" --warmup 2 2>&1 | rate)")
-    peer+=("$(python3 launch/bench/pgan_pytorch.py --resolution "$res" "${fading[@]}" \
+    peer+=("$($python launch/bench/pgan_pytorch.py --resolution "$res" "${fading[@]}" \
               --threads 1 --batch 32 --device "$device" --steps "$steps" --warmup 2 2>&1 | rate)")
   done
   python3 -c "import sys; o, p = map(float, sys.argv[2:]); print(f'{sys.argv[1]:8s} gentrain {o:7.1f} images/s, PyTorch eager {p:7.1f} images/s: ratio {o / p:.2f}')" \

@@ -12,6 +12,8 @@ device=${DEVICE:-cpu}
 gentrain=${GENTRAIN:-build/gentrain}
 [ "$device" = cpu ] && source launch/bench/peer-setup.sh
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# Debian's PyTorch on this machine (the LibTorch gentrain links); the installed one elsewhere.
+python=${PYTHON:-$([ "$device" = cpu ] && echo /usr/bin/python3 || echo python3)}
 rate() { grep -o 'RESULT images_per_s=[0-9.]*' | tail -1 | cut -d= -f2; }
 best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
 ours=(); peer=()
@@ -19,7 +21,7 @@ for round in $(seq 1 "$rounds"); do
   ours+=("$($gentrain bench train configs/stargan-fashion-mnist-color32.yaml model.classifier=none \
             runtime.threads=1 runtime.device=$device train.global_batch=16 --steps "$steps" \
             --warmup 5 2>&1 | rate)")
-  peer+=("$(python3 launch/bench/stargan_pytorch.py --threads 1 --batch 16 --device "$device" \
+  peer+=("$($python launch/bench/stargan_pytorch.py --threads 1 --batch 16 --device "$device" \
             --steps "$steps" --warmup 5 2>&1 | rate)")
 done
 python3 -c "import sys; o, p = map(float, sys.argv[1:]); print(f'stargan  gentrain {o:7.1f} images/s, PyTorch eager {p:7.1f} images/s: ratio {o / p:.2f}')" \

@@ -157,15 +157,17 @@ StepMetrics StarGan::trainStep(const Batch& batch) {
 
   // Critic: real/fake (WGAN-GP) and the domains of real images.
   dOpt_->zeroGrad();
-  auto [realSource, realLogits] = d_->forward(x);
-  const at::Tensor dReal = -realSource.mean();
-  const at::Tensor dCls = domains_.loss(realLogits, labels);
   at::Tensor fake;
   {
     torch::NoGradGuard noGrad;
     fake = g_->forward(x, targets);
   }
-  const at::Tensor dFake = d_->forward(fake).first.mean();
+  // Reals and fakes in one pass: the critic treats every image alone (no batch statistics).
+  const int64_t n = x.size(0);
+  auto [source, logits] = d_->forward(at::cat({x, fake}));
+  const at::Tensor dReal = -source.narrow(0, 0, n).mean();
+  const at::Tensor dCls = domains_.loss(logits.narrow(0, 0, n), labels);
+  const at::Tensor dFake = source.narrow(0, n, n).mean();
   const at::Tensor gp =
       gradientPenalty([&](const at::Tensor& v) { return d_->forward(v).first; }, x, fake, mix)
           .mean();
