@@ -217,7 +217,6 @@ at::Tensor Pgan::realsAt(const at::Tensor& images, int64_t level, bool fading, d
 
 StepMetrics Pgan::trainStep(const Batch& batch) {
   const std::size_t phaseIndex = phaseAt(batch.step);
-  beginStep(batch.step);  // (the trainer has; direct callers may not)
   const Phase& phase = phases_[phaseIndex];
   const int64_t n = batch.size(), b = batchAt(phase.level);
   const int64_t subSteps = globalBatch_ / b;
