@@ -136,9 +136,9 @@ at::Tensor StarGan::targetLabels(const at::Tensor& labels, const Batch& batch) c
   return labels.index_select(0, (order + base).flatten());
 }
 
-StarGan::GeneratorLosses StarGan::generatorLosses(const at::Tensor& x, const at::Tensor& labels,
+StarGan::GeneratorLosses StarGan::generatorLosses(const at::Tensor& x, const at::Tensor& fake,
+                                                  const at::Tensor& labels,
                                                   const at::Tensor& targets) {
-  const at::Tensor fake = g_->forward(x, targets);
   auto [source, logits] = d_->forward(fake);
   const at::Tensor back = g_->forward(fake, labels);
   return {-source.mean(), domains_.loss(logits, targets), (x - back).abs().mean()};
@@ -155,13 +155,21 @@ StepMetrics StarGan::trainStep(const Batch& batch) {
                                                        batch.firstSample, batch.size(), {}),
                                         device_);
 
+  // Note [one translation per step]: the critic's fakes and the generator's are the same
+  // G(x, targets), as the critic's update leaves G as it was; on a generator step it is made
+  // once, with its graph, and the critic sees it detached (the official solver makes it twice).
+  const bool generatorStep = (batch.step + 1) % nCritic_ == 0;
+  at::Tensor translated;
+  if (generatorStep) {
+    translated = g_->forward(x, targets);
+  } else {
+    torch::NoGradGuard noGrad;
+    translated = g_->forward(x, targets);
+  }
+  const at::Tensor fake = translated.detach();
+
   // Critic: real/fake (WGAN-GP) and the domains of real images.
   dOpt_->zeroGrad();
-  at::Tensor fake;
-  {
-    torch::NoGradGuard noGrad;
-    fake = g_->forward(x, targets);
-  }
   // Reals and fakes in one pass: the critic treats every image alone (no batch statistics).
   const int64_t n = x.size(0);
   auto [source, logits] = d_->forward(at::cat({x, fake}));
@@ -180,12 +188,12 @@ StepMetrics StarGan::trainStep(const Batch& batch) {
                       {"gp", gp.detach()}};
 
   // Generator, every n_critic-th step (as the official solver: after critic steps).
-  if ((batch.step + 1) % nCritic_ == 0) {
+  if (generatorStep) {
     gOpt_->zeroGrad();
     GeneratorLosses losses;
     {
       FrozenScope frozen(*d_);
-      losses = generatorLosses(x, labels, targets);
+      losses = generatorLosses(x, translated, labels, targets);
       (losses.adversarial + lambdaRec_ * losses.cycle + lambdaCls_ * losses.classification)
           .backward();
     }

@@ -39,14 +39,15 @@ class StarGan : public Model {
 
   /// The targets of a batch (Note [target labels]): `labels` [N, D] permuted within blocks.
   at::Tensor targetLabels(const at::Tensor& labels, const Batch& batch) const;
-  /// The generator's losses for images x [N, C, H, W] in [-1, 1], their labels and targets:
-  /// (adversarial, classification, cycle L1), each a scalar. The cycle runs for every image,
-  /// targets equal to its own domain included.
+  /// The generator's losses for images x [N, C, H, W] in [-1, 1], their translations
+  /// fake = G(x, targets) (with their graph), labels and targets: (adversarial, classification,
+  /// cycle L1), each a scalar. The cycle runs for every image, targets equal to its own domain
+  /// included.
   struct GeneratorLosses {
     at::Tensor adversarial, classification, cycle;
   };
-  GeneratorLosses generatorLosses(const at::Tensor& x, const at::Tensor& labels,
-                                  const at::Tensor& targets);
+  GeneratorLosses generatorLosses(const at::Tensor& x, const at::Tensor& fake,
+                                  const at::Tensor& labels, const at::Tensor& targets);
   const Domains& domains() const { return domains_; }
   stargan::Generator& generator() { return g_; }
   stargan::Discriminator& discriminator() { return d_; }
