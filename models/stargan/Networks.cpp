@@ -2,13 +2,15 @@
 
 #include <torch/torch.h>
 
+#include "models/common/InstanceNorm.h"
+
 namespace gentrain::models::stargan {
 namespace nn = torch::nn;
 
 namespace {
-nn::InstanceNorm2d instanceNorm(int64_t channels) {
+InstanceNorm instanceNorm(int64_t channels) {
   // Affine, as the official code; statistics of each image alone, in training and evaluation.
-  return nn::InstanceNorm2d(nn::InstanceNorm2dOptions(channels).affine(true));
+  return InstanceNorm(channels);
 }
 nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
                 bool bias = false) {

@@ -9,6 +9,7 @@
 #include "framework/runtime/Error.h"
 #include "framework/train/Trainer.h"
 #include "models/classifier/DomainClassifier.h"
+#include "models/common/InstanceNorm.h"
 #include "models/stargan/Networks.h"
 #include "models/stargan/StarGan.h"
 
@@ -77,7 +78,7 @@ TEST(StarGanNetworks, InstanceNormKeepsEachImageToItself) {
   EXPECT_TRUE(torch::allclose(before.narrow(0, 0, 2), after.narrow(0, 0, 2), 1e-6, 1e-6));
   EXPECT_FALSE(torch::allclose(before[2], after[2]));
   // And the normalisation itself: zero mean, unit variance per image and channel.
-  torch::nn::InstanceNorm2d norm(torch::nn::InstanceNorm2dOptions(3).affine(true));
+  InstanceNorm norm(3);
   const at::Tensor z = norm->forward(torch::randn({2, 3, 6, 6}) * 4 + 3);
   EXPECT_LT(z.mean({2, 3}).abs().max().item<double>(), 1e-5);
   EXPECT_LT((z.var({2, 3}, false) - 1).abs().max().item<double>(), 1e-3);
