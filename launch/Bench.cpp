@@ -12,6 +12,7 @@
 #include "framework/runtime/Log.h"
 #include "framework/runtime/Runtime.h"
 #include "framework/train/Trainer.h"
+#include "models/common/InstanceNorm.h"
 
 namespace gentrain {
 namespace {
@@ -133,6 +134,48 @@ int benchAllReduce(Runtime& runtime, const AllReduceBenchOptions& options) {
                   n, bytes / 1e6, params.size(), reducer.buckets().size(), reducerSeconds * 1e3,
                   bus * bytes / reducerSeconds / 1e9, rawSeconds * 1e3,
                   bus * bytes / rawSeconds / 1e9, reducerSeconds / rawSeconds);
+    log::info(line);
+  }
+  return 0;
+}
+
+int benchInstanceNorm(Runtime& runtime, const InstanceNormBenchOptions& options) {
+  runtime.configure({"cpu", options.threads, "mpi"});
+  using Norm = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&);
+  const Norm norms[2] = {[](const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+                           return models::instanceNorm(x, w, b);
+                         },
+                         [](const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+                           return at::instance_norm(x, w, b, {}, {}, /*use_input_stats=*/true, 0.1,
+                                                    1e-5, false);
+                         }};
+  for (const auto& shape :
+       std::vector<std::vector<int64_t>>{{16, 32, 32, 32}, {16, 64, 16, 16}, {16, 128, 8, 8}}) {
+    const at::Tensor x = at::randn(shape).requires_grad_(true), grad = at::randn(shape);
+    const at::Tensor w = at::rand({shape[1]}).requires_grad_(true);
+    const at::Tensor b = at::zeros({shape[1]}).requires_grad_(true);
+    const auto time = [&](auto body) {  // ms per call, after one untimed call
+      body();
+      const double start = now();
+      for (int i = 0; i < options.iterations; ++i) body();
+      return (now() - start) / options.iterations * 1e3;
+    };
+    double forward[2], both[2];  // ours, LibTorch's
+    for (int k = 0; k < 2; ++k) {
+      {
+        at::NoGradGuard noGrad;
+        forward[k] = time([&] { norms[k](x, w, b); });
+      }
+      both[k] = time([&] { norms[k](x, w, b).backward(grad); });
+    }
+    char line[300];
+    std::snprintf(line, sizeof(line),
+                  "bench instance-norm [%lld, %lld, %lld, %lld], %d thread(s): forward %.3f ms "
+                  "vs LibTorch's %.3f ms (%.1fx); with the gradient %.3f vs %.3f ms (%.1fx)",
+                  static_cast<long long>(shape[0]), static_cast<long long>(shape[1]),
+                  static_cast<long long>(shape[2]), static_cast<long long>(shape[3]),
+                  options.threads, forward[0], forward[1], forward[1] / forward[0], both[0],
+                  both[1], both[1] / both[0]);
     log::info(line);
   }
   return 0;

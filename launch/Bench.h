@@ -1,6 +1,7 @@
 #pragma once
 /// @file Benchmarks (they print figures; they assert nothing): training throughput with the step
-/// time split, and the gradient reducer's all-reduce bandwidth next to a raw MPI_Allreduce.
+/// time split, the gradient reducer's all-reduce bandwidth next to a raw MPI_Allreduce, and
+/// kernels of our own next to LibTorch's.
 
 #include <string>
 #include <vector>
@@ -27,5 +28,13 @@ struct AllReduceBenchOptions {
   int threads = 1;
 };
 int benchAllReduce(Runtime& runtime, const AllReduceBenchOptions& options);
+
+/// The CPU instance-norm kernel (models/common/InstanceNorm.h) next to LibTorch's
+/// at::instance_norm, forward and forward + backward, on StarGAN's generator's maps.
+struct InstanceNormBenchOptions {
+  int iterations = 200;
+  int threads = 1;
+};
+int benchInstanceNorm(Runtime& runtime, const InstanceNormBenchOptions& options);
 
 }  // namespace gentrain

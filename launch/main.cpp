@@ -275,6 +275,11 @@ int main(int argc, char** argv) {
   benchReduceCmd->add_option("--mb", reduceBench.megabytes, "gradient sizes in MB");
   benchReduceCmd->add_option("--iterations", reduceBench.iterations, "timed repetitions");
   benchReduceCmd->add_option("--bucket-mb", reduceBench.bucketMb, "reducer bucket size");
+  InstanceNormBenchOptions normBench;
+  auto* benchNormCmd = benchCmd->add_subcommand(
+      "instance-norm", "the CPU instance-norm kernel vs LibTorch's, on StarGAN's maps");
+  benchNormCmd->add_option("--iterations", normBench.iterations, "timed calls per figure");
+  benchNormCmd->add_option("--threads", normBench.threads, "CPU threads");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -365,6 +370,7 @@ int main(int argc, char** argv) {
       }
       if (*benchTrainCmd) return benchTrain(*runtime, trainBench);
       if (*benchLoaderCmd) return benchLoader(*runtime, loaderBench);
+      if (*benchNormCmd) return benchInstanceNorm(*runtime, normBench);
       return benchAllReduce(*runtime, reduceBench);
     }
     return 0;

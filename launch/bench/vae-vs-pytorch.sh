@@ -9,7 +9,7 @@ steps=${STEPS:-400}
 source launch/bench/peer-setup.sh
 flags=(--oversubscribe)
 [ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
-rate() { grep -o 'RESULT images_per_s=[0-9.]*' | tail -1 | cut -d= -f2; }
+source launch/bench/side-by-side.sh
 run_ours() {  # ranks [overrides...]
   local ranks=$1
   shift
@@ -20,7 +20,6 @@ run_peer() {
   /usr/bin/python3 launch/bench/vae_pytorch.py --threads 1 --batch 128 --steps "$steps" \
     --warmup 30 2>&1 | tee -a /dev/stderr | rate
 }
-best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
 # This machine's speed drifts by tens of percent from minute to minute: interleave the runs,
 # repeat each configuration, and keep each one's best.
 o1=(); p1=(); o2=(); o2w=()

@@ -1,0 +1,58 @@
+# Sourced by the side-by-side benchmarks (launch/bench/*-vs-pytorch.sh): reading a run's
+# figure, the report of interleaved rounds, and the GANs' data. This VM's speed drifts by 10-20%
+# from minute to minute, so the rounds alternate which side runs first, and the report gives both
+# the ratio of each side's best and the median of the rounds' own ratios (a round's two runs are
+# a minute apart at most, so a slow minute slows both).
+
+# The images/s a run printed (its RESULT line); fails, showing the run's end, when there is none.
+rate() {
+  local out
+  out=$(cat)
+  if ! grep -q 'RESULT images_per_s=' <<<"$out"; then
+    echo "a benchmark run printed no RESULT line; its last lines:" >&2
+    tail -5 <<<"$out" >&2
+    return 1
+  fi
+  grep -o 'RESULT images_per_s=[0-9.]*' <<<"$out" | tail -1 | cut -d= -f2
+}
+
+best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
+
+# interleave ROUNDS: calls the caller's run_ours and run_peer (each prints a rate) ROUNDS times,
+# alternating which goes first; the rates land in the arrays `ours` and `peer`, in round order.
+interleave() {
+  ours=()
+  peer=()
+  local round
+  for round in $(seq 1 "$1"); do
+    if [ $((round % 2)) = 1 ]; then
+      ours+=("$(run_ours)")
+      peer+=("$(run_peer)")
+    else
+      peer+=("$(run_peer)")
+      ours+=("$(run_ours)")
+    fi
+  done
+}
+
+# report LABEL "OURS1 OURS2 ..." "PEER1 PEER2 ...": rates of the same rounds, in order.
+report() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+label, ours, peer = sys.argv[1], *([float(v) for v in a.split()] for a in sys.argv[2:4])
+rounds = sorted(o / p for o, p in zip(ours, peer))
+print(f"{label:16s} gentrain {max(ours):7.1f} images/s, PyTorch eager {max(peer):7.1f} images/s: "
+      f"ratio {max(ours) / max(peer):.2f} (best of {len(ours)} each); round by round "
+      f"{statistics.median(rounds):.2f} median, {rounds[0]:.2f} to {rounds[-1]:.2f}")
+PY
+}
+
+# Coloured Fashion-MNIST at 32x32, which the GAN configs train on, made with the data tool
+# (GENTRAIN: its binary) when missing.
+color_data() {
+  [ -f datasets/fashion-mnist-color32.h5 ] && return
+  [ -f datasets/fashion-mnist.h5 ] || "$GENTRAIN" data import-idx \
+    --dir /usr/share/datasets/fashion-mnist --out datasets/fashion-mnist.h5 >/dev/null
+  "$GENTRAIN" data colorize datasets/fashion-mnist.h5 datasets/fashion-mnist-color32.h5 \
+    --seed 1 --size 32 >/dev/null
+}
