@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
-#include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
 #include <cmath>
@@ -126,7 +125,7 @@ struct InstanceNormFunction : torch::autograd::Function<InstanceNormFunction> {
     auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2];
     const at::Tensor gy = grads[0];
-    if (torch::GradMode::is_enabled()) return differentiableBackward(ctx, {x, weight, bias}, gy);
+    if (at::GradMode::is_enabled()) return differentiableBackward(ctx, {x, weight, bias}, gy);
     const at::Tensor input = x.contiguous(), g = gy.contiguous(), w = weight.contiguous();
     const int64_t channels = x.size(1), planes = x.size(0) * channels;
     const bool wantDx = ctx->needs_input_grad(0);
