@@ -104,7 +104,7 @@ TEST(InstanceNorm, TakesStridedInputsAndSkipsGradientsNobodyWants) {
   const at::Tensor part = in.x.narrow(2, 1, 5);
   expectClose(instanceNorm(part, in.weight, in.bias), reference(part, in.weight, in.bias), 1e-5,
               "narrowed");
-  // Only the weight wants a gradient (a network's first layer): the input's is left undefined.
+  // Only the weight wants a gradient (as in a network's first layer): the kernel skips dx.
   compare(
       in,
       [&](Norm norm, const at::Tensor&, const at::Tensor& w, const at::Tensor&) {
