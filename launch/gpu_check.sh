@@ -131,12 +131,7 @@ done
 # The GANs side by side with PyTorch eager on the GPU (coloured Fashion-MNIST at 32x32 for
 # gentrain's side, made here from the carried or installed Fashion-MNIST when missing).
 color=datasets/fashion-mnist-color32.h5
-if [ ! -f "$color" ]; then
-  [ -f datasets/fashion-mnist.h5 ] || build-gpu/gentrain data import-idx \
-    --dir /usr/share/datasets/fashion-mnist --out datasets/fashion-mnist.h5 >/dev/null 2>&1
-  build-gpu/gentrain data colorize datasets/fashion-mnist.h5 "$color" --seed 1 --size 32 \
-    >/dev/null 2>&1
-fi
+(source launch/bench/side-by-side.sh && GENTRAIN=build-gpu/gentrain color_data) >/dev/null 2>&1 || true
 if [ -f "$color" ]; then
   GENTRAIN=build-gpu/gentrain DEVICE=cuda STEPS=50 ROUNDS=1 timeout 240 \
     bash launch/bench/pgan-vs-pytorch.sh 16:fade 32 2>&1 | sed 's/^/Progressive GAN /' | tee -a "$summary"

@@ -10,16 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-20}
 rounds=${ROUNDS:-3}
-device=${DEVICE:-cpu}
-gentrain=${GENTRAIN:-build/gentrain}
-[ "$device" = cpu ] && source launch/bench/peer-setup.sh
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-# Debian's PyTorch on this machine (the LibTorch gentrain links); the installed one elsewhere.
-python=${PYTHON:-$([ "$device" = cpu ] && echo /usr/bin/python3 || echo python3)}
 config=configs/pgan-fashion-mnist-color32.yaml
-export GENTRAIN=$gentrain
 source launch/bench/side-by-side.sh
-color_data
+gan_setup
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(8:fade 16:fade 32:fade 32)
 for case in "${cases[@]}"; do

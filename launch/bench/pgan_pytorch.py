@@ -17,11 +17,12 @@ warm-up, at one resolution (stable, or --fading at alpha 0.5):
 """
 import argparse
 import math
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from peer_timing import time_steps
 
 
 class EqConv(nn.Module):
@@ -207,16 +208,7 @@ def main():
                 pe.mul_(0.999).add_(p, alpha=0.001)
         return d_loss.detach()
 
-    for k in range(args.warmup):
-        step(k)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for k in range(args.steps):
-        loss = step(args.warmup + k)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, loss = time_steps(step, args.warmup, args.steps, device)
     rate = args.steps * b / seconds
     what = f"{args.resolution}x{args.resolution}" + (" fading" if args.fading else "")
     print(f"pytorch pgan {what}: batch {b}, {args.threads} thread(s), {args.steps} steps: "

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from peer_timing import time_steps
+
 
 def conv_mask(out, inp, kh, kw, mask_a):
     # One image channel: no channel groups. Rows above and the centre row left of the centre see
@@ -283,14 +285,7 @@ def main():
         opt.step()
         return loss.detach()  # no .item() per step: it would wait for the GPU every step
 
-    for k in range(args.warmup):
-        step(k)
-    start = time.perf_counter()
-    for k in range(args.steps):
-        loss = step(args.warmup + k)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, loss = time_steps(step, args.warmup, args.steps, device)
     rate = args.steps * args.batch / seconds
     print(f"pytorch {args.variant}: batch {args.batch}, {args.threads} thread(s), {args.steps} steps: "
           f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/step, last nll {float(loss):.2f}")

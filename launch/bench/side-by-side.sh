@@ -56,3 +56,21 @@ color_data() {
   "$GENTRAIN" data colorize datasets/fashion-mnist.h5 datasets/fashion-mnist-color32.h5 \
     --seed 1 --size 32 >/dev/null
 }
+
+# The GAN benchmarks' settings, from the environment: device (DEVICE, cpu), gentrain (GENTRAIN,
+# build/gentrain) and python (PYTHON: Debian's PyTorch on this machine, the LibTorch gentrain
+# links; the installed one elsewhere). On the CPU the peer is installed when missing; one thread
+# each side; the GANs' data made when missing.
+gan_setup() {
+  device=${DEVICE:-cpu}
+  gentrain=${GENTRAIN:-build/gentrain}
+  export GENTRAIN=$gentrain
+  if [ "$device" = cpu ]; then
+    source launch/bench/peer-setup.sh
+    python=${PYTHON:-/usr/bin/python3}
+  else
+    python=${PYTHON:-python3}
+  fi
+  export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+  color_data
+}

@@ -12,15 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-40}
 rounds=${ROUNDS:-4}
-device=${DEVICE:-cpu}
-gentrain=${GENTRAIN:-build/gentrain}
-export GENTRAIN=$gentrain
-[ "$device" = cpu ] && source launch/bench/peer-setup.sh
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-# Debian's PyTorch on this machine (the LibTorch gentrain links); the installed one elsewhere.
-python=${PYTHON:-$([ "$device" = cpu ] && echo /usr/bin/python3 || echo python3)}
 source launch/bench/side-by-side.sh
-color_data
+gan_setup
 run_ours() {
   $gentrain bench train configs/stargan-fashion-mnist-color32.yaml model.classifier=none \
     runtime.threads=1 runtime.device=$device train.global_batch=16 --steps "$steps" \

@@ -16,11 +16,12 @@ images/s (images per iteration) after a warm-up:
   python3 launch/bench/stargan_pytorch.py --batch 16 --threads 1 --steps 20
 """
 import argparse
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from peer_timing import time_steps
 
 
 class Residual(nn.Module):
@@ -128,16 +129,7 @@ def main():
             g_opt.step()
         return d_loss.detach()
 
-    for k in range(args.warmup):
-        step(k)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for k in range(args.steps):
-        loss = step(args.warmup + k)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, loss = time_steps(step, args.warmup, args.steps, dev)
     rate = args.steps * b / seconds
     print(f"pytorch stargan: batch {b}, {args.threads} thread(s), {args.steps} iterations: "
           f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/iteration, last d_loss {float(loss):.3f}")

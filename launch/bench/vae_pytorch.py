@@ -15,12 +15,13 @@ the most favourable setting for the peer), and bf16 means torch.autocast around 
 import argparse
 import gzip
 import os
-import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from peer_timing import time_steps
 
 
 def load_idx_images(path):
@@ -98,18 +99,7 @@ def main():
         optimizer.step()
         return loss
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for k in range(args.warmup):
-        step(k)
-    sync()
-    start = time.perf_counter()
-    for k in range(args.steps):
-        loss = step(k)
-    sync()
-    seconds = time.perf_counter() - start
+    seconds, loss = time_steps(step, args.warmup, args.steps, device)
     if world > 1:
         t = torch.tensor([seconds])
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
