@@ -1,5 +1,3 @@
 #pragma once
-/// @file Umbrella header: MPI start-up, devices, threads, logging and errors.
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Log.h"
+/// @file Umbrella header: MPI start-up, rank identity, devices and threads.
 #include "framework/runtime/Runtime.h"

@@ -6,20 +6,20 @@
 #include <chrono>
 #include <cstdio>
 
+#include "framework/base/Log.h"
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/data/DataLoader.h"
 #include "framework/parallel/GradientReducer.h"
-#include "framework/runtime/Log.h"
 #include "framework/runtime/Runtime.h"
 #include "framework/train/Trainer.h"
+#include "framework/train/TrainingData.h"
 #include "models/common/InstanceNorm.h"
 
 namespace gentrain {
 namespace {
 
 double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -31,10 +31,10 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
   const Spec spec = Spec::load(options.spec, overrides, [](const std::string& model) {
     return ModelRegistry::instance().schemaFor(model);
   });
-  runtime.configure(runtimeOptionsOf(spec));
+  runtime.configure(RuntimeOptions::fromSpec(spec));
   TrainerOptions trainerOptions;
-  trainerOptions.benchmark = true;
-  trainerOptions.alwaysReduce = options.alwaysReduce;
+  trainerOptions.mode = TrainerMode::Benchmark;
+  trainerOptions.reduce = options.alwaysReduce ? ReduceMode::Always : ReduceMode::WhenDistributed;
   Trainer trainer(runtime.comm(), runtime.device(), spec, trainerOptions);
   if (options.warmup > 0) trainer.run(options.warmup);
   const RunSummary s = trainer.run(options.steps);
@@ -66,7 +66,7 @@ int benchLoader(Runtime& runtime, const TrainBenchOptions& options) {
   const Spec spec = Spec::load(options.spec, options.overrides, [](const std::string& model) {
     return ModelRegistry::instance().schemaFor(model);
   });
-  runtime.configure(runtimeOptionsOf(spec));
+  runtime.configure(RuntimeOptions::fromSpec(spec));
   Communicator& comm = runtime.comm();
   auto data = std::make_shared<ImageDataset>(spec.text("data.path"), spec.text("data.train_split"),
                                              spec.integer("data.cache_mb") << 20);
@@ -104,7 +104,8 @@ int benchAllReduce(Runtime& runtime, const AllReduceBenchOptions& options) {
     // A model-like parameter list: a few large and many small tensors.
     std::vector<at::Tensor> params;
     for (int64_t left = elements; left > 0;) {
-      const int64_t size = std::min<int64_t>(left, params.size() % 2 == 0 ? elements / 4 + 1 : 4096);
+      const int64_t size =
+          std::min<int64_t>(left, params.size() % 2 == 0 ? elements / 4 + 1 : 4096);
       params.push_back(at::zeros({size}).requires_grad_(true));
       left -= size;
     }

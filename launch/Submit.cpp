@@ -13,9 +13,10 @@
 #include <sstream>
 #include <thread>
 
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Files.h"
-#include "framework/runtime/Log.h"
+#include "framework/base/Error.h"
+#include "framework/base/Files.h"
+#include "framework/base/Log.h"
+#include "framework/tracking/RunDirectory.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -24,9 +25,11 @@ namespace {
 
 /// `text` as one word for bash: single-quoted unless it is plainly safe.
 std::string quote(const std::string& text) {
-  const bool plain = !text.empty() && text.find_first_not_of(
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./=:,+@%") ==
-      std::string::npos;
+  const bool plain =
+      !text.empty() &&
+      text.find_first_not_of(
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./=:,+@%") ==
+          std::string::npos;
   if (plain) return text;
   std::string out = "'";
   for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -43,17 +46,11 @@ std::string joinQuoted(const std::vector<std::string>& words) {
 void requireWord(const std::string& option, const std::string& value, const char* allowed,
                  const std::string& example) {
   if (!value.empty() && value.find_first_not_of(allowed) != std::string::npos) {
-    throw UsageError("submit: " + option + " '" + value + "' has characters Slurm does not "
-                     "take there; expected something like " + example);
+    throw UsageError("submit: " + option + " '" + value +
+                     "' has characters Slurm does not "
+                     "take there; expected something like " +
+                     example);
   }
-}
-
-std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
-  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
-    text.replace(at, from.size(), to);
-    at += to.size();
-  }
-  return text;
 }
 
 std::string nowText() {
@@ -108,8 +105,10 @@ int launch(const LaunchOptions& options) {
                    " (install Open MPI: apt-get install openmpi-bin)");
 }
 
-SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaFor,
-                          const std::string& self) {
+namespace {
+
+/// Refuses options Slurm would not take, before anything is written.
+void checkSubmitOptions(const SubmitOptions& o) {
   if (o.nodes < 1 || o.tasksPerNode < 1) {
     throw UsageError("submit: --nodes and --ntasks-per-node must be at least 1");
   }
@@ -133,41 +132,26 @@ SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaF
       throw UsageError("submit: --sbatch '" + arg + "' must be one sbatch option like --mem=32G");
     }
   }
+}
 
-  // Every combination must be a valid spec before anything reaches the queue.
-  const Spec spec = Spec::load(o.spec, o.overrides, schemaFor);
-  SubmitPlan plan;
-  plan.tasks = spec.sweepSize();
-  if (plan.tasks > 1000) {
-    throw UsageError(log::cat("submit: ", o.spec, " sweeps ", plan.tasks, " combinations; Slurm "
-                              "arrays are commonly capped at 1000 tasks: split the sweep"));
-  }
-  for (int64_t task = 0; task < plan.tasks; ++task) spec.sweepTask(task);
-
-  plan.resolved = spec.resolvedYaml();
-  plan.runDir = replaceAll(spec.text("run.dir"), "{name}", spec.text("name"));
-  plan.specFile = (fs::path(plan.runDir) / "submitted.yaml").string();
-  plan.scriptFile = (fs::path(plan.runDir) / "job.sbatch").string();
-  for (const char* mark : {"submitted.yaml", "spec.yaml", "checkpoints"}) {
-    if (fs::exists(fs::path(plan.runDir) / mark) && !o.resume) {
-      throw UsageError("submit: " + plan.runDir + " already holds a run (" + mark + "): pass "
-                       "--resume to continue it, or set name=... or run.dir=... for a new one");
-    }
-  }
-
-  const bool array = plan.tasks > 0;
+/// The comment block and #SBATCH directives of the batch script.
+std::string scriptHeader(const SubmitOptions& o, const Spec& spec, const SubmitPlan& plan) {
   std::ostringstream s;
+  const bool array = plan.tasks > 0;
   s << "#!/bin/bash\n"
-    << "# gentrain job: " << spec.text("name") << " (" << spec.text("model.name") << "), written by "
+    << "# gentrain job: " << spec.text("name") << " (" << spec.text("model.name")
+    << "), written by "
     << "`gentrain submit` on " << nowText() << ".\n"
     << "# It trains " << plan.specFile << ", the spec as resolved at submission"
-    << (array ? "; array task i trains\n# combination i of its sweep in " + plan.runDir +
-                    "/task-i"
+    << (array ? "; array task i trains\n# combination i of its sweep in " + plan.runDir + "/task-i"
               : "")
     << ".\n# Every start resumes from the newest complete checkpoint, so a requeued job goes on "
-       "where it\n# stopped. On SIGUSR1 (sent " << o.signalSeconds << " s before the time limit) or "
+       "where it\n# stopped. On SIGUSR1 (sent "
+    << o.signalSeconds
+    << " s before the time limit) or "
        "SIGTERM (preemption) the ranks\n# checkpoint, rank 0 requeues the job and it exits. "
-       "Submit it again by hand: sbatch " << plan.scriptFile << "\n";
+       "Submit it again by hand: sbatch "
+    << plan.scriptFile << "\n";
   const auto directive = [&s](const std::string& text) { s << "#SBATCH " << text << "\n"; };
   directive("--job-name=" + quote(spec.text("name")));
   directive("--nodes=" + std::to_string(o.nodes));
@@ -184,11 +168,18 @@ SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaF
   directive("--requeue");
   directive("--open-mode=append");
   directive("--chdir=" + quote(fs::current_path().string()));
-  directive("--output=" + quote((fs::path(plan.runDir) / (array ? "slurm-%A_%a.out"
-                                                                 : "slurm-%j.out")).string()));
+  directive("--output=" +
+            quote((fs::path(plan.runDir) / (array ? "slurm-%A_%a.out" : "slurm-%j.out")).string()));
   if (array) directive("--array=0-" + std::to_string(plan.tasks - 1));
   for (const std::string& arg : o.sbatchArgs) directive(arg);
 
+  return s.str();
+}
+
+/// The script's body: start the ranks with the launcher, pass stop signals on, wait for them.
+std::string scriptBody(const SubmitOptions& o, const SubmitPlan& plan, const std::string& self) {
+  const bool array = plan.tasks > 0;
+  std::ostringstream s;
   std::vector<std::string> args{"train", plan.specFile, "--resume"};
   s << "\nset -u\n"
     << "echo \"gentrain job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) at "
@@ -204,8 +195,7 @@ SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaF
        "  [ -z \"$pid\" ] || kill -s \"$1\" \"$pid\" 2>/dev/null\n}\n"
        "trap 'pass_on USR1' USR1\ntrap 'pass_on TERM' TERM\n";
   if (o.launcher == "srun") {
-    s << "srun --mpi=" << o.mpi << " --kill-on-bad-exit=1 " << quote(self)
-      << " \"${args[@]}\" &\n";
+    s << "srun --mpi=" << o.mpi << " --kill-on-bad-exit=1 " << quote(self) << " \"${args[@]}\" &\n";
   } else {
     s << "root=()\n[ \"$(id -u)\" -ne 0 ] || root=(--allow-run-as-root)\n"
       << "mpirun \"${root[@]}\" -np \"$SLURM_NTASKS\" --bind-to none " << quote(self)
@@ -221,7 +211,32 @@ SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaF
        "done\n"
        "echo \"gentrain job: ranks exited with status $status at $(date -Is)\"\n"
        "exit \"$status\"\n";
-  plan.script = s.str();
+  return s.str();
+}
+
+}  // namespace
+
+SubmitPlan planSubmission(const SubmitOptions& o, const Spec::SchemaFor& schemaFor,
+                          const std::string& self) {
+  checkSubmitOptions(o);
+  // Every combination must be a valid spec before anything reaches the queue.
+  const Spec spec = Spec::load(o.spec, o.overrides, schemaFor);
+  SubmitPlan plan;
+  plan.tasks = spec.sweepSize();
+  if (plan.tasks > 1000) {
+    throw UsageError(log::cat("submit: ", o.spec, " sweeps ", plan.tasks,
+                              " combinations; Slurm "
+                              "arrays are commonly capped at 1000 tasks: split the sweep"));
+  }
+  for (int64_t task = 0; task < plan.tasks; ++task) spec.sweepTask(task);
+
+  plan.resolved = spec.resolvedYaml();
+  const RunDirectory runDir = RunDirectory::of(spec);
+  plan.runDir = runDir.path();
+  plan.specFile = runDir.submittedSpec();
+  plan.scriptFile = runDir.jobScript();
+  runDir.refuseUnlessResuming(o.resume, "submit: ");
+  plan.script = scriptHeader(o, spec, plan) + scriptBody(o, plan, self);
   return plan;
 }
 
@@ -240,8 +255,9 @@ bool onPath(const std::string& program) {
 std::string submit(const SubmitOptions& options, const Spec::SchemaFor& schemaFor) {
   const SubmitPlan plan = planSubmission(options, schemaFor, selfPath());
   if (!options.dryRun && !onPath("sbatch")) {
-    throw UsageError("submit: sbatch is not on PATH (not a Slurm login node?); --dry-run writes "
-                     "the script without submitting it");
+    throw UsageError(
+        "submit: sbatch is not on PATH (not a Slurm login node?); --dry-run writes "
+        "the script without submitting it");
   }
   std::error_code error;
   // The outermost folder this call creates: removed again if sbatch refuses.
@@ -251,23 +267,26 @@ std::string submit(const SubmitOptions& options, const Spec::SchemaFor& schemaFo
   }
   fs::create_directories(plan.runDir, error);
   if (error) throw UsageError("submit: cannot create " + plan.runDir + ": " + error.message());
-  for (const auto& [path, text] : {std::pair<std::string, std::string>{plan.specFile, plan.resolved},
-                                   {plan.scriptFile, plan.script}}) {
+  for (const auto& [path, text] :
+       {std::pair<std::string, std::string>{plan.specFile, plan.resolved},
+        {plan.scriptFile, plan.script}}) {
     std::ofstream(path + ".tmp") << text;
     fs::rename(path + ".tmp", path, error);
     if (error) throw UsageError("submit: cannot write " + path + ": " + error.message());
   }
   fs::permissions(plan.scriptFile, fs::perms::owner_exec, fs::perm_options::add, error);
-  const std::string where = plan.tasks > 0
-      ? log::cat(plan.tasks, " array tasks, run directories ", plan.runDir, "/task-0 ... task-",
-                 plan.tasks - 1, "; summary: gentrain runs ", plan.runDir)
-      : "run directory " + plan.runDir;
+  const std::string where =
+      plan.tasks > 0
+          ? log::cat(plan.tasks, " array tasks, run directories ", plan.runDir, "/task-0 ... task-",
+                     plan.tasks - 1, "; summary: gentrain runs ", plan.runDir)
+          : "run directory " + plan.runDir;
   if (options.dryRun) {
     return "wrote " + plan.scriptFile + " (not submitted: --dry-run); " + where +
            "; submit it with: sbatch " + plan.scriptFile;
   }
   FILE* pipe = ::popen(("sbatch --parsable " + quote(plan.scriptFile) + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) throw UsageError("submit: cannot run sbatch: " + std::string(strerror(errno)));
+  if (pipe == nullptr)
+    throw UsageError("submit: cannot run sbatch: " + std::string(strerror(errno)));
   std::string output;
   char buffer[512];
   while (std::fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
@@ -280,14 +299,15 @@ std::string submit(const SubmitOptions& options, const Spec::SchemaFor& schemaFo
     fs::remove(plan.scriptFile, error);
     if (!created.empty()) files::removeTree(created.string());
     std::replace(output.begin(), output.end(), '\n', ' ');
-    throw UsageError("submit: sbatch refused the job: " +
-                     (output.empty() ? "(no output)" : output) +
-                     "; nothing was submitted (--dry-run writes the script to inspect)");
+    throw UsageError(
+        "submit: sbatch refused the job: " + (output.empty() ? "(no output)" : output) +
+        "; nothing was submitted (--dry-run writes the script to inspect)");
   }
   const std::string job = output.substr(0, output.find(';'));  // "id" or "id;cluster"
   return "submitted job " + job + "; " + where + "; follow it in " +
-         (fs::path(plan.runDir) / (plan.tasks > 0 ? "slurm-" + job + "_*.out"
-                                                  : "slurm-" + job + ".out")).string();
+         (fs::path(plan.runDir) /
+          (plan.tasks > 0 ? "slurm-" + job + "_*.out" : "slurm-" + job + ".out"))
+             .string();
 }
 
 }  // namespace gentrain

@@ -14,10 +14,10 @@ namespace gentrain {
 
 struct LaunchOptions {
   int ranks = 2;
-  int threads = 0;                     ///< per rank; 0: cores / ranks (at least 1)
-  std::vector<std::string> mpirunArgs; ///< passed to mpirun before the program
-  std::vector<std::string> command;    ///< gentrain's own arguments (train SPEC ...)
-  bool dryRun = false;                 ///< print the command, run nothing
+  int threads = 0;                      ///< per rank; 0: cores / ranks (at least 1)
+  std::vector<std::string> mpirunArgs;  ///< passed to mpirun before the program
+  std::vector<std::string> command;     ///< gentrain's own arguments (train SPEC ...)
+  bool dryRun = false;                  ///< print the command, run nothing
 };
 /// The mpirun command line for `options` (root and oversubscription flags when needed, threads
 /// per rank exported, binding to cores when ranks x threads fit the machine).
@@ -31,7 +31,7 @@ struct SubmitOptions {
   int nodes = 1;
   int tasksPerNode = 1;
   int gpusPerNode = 0;
-  int cpusPerTask = 0;                  ///< 0: leave it to the cluster's default
+  int cpusPerTask = 0;  ///< 0: leave it to the cluster's default
   std::string partition, time, account, qos;
   std::string launcher = "srun";        ///< srun | mpirun
   std::string mpi = "pmix";             ///< srun --mpi=

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(g++ cmake ninja-build ccache pkg-config python3
           libtorch-dev libopenblas0-pthread libopenmpi-dev openmpi-bin libhdf5-dev
           libyaml-cpp-dev libgtest-dev libpng-dev libjpeg-dev libcli11-dev zlib1g-dev
-          libprotobuf-dev protobuf-compiler dataset-fashion-mnist)
+          libprotobuf-dev protobuf-compiler dataset-fashion-mnist clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

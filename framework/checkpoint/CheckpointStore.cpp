@@ -11,9 +11,9 @@
 #include <iomanip>
 #include <sstream>
 
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Files.h"
-#include "framework/runtime/Log.h"
+#include "framework/base/Error.h"
+#include "framework/base/Files.h"
+#include "framework/base/Log.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -25,7 +25,8 @@ constexpr std::size_t kHeaderBytes = 8 + 4 + 8 + 4 + 8;
 
 template <typename T>
 void put(std::string& out, T value) {
-  for (std::size_t i = 0; i < sizeof(T); ++i) out.push_back(char((uint64_t(value) >> (8 * i)) & 0xff));
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    out.push_back(char((uint64_t(value) >> (8 * i)) & 0xff));
 }
 
 template <typename T>
@@ -122,12 +123,12 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
   }
   // Every rank learns whether rank 0 succeeded before anyone goes on (no rank waits forever).
   if (comm_.allReduceScalar(failure.empty() ? 1.0 : 0.0, ReduceOp::Min) < 1.0) {
-    throw CheckpointError(comm_.rank() == 0 ? failure
-                                            : "rank 0 could not write checkpoint " + final.string());
+    throw CheckpointError(
+        comm_.rank() == 0 ? failure : "rank 0 could not write checkpoint " + final.string());
   }
   if (comm_.rank() != 0) return;
-  writeDurably(final / "DONE", std::to_string(payload.size()) + " " +
-                                   std::to_string(checksum(payload)) + "\n");
+  writeDurably(final / "DONE",
+               std::to_string(payload.size()) + " " + std::to_string(checksum(payload)) + "\n");
   syncFolder(final);
   std::vector<std::string> complete;
   for (const std::string& folder : list()) {
@@ -138,18 +139,18 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
   }
 }
 
-std::vector<std::string> CheckpointStore::list() const {
+std::vector<std::string> CheckpointStore::folders(const std::string& dir) {
   std::vector<std::string> out;
   std::error_code error;
-  if (!fs::is_directory(dir_, error)) return out;
+  if (!fs::is_directory(dir, error)) return out;
   std::vector<std::string> names;
   try {
-    names = files::listFolder(dir_);  // Note [no std::filesystem walks]
+    names = files::listFolder(dir);  // Note [no std::filesystem walks]
   } catch (const DataError&) {
     return out;  // unreadable: no checkpoints to offer
   }
   for (const std::string& name : names) {
-    const fs::path path = fs::path(dir_) / name;
+    const fs::path path = fs::path(dir) / name;
     if (name.rfind("step-", 0) == 0 && name.find('.') == std::string::npos &&
         fs::is_directory(path, error)) {
       out.push_back(path.string());
@@ -214,7 +215,8 @@ LoadedCheckpoint CheckpointStore::loadAny(const std::string& path, Communicator&
   const std::string dir = (fs::path(path) / "checkpoints").string();
   CheckpointStore store(dir, comm, 1);
   if (auto latest = store.loadLatest()) return *latest;
-  throw CheckpointError(path + ": neither a checkpoint folder (with state.bin) nor a run "
+  throw CheckpointError(path +
+                        ": neither a checkpoint folder (with state.bin) nor a run "
                         "directory with a complete checkpoint in checkpoints/");
 }
 
@@ -239,12 +241,13 @@ std::optional<LoadedCheckpoint> CheckpointStore::loadLatest() {
   outcome = comm_.allReduceScalar(outcome, ReduceOp::Max);
   if (outcome == 2) {
     // Starting afresh here would train over a run the user still has: let them decide.
-    throw CheckpointError(dir_ + ": every checkpoint is unreadable (see the warnings above); "
+    throw CheckpointError(dir_ +
+                          ": every checkpoint is unreadable (see the warnings above); "
                           "move the folder away to start the run afresh");
   }
   if (outcome == 0) return std::nullopt;
-  std::string header = found.path + "\n" + std::to_string(found.step) + "\n" +
-                       std::to_string(found.worldSize);
+  std::string header =
+      found.path + "\n" + std::to_string(found.step) + "\n" + std::to_string(found.worldSize);
   comm_.broadcastBytes(header, 0);
   comm_.broadcastBytes(found.payload, 0);
   std::istringstream fields(header);

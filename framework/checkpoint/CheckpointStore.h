@@ -47,7 +47,10 @@ class CheckpointStore {
   /// Reads and verifies one checkpoint folder; CheckpointError says what is wrong with it.
   static LoadedCheckpoint read(const std::string& folder);
   /// Checkpoint folders (complete or not), newest first.
-  std::vector<std::string> list() const;
+  std::vector<std::string> list() const { return folders(dir_); }
+  /// The checkpoint folders (complete or not) in `dir`, newest first; none when `dir` is
+  /// missing or unreadable.
+  static std::vector<std::string> folders(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
 

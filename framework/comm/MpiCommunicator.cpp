@@ -5,30 +5,40 @@
 #include <algorithm>
 #include <climits>
 
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Watchdog.h"
+#include "framework/base/Error.h"
+#include "framework/base/Watchdog.h"
 
 namespace gentrain {
 namespace {
 
 MPI_Datatype mpiType(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kLong: return MPI_INT64_T;
-    case at::kInt: return MPI_INT32_T;
-    case at::kByte: return MPI_UINT8_T;
-    case at::kChar: return MPI_INT8_T;
-    default: return MPI_DATATYPE_NULL;
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kByte:
+      return MPI_UINT8_T;
+    case at::kChar:
+      return MPI_INT8_T;
+    default:
+      return MPI_DATATYPE_NULL;
   }
 }
 
 MPI_Op mpiOp(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum:
-    case ReduceOp::Mean: return MPI_SUM;
-    case ReduceOp::Max: return MPI_MAX;
-    case ReduceOp::Min: return MPI_MIN;
+    case ReduceOp::Mean:
+      return MPI_SUM;
+    case ReduceOp::Max:
+      return MPI_MAX;
+    case ReduceOp::Min:
+      return MPI_MIN;
   }
   return MPI_SUM;
 }
@@ -43,8 +53,8 @@ void checkMpi(int code, const char* call, const char* file, int line) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
   MPI_Error_string(code, text, &length);
-  throw CommError(std::string(file) + ":" + std::to_string(line) + ": " + call + " failed: " +
-                  std::string(text, length) +
+  throw CommError(std::string(file) + ":" + std::to_string(line) + ": " + call +
+                  " failed: " + std::string(text, length) +
                   " (another rank may have died; check the other ranks' output)");
 }
 
@@ -84,8 +94,8 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
   const int64_t elementSize = tensor.element_size();
   for (int64_t start = 0; start < tensor.numel(); start += kMaxCount) {
     const int count = static_cast<int>(std::min(kMaxCount, tensor.numel() - start));
-    GENTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data + start * elementSize, count, type,
-                                     mpiOp(op), comm_));
+    GENTRAIN_MPI_CHECK(
+        MPI_Allreduce(MPI_IN_PLACE, data + start * elementSize, count, type, mpiOp(op), comm_));
   }
   if (op == ReduceOp::Mean) tensor.div_(size_);
 }
@@ -114,8 +124,8 @@ void MpiCommunicator::barrier() {
 
 void MpiCommunicator::allReduceHost(double* values, std::size_t count, ReduceOp op) {
   Watchdog::Scope wait("an MPI all-reduce of host values");
-  GENTRAIN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_DOUBLE,
-                                   mpiOp(op), comm_));
+  GENTRAIN_MPI_CHECK(
+      MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_DOUBLE, mpiOp(op), comm_));
   if (op == ReduceOp::Mean) {
     for (std::size_t i = 0; i < count; ++i) values[i] /= size_;
   }

@@ -7,8 +7,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <nccl.h>
 
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Watchdog.h"
+#include "framework/base/Error.h"
+#include "framework/base/Watchdog.h"
 
 namespace gentrain {
 namespace {
@@ -23,26 +23,37 @@ void checkNccl(ncclResult_t code, const char* call, const char* file, int line) 
 
 ncclDataType_t ncclType(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return ncclFloat32;
-    case at::kDouble: return ncclFloat64;
-    case at::kHalf: return ncclFloat16;
-    case at::kBFloat16: return ncclBfloat16;
-    case at::kLong: return ncclInt64;
-    case at::kInt: return ncclInt32;
-    case at::kByte: return ncclUint8;
-    case at::kChar: return ncclInt8;
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kLong:
+      return ncclInt64;
+    case at::kInt:
+      return ncclInt32;
+    case at::kByte:
+      return ncclUint8;
+    case at::kChar:
+      return ncclInt8;
     default:
-      throw CommError(std::string("NCCL cannot reduce tensors of type ") +
-                      c10::toString(type));
+      throw CommError(std::string("NCCL cannot reduce tensors of type ") + c10::toString(type));
   }
 }
 
 ncclRedOp_t ncclOp(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return ncclSum;
-    case ReduceOp::Mean: return ncclAvg;
-    case ReduceOp::Max: return ncclMax;
-    case ReduceOp::Min: return ncclMin;
+    case ReduceOp::Sum:
+      return ncclSum;
+    case ReduceOp::Mean:
+      return ncclAvg;
+    case ReduceOp::Max:
+      return ncclMax;
+    case ReduceOp::Min:
+      return ncclMin;
   }
   return ncclSum;
 }
@@ -134,10 +145,14 @@ void NcclCommunicator::broadcast(at::Tensor& tensor, int root) {
     return;
   }
   if (!tensor.is_contiguous()) throw CommError("broadcast needs a contiguous tensor");
-  impl_->ordered(tensor, [&](cudaStream_t stream) {
-    GENTRAIN_NCCL_CHECK(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
-                                      ncclType(tensor.scalar_type()), root, impl_->comm, stream));
-  })->wait();
+  impl_
+      ->ordered(tensor,
+                [&](cudaStream_t stream) {
+                  GENTRAIN_NCCL_CHECK(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(),
+                                                    tensor.numel(), ncclType(tensor.scalar_type()),
+                                                    root, impl_->comm, stream));
+                })
+      ->wait();
 }
 
 void NcclCommunicator::barrier() {

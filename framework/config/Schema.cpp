@@ -31,13 +31,20 @@ std::string number(double value) {
 
 const char* typeName(KeyType type) {
   switch (type) {
-    case KeyType::Int: return "integer";
-    case KeyType::Float: return "number";
-    case KeyType::Bool: return "boolean";
-    case KeyType::String: return "string";
-    case KeyType::IntList: return "list of integers";
-    case KeyType::FloatList: return "list of numbers";
-    case KeyType::StringList: return "list of strings";
+    case KeyType::Int:
+      return "integer";
+    case KeyType::Float:
+      return "number";
+    case KeyType::Bool:
+      return "boolean";
+    case KeyType::String:
+      return "string";
+    case KeyType::IntList:
+      return "list of integers";
+    case KeyType::FloatList:
+      return "list of numbers";
+    case KeyType::StringList:
+      return "list of strings";
   }
   return "?";
 }
@@ -107,66 +114,102 @@ std::string Schema::describe() const {
 void addOptimizerKeys(Schema& schema, const std::string& name, const std::string& type, double lr,
                       double beta1, double beta2) {
   const std::string p = "optim." + name + ".";
-  schema.add({p + "type", KeyType::String, type, "optimizer for the '" + name + "' parameters",
-              -1e300, 1e300, {"adam", "adamw", "sgd", "rmsprop"}});
+  schema.add({p + "type",
+              KeyType::String,
+              type,
+              "optimizer for the '" + name + "' parameters",
+              -1e300,
+              1e300,
+              {"adam", "adamw", "sgd", "rmsprop"}});
   schema.add({p + "lr", KeyType::Float, number(lr), "learning rate", 0, 1e3});
   schema.add({p + "betas", KeyType::FloatList, "[" + number(beta1) + ", " + number(beta2) + "]",
               "Adam/AdamW betas (beta1, beta2)", 0, 1});
   schema.add({p + "eps", KeyType::Float, "1.0e-8", "Adam/AdamW/RMSprop epsilon", 0, 1});
   schema.add({p + "weight_decay", KeyType::Float, "0", "L2 penalty (decoupled for adamw)", 0, 1e3});
   schema.add({p + "momentum", KeyType::Float, "0", "SGD/RMSprop momentum", 0, 1});
-  schema.add({p + "decay", KeyType::String, "none",
-              "learning rate decay to zero over the end of the run (none, linear, cosine)", -1e300,
-              1e300, {"none", "linear", "cosine"}});
+  schema.add({p + "decay",
+              KeyType::String,
+              "none",
+              "learning rate decay to zero over the end of the run (none, linear, cosine)",
+              -1e300,
+              1e300,
+              {"none", "linear", "cosine"}});
   schema.add({p + "decay_start", KeyType::Float, "0",
               "fraction of the run's steps after which the decay begins (0.5: the last half)", 0,
               1});
 }
 
-Schema frameworkSchema() {
-  Schema s;
-  const double big = 1e300;
-  s.add({"name", KeyType::String, "experiment", "experiment name; names the run directory"});
-  s.add({"seed", KeyType::Int, "1234", "seed of every random choice (init, shuffles, noise)", 0});
-  s.add({"model.name", KeyType::String, "", "which model to train (see `gentrain models`)"});
+namespace {
+
+constexpr double big = 1e300;  // "no bound" for numeric keys
+
+/// data.*: the file, its splits and how it is read.
+void addDataKeys(Schema& s) {
   s.add({"data.path", KeyType::String, "",
          "HDF5 file in the gentrain image schema (datasets/README.md); make one with `gentrain "
          "data import-idx`"});
   s.add({"data.train_split", KeyType::String, "train", "group of the file to train on"});
   s.add({"data.test_split", KeyType::String, "test", "group of the file to evaluate on"});
   s.add({"data.cache_mb", KeyType::Int, "2048",
-         "a split at most this large is read into memory once; larger ones are read per batch",
-         0});
+         "a split at most this large is read into memory once; larger ones are read per batch", 0});
   s.add({"data.resolution", KeyType::Int, "0",
          "image height after area downsampling on load (a divisor of the stored height; 0: as "
-         "stored)", 0});
+         "stored)",
+         0});
   s.add({"data.flip", KeyType::Bool, "false", "random horizontal flips of training images"});
-  s.add({"data.normalize", KeyType::String, "unit", "pixel range given to the model: unit = "
-         "[0, 1], symmetric = [-1, 1]", -big, big, {"unit", "symmetric"}});
+  s.add({"data.normalize",
+         KeyType::String,
+         "unit",
+         "pixel range given to the model: unit = "
+         "[0, 1], symmetric = [-1, 1]",
+         -big,
+         big,
+         {"unit", "symmetric"}});
   s.add({"data.prefetch", KeyType::Int, "4", "batches the loader thread prepares ahead", 1, 64});
+}
+
+/// train.*: the optimization and how gradients travel.
+void addTrainKeys(Schema& s) {
   s.add({"train.global_batch", KeyType::Int, "128",
          "images per optimizer step over all ranks; must divide by the number of ranks", 1});
-  s.add({"train.epochs", KeyType::Int, "10", "passes over the training split (if steps is 0)",
-         0});
+  s.add({"train.epochs", KeyType::Int, "10", "passes over the training split (if steps is 0)", 0});
   s.add({"train.steps", KeyType::Int, "0", "optimizer steps to run; 0 means use epochs", 0});
-  s.add({"train.bucket_mb", KeyType::Float, "25", "gradient all-reduce bucket size in MB",
-         0.001, big});
+  s.add({"train.bucket_mb", KeyType::Float, "25", "gradient all-reduce bucket size in MB", 0.001,
+         big});
   s.add({"train.micro_batches", KeyType::Int, "1",
          "gradient accumulation: each rank's share of a step runs in this many passes (it must "
-         "divide it); gradients are reduced once, after the last", 1, 65536});
-  s.add({"train.precision", KeyType::String, "fp32",
+         "divide it); gradients are reduced once, after the last",
+         1, 65536});
+  s.add({"train.precision",
+         KeyType::String,
+         "fp32",
          "bf16: forward and backward under bfloat16 autocast, with float32 weights, gradients "
-         "and optimizer state", -big, big, {"fp32", "bf16"}});
-  s.add({"train.nonfinite", KeyType::String, "auto",
+         "and optimizer state",
+         -big,
+         big,
+         {"fp32", "bf16"}});
+  s.add({"train.nonfinite",
+         KeyType::String,
+         "auto",
          "NaN/infinite gradients: stop (checkpoint the state before the step, then fail), skip "
          "(skip that update and say so), off (no check), auto (stop on the CPU, off on a GPU, "
-         "where the check would wait for every step's gradients)", -big, big,
+         "where the check would wait for every step's gradients)",
+         -big,
+         big,
          {"auto", "stop", "skip", "off"}});
   s.add({"train.overlap", KeyType::Bool, "true",
          "start each gradient bucket's all-reduce during backward, as soon as it is complete"});
-  s.add({"train.grad_compression", KeyType::String, "none",
-         "bf16: all-reduce float32 gradients as bfloat16 (half the bytes)", -big, big,
+  s.add({"train.grad_compression",
+         KeyType::String,
+         "none",
+         "bf16: all-reduce float32 gradients as bfloat16 (half the bytes)",
+         -big,
+         big,
          {"none", "bf16"}});
+}
+
+/// log.*, eval.*, sample.*, checkpoint.*: what a run reports and writes, and when.
+void addOutputKeys(Schema& s) {
   s.add({"log.every_steps", KeyType::Int, "100", "progress line and metrics row interval", 1});
   s.add({"log.all_ranks", KeyType::Bool, "false", "print info lines on every rank, not only 0"});
   s.add({"log.tensorboard", KeyType::Bool, "true",
@@ -175,8 +218,8 @@ Schema frameworkSchema() {
   s.add({"eval.every_epochs", KeyType::Int, "1",
          "evaluate on the test split every N epochs (0: only at the end)", 0});
   s.add({"eval.batch", KeyType::Int, "500", "test images per rank per evaluation batch", 1});
-  s.add({"sample.every_epochs", KeyType::Int, "1", "save a sample grid every N epochs (0: end)",
-         0});
+  s.add(
+      {"sample.every_epochs", KeyType::Int, "1", "save a sample grid every N epochs (0: end)", 0});
   s.add({"sample.count", KeyType::Int, "64", "images in a sample grid", 1, 4096});
   s.add({"sample.at_start", KeyType::Bool, "true",
          "also save a grid of the untrained model at step 0 (off for slow samplers)"});
@@ -184,25 +227,55 @@ Schema frameworkSchema() {
   s.add({"checkpoint.every_steps", KeyType::Int, "0", "checkpoint every N steps (0: off)", 0});
   s.add({"checkpoint.every_minutes", KeyType::Float, "0",
          "also checkpoint when this many minutes passed since the last one, by rank 0's clock, "
-         "checked every run.stop_check_steps steps (0: off)", 0});
-  s.add({"checkpoint.keep", KeyType::Int, "3", "complete checkpoints to keep (oldest go first)",
-         1});
+         "checked every run.stop_check_steps steps (0: off)",
+         0});
+  s.add(
+      {"checkpoint.keep", KeyType::Int, "3", "complete checkpoints to keep (oldest go first)", 1});
+}
+
+/// run.*, runtime.*: the run directory, stop checks, devices, threads and timeouts.
+void addRunKeys(Schema& s) {
   s.add({"run.stop_check_steps", KeyType::Int, "10",
          "every N steps the ranks agree whether a stop signal (SIGUSR1/SIGTERM) arrived; if so "
-         "they checkpoint and stop (and requeue under Slurm)", 1});
+         "they checkpoint and stop (and requeue under Slurm)",
+         1});
   s.add({"run.dir", KeyType::String, "runs/{name}",
          "run directory; {name} is replaced by the experiment name"});
-  s.add({"runtime.device", KeyType::String, "auto", "device of each rank", -big, big,
+  s.add({"runtime.device",
+         KeyType::String,
+         "auto",
+         "device of each rank",
+         -big,
+         big,
          {"auto", "cpu", "cuda"}});
   s.add({"runtime.threads", KeyType::Int, "0",
          "compute threads per rank; 0: SLURM_CPUS_PER_TASK when Slurm sets it, else cores on "
-         "the node / ranks on the node", 0, 1024});
+         "the node / ranks on the node",
+         0, 1024});
   s.add({"runtime.timeout_s", KeyType::Float, "300",
          "a rank that waits longer than this for a collective or for data aborts the job, "
-         "naming the wait (0: never)", 0, big});
-  s.add({"runtime.backend", KeyType::String, "auto",
-         "collective backend: nccl for CUDA tensors, mpi otherwise", -big, big,
+         "naming the wait (0: never)",
+         0, big});
+  s.add({"runtime.backend",
+         KeyType::String,
+         "auto",
+         "collective backend: nccl for CUDA tensors, mpi otherwise",
+         -big,
+         big,
          {"auto", "mpi", "nccl"}});
+}
+
+}  // namespace
+
+Schema frameworkSchema() {
+  Schema s;
+  s.add({"name", KeyType::String, "experiment", "experiment name; names the run directory"});
+  s.add({"seed", KeyType::Int, "1234", "seed of every random choice (init, shuffles, noise)", 0});
+  s.add({"model.name", KeyType::String, "", "which model to train (see `gentrain models`)"});
+  addDataKeys(s);
+  addTrainKeys(s);
+  addOutputKeys(s);
+  addRunKeys(s);
   return s;
 }
 

@@ -15,9 +15,9 @@ enum class KeyType { Int, Float, Bool, String, IntList, FloatList, StringList };
 
 /// One leaf key of a spec.
 struct KeyInfo {
-  std::string path;          ///< dotted, e.g. "train.global_batch"
+  std::string path;  ///< dotted, e.g. "train.global_batch"
   KeyType type = KeyType::String;
-  std::string defaultYaml;   ///< YAML text of the default; empty means required
+  std::string defaultYaml;  ///< YAML text of the default; empty means required
   std::string help;
   double min = -std::numeric_limits<double>::infinity();  ///< for numbers and list elements
   double max = std::numeric_limits<double>::infinity();

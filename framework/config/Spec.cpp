@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Log.h"
+#include "framework/base/Error.h"
+#include "framework/base/Log.h"
 
 namespace gentrain {
 namespace {
@@ -33,8 +33,8 @@ std::string checkScalar(const YAML::Node& node, const KeyInfo& key, KeyType type
   const std::string text = scalarText(node);
   const auto bad = [&](const std::string& want) {
     return SpecError(where + ": " + key.path + " must be " + want + ", got " +
-                     (node.IsScalar() ? "'" + text + "'" : "a " +
-                      std::string(node.IsMap() ? "mapping" : "list")));
+                     (node.IsScalar() ? "'" + text + "'"
+                                      : "a " + std::string(node.IsMap() ? "mapping" : "list")));
   };
   if (!node.IsScalar()) throw bad(std::string("a ") + typeName(type));
   double number = 0;
@@ -81,10 +81,17 @@ std::string checkScalar(const YAML::Node& node, const KeyInfo& key, KeyType type
 std::string checkValue(const YAML::Node& node, const KeyInfo& key, const std::string& where) {
   KeyType element;
   switch (key.type) {
-    case KeyType::IntList: element = KeyType::Int; break;
-    case KeyType::FloatList: element = KeyType::Float; break;
-    case KeyType::StringList: element = KeyType::String; break;
-    default: return checkScalar(node, key, key.type, where);
+    case KeyType::IntList:
+      element = KeyType::Int;
+      break;
+    case KeyType::FloatList:
+      element = KeyType::Float;
+      break;
+    case KeyType::StringList:
+      element = KeyType::String;
+      break;
+    default:
+      return checkScalar(node, key, key.type, where);
   }
   if (!node.IsSequence()) {
     throw SpecError(where + ": " + key.path + " must be a " + typeName(key.type) +
@@ -141,7 +148,8 @@ std::vector<Spec::SweepAxis> takeSweep(YAML::Node& root, const std::string& orig
   const YAML::Node section = root["sweep"];
   const std::string where = markOf(origin, section.Mark());
   if (!section.IsMap() || section.size() == 0) {
-    throw SpecError(where + ": sweep must map keys to lists of values, e.g. "
+    throw SpecError(where +
+                    ": sweep must map keys to lists of values, e.g. "
                     "sweep: {optim.vae.lr: [1.0e-3, 3.0e-4]}");
   }
   for (const auto& item : section) {
@@ -150,7 +158,8 @@ std::vector<Spec::SweepAxis> takeSweep(YAML::Node& root, const std::string& orig
     const KeyInfo* key = schema.find(path);
     if (key == nullptr) throw SpecError(unknownKey(at + ": in sweep", path, schema));
     if (path == "name" || path == "run.dir" || path == "model.name") {
-      throw SpecError(at + ": sweep over '" + path + "' is not possible (each combination runs "
+      throw SpecError(at + ": sweep over '" + path +
+                      "' is not possible (each combination runs "
                       "in <run.dir>/task-<i> of the same model); make separate specs");
     }
     for (const auto& axis : axes) {
@@ -180,20 +189,44 @@ Spec Spec::load(const std::string& path, const std::vector<std::string>& overrid
   return parse(text.str(), path, overrides, schemaFor);
 }
 
-Spec Spec::parse(const std::string& yaml, const std::string& origin,
-                 const std::vector<std::string>& overrides, const SchemaFor& schemaFor) {
-  YAML::Node root = parseYaml(yaml, origin);
+namespace {
 
-  // Overrides first become (path, raw text) pairs, so that model.name can come from either place.
-  std::vector<std::pair<std::string, std::string>> parsedOverrides;
+/// `key.path=value` overrides as (path, raw text) pairs, so that model.name can come from either
+/// the file or the command line.
+std::vector<std::pair<std::string, std::string>> splitOverrides(
+    const std::vector<std::string>& overrides) {
+  std::vector<std::pair<std::string, std::string>> parsed;
   for (const std::string& o : overrides) {
     const auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0) {
       throw SpecError("command line: override '" + o + "' must look like key.path=value");
     }
-    parsedOverrides.emplace_back(o.substr(0, eq), o.substr(eq + 1));
+    parsed.emplace_back(o.substr(0, eq), o.substr(eq + 1));
   }
+  return parsed;
+}
 
+/// An override's value as a YAML node: a string key takes the text as it is (quotes optional);
+/// others parse as YAML values.
+YAML::Node overrideNode(const std::string& raw, const KeyInfo& key, const std::string& where) {
+  if (key.type == KeyType::String) {
+    const bool quoted =
+        raw.size() >= 2 && (raw.front() == '"' || raw.front() == '\'') && raw.back() == raw.front();
+    return YAML::Node(quoted ? raw.substr(1, raw.size() - 2) : raw);
+  }
+  try {
+    return YAML::Load(raw);
+  } catch (const YAML::ParserException& e) {
+    throw SpecError(where + ": malformed value: " + e.msg);
+  }
+}
+
+}  // namespace
+
+Spec Spec::parse(const std::string& yaml, const std::string& origin,
+                 const std::vector<std::string>& overrides, const SchemaFor& schemaFor) {
+  YAML::Node root = parseYaml(yaml, origin);
+  const auto parsedOverrides = splitOverrides(overrides);
   std::string modelName;
   if (root["model"] && root["model"].IsMap() && root["model"]["name"]) {
     modelName = scalarText(root["model"]["name"]);
@@ -217,20 +250,7 @@ Spec Spec::parse(const std::string& yaml, const std::string& origin,
     const std::string where = "command line (" + overrides[i] + ")";
     const KeyInfo* key = spec.schema_.find(path);
     if (key == nullptr) throw SpecError(unknownKey(where, path, spec.schema_));
-    // A string key takes the text as it is (quotes optional); others parse as YAML values.
-    YAML::Node node;
-    if (key->type == KeyType::String) {
-      const bool quoted = raw.size() >= 2 && (raw.front() == '"' || raw.front() == '\'') &&
-                          raw.back() == raw.front();
-      node = YAML::Node(quoted ? raw.substr(1, raw.size() - 2) : raw);
-    } else {
-      try {
-        node = YAML::Load(raw);
-      } catch (const YAML::ParserException& e) {
-        throw SpecError(where + ": malformed value: " + e.msg);
-      }
-    }
-    values[path] = checkValue(node, *key, where);
+    values[path] = checkValue(overrideNode(raw, *key, where), *key, where);
     origins[path] = where;
   }
   for (const KeyInfo& key : spec.schema_.keys()) {
@@ -256,7 +276,9 @@ const Spec::Value& Spec::value(const std::string& path) const {
 int64_t Spec::integer(const std::string& path) const {
   return YAML::Load(value(path).yaml).as<int64_t>();
 }
-double Spec::real(const std::string& path) const { return YAML::Load(value(path).yaml).as<double>(); }
+double Spec::real(const std::string& path) const {
+  return YAML::Load(value(path).yaml).as<double>();
+}
 bool Spec::flag(const std::string& path) const { return YAML::Load(value(path).yaml).as<bool>(); }
 std::string Spec::text(const std::string& path) const { return value(path).yaml; }
 std::vector<int64_t> Spec::integers(const std::string& path) const {
@@ -315,7 +337,8 @@ std::string Spec::resolvedYaml() const {
     for (const SweepAxis& axis : sweep_) {
       const bool isString = schema_.find(axis.path)->type == KeyType::String;
       YAML::Node list(YAML::NodeType::Sequence);
-      for (const std::string& v : axis.values) list.push_back(isString ? YAML::Node(v) : YAML::Load(v));
+      for (const std::string& v : axis.values)
+        list.push_back(isString ? YAML::Node(v) : YAML::Load(v));
       list.SetStyle(YAML::EmitterStyle::Flow);
       section[axis.path] = list;
     }
@@ -334,8 +357,9 @@ int64_t Spec::sweepSize() const {
 
 std::vector<std::string> Spec::sweepOverrides(int64_t task) const {
   if (task < 0 || task >= sweepSize()) {
-    throw SpecError(log::cat(sourceOrigin_, ": sweep task ", task, " does not exist; the sweep has ",
-                             sweepSize(), " combination(s): use 0 to ", sweepSize() - 1));
+    throw SpecError(log::cat(sourceOrigin_, ": sweep task ", task,
+                             " does not exist; the sweep has ", sweepSize(),
+                             " combination(s): use 0 to ", sweepSize() - 1));
   }
   std::vector<std::string> out(sweep_.size());
   for (std::size_t a = sweep_.size(); a-- > 0;) {

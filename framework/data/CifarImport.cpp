@@ -4,8 +4,8 @@
 #include <fstream>
 #include <vector>
 
+#include "framework/base/Error.h"
 #include "framework/data/ImageFile.h"
-#include "framework/runtime/Error.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -42,8 +42,11 @@ int64_t appendRecords(ImageFileWriter& writer, const fs::path& dir,
     if (!in) throw DataError(path.string() + ": missing or unreadable");
     const auto size = static_cast<int64_t>(fs::file_size(path));
     if (size == 0 || size % record != 0) {
-      throw DataError(path.string() + ": " + std::to_string(size) + " bytes is not a whole number "
-                      "of " + std::to_string(record) + "-byte records; is it the right CIFAR "
+      throw DataError(path.string() + ": " + std::to_string(size) +
+                      " bytes is not a whole number "
+                      "of " +
+                      std::to_string(record) +
+                      "-byte records; is it the right CIFAR "
                       "variant, and complete?");
     }
     constexpr int64_t kBlock = 1000;
@@ -80,7 +83,8 @@ std::string importCifar(const CifarImportOptions& options) {
     kind = "cifar-100";
     layout = {2, 1, {"train.bin"}, {"test.bin"}, "fine_label_names.txt"};
   } else {
-    throw DataError(options.dir + ": neither CIFAR-10 (data_batch_1.bin ...) nor CIFAR-100 "
+    throw DataError(options.dir +
+                    ": neither CIFAR-10 (data_batch_1.bin ...) nor CIFAR-100 "
                     "(train.bin, test.bin) binary files; point --dir at the extracted folder");
   }
   ImageFileWriter writer(options.out, options.overwrite);

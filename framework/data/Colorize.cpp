@@ -5,19 +5,19 @@
 #include <cmath>
 #include <numeric>
 
+#include "framework/base/Error.h"
 #include "framework/data/ImageFile.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
 
 namespace gentrain {
 
 const std::map<std::string, std::array<uint8_t, 3>>& namedColors() {
   static const std::map<std::string, std::array<uint8_t, 3>> colors{
-      {"red", {230, 25, 75}},     {"green", {60, 180, 75}},   {"blue", {0, 130, 200}},
-      {"yellow", {255, 225, 25}}, {"orange", {245, 130, 48}}, {"purple", {145, 30, 180}},
+      {"red", {230, 25, 75}},     {"green", {60, 180, 75}},    {"blue", {0, 130, 200}},
+      {"yellow", {255, 225, 25}}, {"orange", {245, 130, 48}},  {"purple", {145, 30, 180}},
       {"cyan", {70, 240, 240}},   {"magenta", {240, 50, 230}}, {"white", {255, 255, 255}},
-      {"black", {0, 0, 0}},       {"grey", {128, 128, 128}},  {"navy", {0, 0, 128}},
-      {"olive", {128, 128, 0}},   {"teal", {0, 128, 128}},    {"maroon", {128, 0, 0}}};
+      {"black", {0, 0, 0}},       {"grey", {128, 128, 128}},   {"navy", {0, 0, 128}},
+      {"olive", {128, 128, 0}},   {"teal", {0, 128, 128}},     {"maroon", {128, 0, 0}}};
   return colors;
 }
 
@@ -53,7 +53,8 @@ void paint(const uint8_t* grey, int64_t h, int64_t w, int64_t side,
           if (sy >= 0 && sy < h && sx >= 0 && sx < w) value = grey[sy * w + sx] / 255.0;
         } else {
           for (int64_t dy = 0; dy < factor; ++dy) {
-            for (int64_t dx = 0; dx < factor; ++dx) value += grey[(y * factor + dy) * w + x * factor + dx];
+            for (int64_t dx = 0; dx < factor; ++dx)
+              value += grey[(y * factor + dy) * w + x * factor + dx];
           }
           value /= 255.0 * double(factor * factor);
         }
@@ -72,8 +73,8 @@ std::string colorize(const ColorizeOptions& options) {
   h5::Handle source = h5::openFile(options.in);
   const std::vector<std::string> splits = h5::children(source.id());
   ImageFileWriter writer(options.out, options.overwrite);
-  writer.setFileAttribute("source", "colorized:" + options.in + " seed " +
-                                        std::to_string(options.seed));
+  writer.setFileAttribute("source",
+                          "colorized:" + options.in + " seed " + std::to_string(options.seed));
   writer.setFileAttribute("binarize", std::string("none"));
   const auto labelNames = h5::readStringListAttribute(source.id(), "label_names");
   if (!labelNames.empty()) writer.setFileAttribute("label_names", labelNames);
@@ -93,7 +94,8 @@ std::string colorize(const ColorizeOptions& options) {
     const int64_t side = options.size > 0 ? options.size : h;
     if (h != w || (side < h && h % side != 0)) {
       throw UsageError("--size " + std::to_string(side) + " for " + std::to_string(h) + "x" +
-                       std::to_string(w) + " images: give square images and a size that is at "
+                       std::to_string(w) +
+                       " images: give square images and a size that is at "
                        "least the side (padding) or divides it (area downsampling)");
     }
     writer.beginSplit(splits[s], 3, side, side, data.hasLabels(), attributeNames);
@@ -112,8 +114,8 @@ std::string colorize(const ColorizeOptions& options) {
         attributes[k * a + f] = 1;
         attributes[k * a + fg.size() + b] = 1;
       }
-      writer.append(rgb.data(), count,
-                    data.hasLabels() ? data.labels().data() + first : nullptr, attributes.data());
+      writer.append(rgb.data(), count, data.hasLabels() ? data.labels().data() + first : nullptr,
+                    attributes.data());
     });
     total += data.size();
   }

@@ -4,17 +4,31 @@
 
 #include <cstring>
 
+#include "framework/base/Error.h"
+#include "framework/base/Watchdog.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Watchdog.h"
 
 namespace gentrain {
+
+Batch Batch::part(int index, int count) const {
+  if (count == 1) return *this;
+  const int64_t n = size() / count, first = index * n;
+  Batch out = *this;
+  out.images = images.narrow(0, first, n);
+  if (labels.defined()) out.labels = labels.narrow(0, first, n);
+  if (attributes.defined()) out.attributes = attributes.narrow(0, first, n);
+  for (auto& [name, extra] : out.extras) extra = extra.narrow(0, first, n);
+  out.firstSample = firstSample + first;
+  return out;
+}
 
 void Transform::check(int64_t height, int64_t width) const {
   if (resolution > 0 &&
       (resolution > height || height % resolution != 0 || width % (height / resolution) != 0)) {
-    throw SpecError("data.resolution = " + std::to_string(resolution) + " does not divide the "
-                    "stored " + std::to_string(height) + "x" + std::to_string(width) +
+    throw SpecError("data.resolution = " + std::to_string(resolution) +
+                    " does not divide the "
+                    "stored " +
+                    std::to_string(height) + "x" + std::to_string(width) +
                     " images: use a divisor of the height, or 0 for the stored size");
   }
 }
@@ -25,8 +39,8 @@ namespace {
 constexpr uint32_t kFlipStream = 0x464c4950;  // "FLIP"
 
 // A plain loop: tensor ops here would start an OpenMP team on the loader thread.
-void convert(const uint8_t* raw, int64_t count, int64_t c, int64_t h, int64_t w,
-             const Transform& t, const float* coins, float* out) {
+void convert(const uint8_t* raw, int64_t count, int64_t c, int64_t h, int64_t w, const Transform& t,
+             const float* coins, float* out) {
   const int64_t f = t.factor(h);
   const int64_t side = h / f, sideW = w / f;
   const float scale = (t.symmetric ? 2.0f : 1.0f) / (255.0f * float(f * f));
@@ -94,10 +108,14 @@ Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
 DataLoader::DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
                        int64_t startEpoch, int64_t startStepInEpoch, int prefetch,
                        Transform transform, bool pinMemory, BatchPreparation prepare)
-    : data_(std::move(data)), sampler_(std::move(sampler)), transform_(transform),
-      pinMemory_(pinMemory), prepare_(std::move(prepare)),
+    : data_(std::move(data)),
+      sampler_(std::move(sampler)),
+      transform_(transform),
+      pinMemory_(pinMemory),
+      prepare_(std::move(prepare)),
       capacity_(static_cast<std::size_t>(std::max(1, prefetch))) {
-  worker_ = std::thread([this, startEpoch, startStepInEpoch] { run(startEpoch, startStepInEpoch); });
+  worker_ =
+      std::thread([this, startEpoch, startStepInEpoch] { run(startEpoch, startStepInEpoch); });
 }
 
 DataLoader::~DataLoader() {

@@ -9,8 +9,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <string>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -35,6 +35,9 @@ struct Batch {
   std::map<std::string, at::Tensor> extras;
 
   int64_t size() const { return images.defined() ? images.size(0) : 0; }
+  /// Part `index` of `count` equal parts (micro-batches): the same samples, and so the same
+  /// counter-based noise, as in the whole batch. `count` must divide size().
+  Batch part(int index, int count) const;
 };
 
 /// What happens to images on their way from the file to a model.
@@ -73,8 +76,8 @@ using BatchPreparation = std::function<void(Batch&)>;
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
-             int64_t startEpoch, int64_t startStepInEpoch, int prefetch,
-             Transform transform = {}, bool pinMemory = false, BatchPreparation prepare = {});
+             int64_t startEpoch, int64_t startStepInEpoch, int prefetch, Transform transform = {},
+             bool pinMemory = false, BatchPreparation prepare = {});
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;

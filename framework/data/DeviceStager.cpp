@@ -51,9 +51,8 @@ void DeviceStager::ready(Batch& batch) {
   copied_->block(compute);
   // Allocated on the copy stream, used and freed on the compute stream: without this the
   // allocator could hand the memory out again while the compute stream still reads it.
-  forEachTensor(batch, [&](at::Tensor& t) {
-    impl->recordDataPtrOnStream(t.storage().data_ptr(), compute);
-  });
+  forEachTensor(
+      batch, [&](at::Tensor& t) { impl->recordDataPtrOnStream(t.storage().data_ptr(), compute); });
   copied_.reset();
 }
 

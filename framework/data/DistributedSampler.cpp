@@ -3,13 +3,16 @@
 #include <random>
 #include <string>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain {
 
 DistributedSampler::DistributedSampler(int64_t datasetSize, int64_t globalBatch, int rank,
                                        int world, uint64_t seed)
-    : datasetSize_(datasetSize), globalBatch_(globalBatch), rank_(rank), world_(world),
+    : datasetSize_(datasetSize),
+      globalBatch_(globalBatch),
+      rank_(rank),
+      world_(world),
       seed_(seed) {
   if (globalBatch % world != 0) {
     throw UsageError("train.global_batch = " + std::to_string(globalBatch) +
@@ -50,8 +53,8 @@ std::vector<int64_t> DistributedSampler::indices(int64_t epoch, int64_t stepInEp
   return std::vector<int64_t>(order_.begin() + first, order_.begin() + first + localBatch());
 }
 
-std::pair<int64_t, int64_t> DistributedSampler::evalShard(int64_t datasetSize, int rank,
-                                                          int world, int64_t batch) {
+std::pair<int64_t, int64_t> DistributedSampler::evalShard(int64_t datasetSize, int rank, int world,
+                                                          int64_t batch) {
   const int64_t batches = (datasetSize + batch - 1) / batch;
   const int64_t base = batches / world;
   const int64_t extra = batches % world;

@@ -10,7 +10,7 @@
 /// Evaluation: contiguous shards made of whole evaluation batches (global batch k is images
 /// [k*B, (k+1)*B)), that cover the split exactly once: no duplicated and no dropped images, and
 /// every batch holds the same images whatever the number of ranks (see Note [exact evaluation]
-/// in framework/train/Trainer.cpp).
+/// in framework/train/Evaluator.cpp).
 
 #include <cstdint>
 #include <utility>

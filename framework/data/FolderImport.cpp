@@ -10,11 +10,11 @@
 #include <map>
 #include <sstream>
 
+#include "framework/base/Error.h"
+#include "framework/base/Files.h"
+#include "framework/base/Log.h"
 #include "framework/data/ImageCodec.h"
 #include "framework/data/ImageFile.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Files.h"
-#include "framework/runtime/Log.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -139,111 +139,154 @@ std::array<uint8_t, 3> parseColour(const std::string& text) {
   return colour;
 }
 
+namespace {
+
+/// Every row of the table names an image of the folder, and every image has a row.
+void checkAttributeTable(const AttributeTable& table, const std::vector<fs::path>& files,
+                         const FolderImportOptions& options) {
+  std::map<std::string, int> present;
+  for (const fs::path& f : files) ++present[f.filename().string()];
+  for (const auto& [name, values] : table.rows) {
+    if (!present.count(name)) {
+      throw DataError(options.attributes + ": row for '" + name +
+                      "', which is not an image "
+                      "in " +
+                      options.dir + "; remove the row or add the file");
+    }
+  }
+  for (const fs::path& f : files) {
+    if (!table.rows.count(f.filename().string())) {
+      throw DataError(f.string() + ": no row in " + options.attributes);
+    }
+  }
+}
+
+/// Class indices by first-level sub-folder name, in sorted order.
+std::map<std::string, int64_t> folderClasses(const std::vector<fs::path>& files,
+                                             const fs::path& dir) {
+  std::map<std::string, int64_t> classes;
+  for (const fs::path& f : files) {
+    const fs::path relative = fs::relative(f, dir);
+    if (relative.begin() == relative.end() || std::next(relative.begin()) == relative.end()) {
+      throw DataError(f.string() +
+                      ": not in a sub-folder, so it has no label (labels come "
+                      "from sub-folder names)");
+    }
+    classes.emplace(relative.begin()->string(), 0);
+  }
+  int64_t next = 0;
+  for (auto& [name, index] : classes) index = next++;
+  return classes;
+}
+
+/// Decodes and resizes `files` on all cores into `decoded` (one image after the other); errors
+/// are kept per file, in file order, so the outcome does not depend on the thread count.
+std::vector<std::string> decodeBlock(const std::vector<fs::path>& files,
+                                     const FolderImportOptions& options,
+                                     std::vector<uint8_t>& decoded) {
+  const int64_t imageBytes = 3 * options.size * options.size;
+  const int64_t n = static_cast<int64_t>(files.size());
+  decoded.assign(static_cast<std::size_t>(n * imageBytes), 0);
+  std::vector<std::string> errors(files.size());
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      try {
+        toSquare(decodeImage(files[k].string()), options.size, options.background,
+                 decoded.data() + k * imageBytes);
+      } catch (const DataError& e) {
+        errors[k] = e.what();
+      }
+    }
+  });
+  return errors;
+}
+
+/// What the import knows of the folder: its files, attribute table and classes.
+struct FolderContents {
+  std::vector<fs::path> files;
+  AttributeTable table;
+  std::map<std::string, int64_t> classes;
+};
+
+/// Writes one split's images (with labels and attributes) in blocks; returns images written,
+/// adds unreadable files skipped to `skipped`.
+int64_t writeSplit(ImageFileWriter& writer, const std::string& split,
+                   const std::vector<fs::path>& mine, const FolderContents& folder,
+                   const FolderImportOptions& options, int64_t& skipped) {
+  const int64_t imageBytes = 3 * options.size * options.size;
+  writer.beginSplit(split, 3, options.size, options.size, options.labelsFromFolders,
+                    folder.table.names);
+  constexpr std::size_t kBlock = 256;
+  int64_t written = 0;
+  for (std::size_t first = 0; first < mine.size(); first += kBlock) {
+    const std::vector<fs::path> block(mine.begin() + first,
+                                      mine.begin() + std::min(mine.size(), first + kBlock));
+    std::vector<uint8_t> decoded;
+    const std::vector<std::string> errors = decodeBlock(block, options, decoded);
+    std::vector<uint8_t> images, attributes;
+    std::vector<int64_t> labels;
+    for (std::size_t k = 0; k < block.size(); ++k) {
+      if (!errors[k].empty()) {
+        if (!options.skipBad) throw DataError(errors[k] + " (pass --skip-bad to skip such files)");
+        log::warn("skipped " + errors[k]);
+        ++skipped;
+        continue;
+      }
+      images.insert(images.end(), decoded.begin() + k * imageBytes,
+                    decoded.begin() + (k + 1) * imageBytes);
+      if (options.labelsFromFolders) {
+        labels.push_back(folder.classes.at(fs::relative(block[k], options.dir).begin()->string()));
+      }
+      if (!folder.table.names.empty()) {
+        const auto& row = folder.table.rows.at(block[k].filename().string());
+        attributes.insert(attributes.end(), row.begin(), row.end());
+      }
+    }
+    const int64_t count = static_cast<int64_t>(images.size()) / imageBytes;
+    writer.append(images.data(), count, labels.empty() ? nullptr : labels.data(),
+                  attributes.empty() ? nullptr : attributes.data());
+    written += count;
+  }
+  return written;
+}
+
+}  // namespace
+
 std::string importFolder(const FolderImportOptions& options) {
   if (options.size < 1) throw UsageError("--size must be at least 1");
   const fs::path dir(options.dir);
-  const std::vector<fs::path> files = imageFiles(dir);
-  AttributeTable table;
+  FolderContents folder;
+  folder.files = imageFiles(dir);
   if (!options.attributes.empty()) {
-    table = readAttributes(options.attributes);
-    std::map<std::string, int> present;
-    for (const fs::path& f : files) ++present[f.filename().string()];
-    for (const auto& [name, values] : table.rows) {
-      if (!present.count(name)) {
-        throw DataError(options.attributes + ": row for '" + name + "', which is not an image "
-                        "in " + options.dir + "; remove the row or add the file");
-      }
-    }
-    for (const fs::path& f : files) {
-      if (!table.rows.count(f.filename().string())) {
-        throw DataError(f.string() + ": no row in " + options.attributes);
-      }
-    }
+    folder.table = readAttributes(options.attributes);
+    checkAttributeTable(folder.table, folder.files, options);
   }
-  std::map<std::string, int64_t> classes;
-  if (options.labelsFromFolders) {
-    for (const fs::path& f : files) {
-      const fs::path relative = fs::relative(f, dir);
-      if (relative.begin() == relative.end() || std::next(relative.begin()) == relative.end()) {
-        throw DataError(f.string() + ": not in a sub-folder, so it has no label (labels come "
-                        "from sub-folder names)");
-      }
-      classes.emplace(relative.begin()->string(), 0);
-    }
-    int64_t next = 0;
-    for (auto& [name, index] : classes) index = next++;
-  }
+  if (options.labelsFromFolders) folder.classes = folderClasses(folder.files, dir);
   std::vector<std::string> labelNames;
-  for (const auto& [name, index] : classes) labelNames.push_back(name);
+  for (const auto& [name, index] : folder.classes) labelNames.push_back(name);
 
   ImageFileWriter writer(options.out, options.overwrite);
   writer.setFileAttribute("source", "folder:" + fs::absolute(dir).string());
   writer.setFileAttribute("binarize", std::string("none"));
   if (!labelNames.empty()) writer.setFileAttribute("label_names", labelNames);
-
-  const int64_t imageBytes = 3 * options.size * options.size;
-  const std::size_t a = table.names.size();
-  int64_t written = 0, skipped = 0;
+  int64_t skipped = 0;
   std::map<std::string, int64_t> splitCounts;
   for (const std::string split : {"train", "test"}) {
     std::vector<fs::path> mine;
-    for (std::size_t k = 0; k < files.size(); ++k) {
+    for (std::size_t k = 0; k < folder.files.size(); ++k) {
       const bool test = options.testEvery > 0 && k % options.testEvery == options.testEvery - 1;
-      if (test == (split == "test")) mine.push_back(files[k]);
+      if (test == (split == "test")) mine.push_back(folder.files[k]);
     }
-    if (mine.empty()) continue;
-    writer.beginSplit(split, 3, options.size, options.size, options.labelsFromFolders, table.names);
-    constexpr std::size_t kBlock = 256;
-    for (std::size_t first = 0; first < mine.size(); first += kBlock) {
-      const std::size_t n = std::min(mine.size(), first + kBlock) - first;
-      // Decode and resize the block on all cores; errors are kept per file and reported below,
-      // in file order, so the outcome does not depend on the thread count.
-      std::vector<uint8_t> decoded(n * static_cast<std::size_t>(imageBytes));
-      std::vector<std::string> errors(n);
-      at::parallel_for(0, static_cast<int64_t>(n), 1, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          try {
-            toSquare(decodeImage(mine[first + k].string()), options.size, options.background,
-                     decoded.data() + k * imageBytes);
-          } catch (const DataError& e) {
-            errors[k] = e.what();
-          }
-        }
-      });
-      std::vector<uint8_t> images;
-      std::vector<int64_t> labels;
-      std::vector<uint8_t> attributes;
-      for (std::size_t k = 0; k < n; ++k) {
-        const fs::path& file = mine[first + k];
-        if (!errors[k].empty()) {
-          if (!options.skipBad) throw DataError(errors[k] + " (pass --skip-bad to skip such files)");
-          log::warn("skipped " + errors[k]);
-          ++skipped;
-          continue;
-        }
-        images.insert(images.end(), decoded.begin() + k * imageBytes,
-                      decoded.begin() + (k + 1) * imageBytes);
-        if (options.labelsFromFolders) {
-          labels.push_back(classes.at(fs::relative(file, dir).begin()->string()));
-        }
-        if (a > 0) {
-          const auto& row = table.rows.at(file.filename().string());
-          attributes.insert(attributes.end(), row.begin(), row.end());
-        }
-      }
-      const int64_t count = static_cast<int64_t>(images.size()) / imageBytes;
-      writer.append(images.data(), count, labels.empty() ? nullptr : labels.data(),
-                    attributes.empty() ? nullptr : attributes.data());
-      written += count;
-      splitCounts[split] += count;
-    }
+    if (!mine.empty())
+      splitCounts[split] = writeSplit(writer, split, mine, folder, options, skipped);
   }
   writer.commit();
   std::string summary = "wrote " + options.out + " (";
   for (const auto& [split, n] : splitCounts) summary += split + " " + std::to_string(n) + ", ";
   return summary + "3x" + std::to_string(options.size) + "x" + std::to_string(options.size) + ", " +
-         std::to_string(labelNames.size()) + " labels, " + std::to_string(a) + " attributes; " +
-         std::to_string(skipped) + " unreadable file(s) skipped)";
+         std::to_string(labelNames.size()) + " labels, " +
+         std::to_string(folder.table.names.size()) + " attributes; " + std::to_string(skipped) +
+         " unreadable file(s) skipped)";
 }
 
 }  // namespace gentrain

@@ -20,7 +20,7 @@ struct FolderImportOptions {
   bool labelsFromFolders = false;
   std::string attributes;  ///< CelebA .txt or .csv table; "" for none
   std::array<uint8_t, 3> background{0, 0, 0};
-  bool skipBad = false;    ///< report unreadable images and go on, instead of stopping
+  bool skipBad = false;  ///< report unreadable images and go on, instead of stopping
   /// Every n-th image (in sorted path order) goes to the `test` split; 0 puts all in `train`.
   int64_t testEvery = 0;
   bool overwrite = false;

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain::h5 {
 
@@ -77,8 +77,9 @@ Handle openFile(const std::string& path) {
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   silence();
   if (H5Fis_hdf5(path.c_str()) <= 0) {
-    throw DataError(path + ": not an HDF5 file, or it does not exist (make one with `gentrain "
-                           "data import-idx`; datasets/README.md gives the schema)");
+    throw DataError(path +
+                    ": not an HDF5 file, or it does not exist (make one with `gentrain "
+                    "data import-idx`; datasets/README.md gives the schema)");
   }
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) throw DataError(path + ": HDF5 could not open the file");
@@ -124,9 +125,8 @@ void writeStringAttribute(hid_t object, const std::string& name, const std::stri
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   Handle type = stringType();
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  Handle attribute(H5Acreate2(object, name.c_str(), type.id(), space.id(), H5P_DEFAULT,
-                              H5P_DEFAULT),
-                   H5Aclose);
+  Handle attribute(
+      H5Acreate2(object, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   const char* data = value.c_str();
   if (!attribute.valid() || H5Awrite(attribute.id(), type.id(), &data) < 0) {
     throw DataError("HDF5: cannot write attribute '" + name + "'");
@@ -139,9 +139,8 @@ void writeStringListAttribute(hid_t object, const std::string& name,
   Handle type = stringType();
   const hsize_t count = values.size();
   Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
-  Handle attribute(H5Acreate2(object, name.c_str(), type.id(), space.id(), H5P_DEFAULT,
-                              H5P_DEFAULT),
-                   H5Aclose);
+  Handle attribute(
+      H5Acreate2(object, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   std::vector<const char*> data;
   for (const std::string& v : values) data.push_back(v.c_str());
   if (!attribute.valid() || H5Awrite(attribute.id(), type.id(), data.data()) < 0) {
@@ -152,9 +151,9 @@ void writeStringListAttribute(hid_t object, const std::string& name,
 void writeIntAttribute(hid_t object, const std::string& name, int64_t value) {
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  Handle attribute(H5Acreate2(object, name.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT,
-                              H5P_DEFAULT),
-                   H5Aclose);
+  Handle attribute(
+      H5Acreate2(object, name.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT),
+      H5Aclose);
   if (!attribute.valid() || H5Awrite(attribute.id(), H5T_NATIVE_INT64, &value) < 0) {
     throw DataError("HDF5: cannot write attribute '" + name + "'");
   }

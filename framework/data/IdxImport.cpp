@@ -7,9 +7,9 @@
 #include <memory>
 #include <numeric>
 
+#include "framework/base/Error.h"
 #include "framework/data/ImageFile.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -20,12 +20,13 @@ namespace {
 std::string findIdx(const std::string& dir, const std::string& stem, const std::string& kind) {
   std::string dotted = kind;
   dotted[dotted.find('-')] = '.';  // "images-idx3-ubyte" -> "images.idx3-ubyte"
-  for (const std::string& name : {stem + "-" + kind, stem + "-" + kind + ".gz",
-                                  stem + "-" + dotted, stem + "-" + dotted + ".gz"}) {
+  for (const std::string& name : {stem + "-" + kind, stem + "-" + kind + ".gz", stem + "-" + dotted,
+                                  stem + "-" + dotted + ".gz"}) {
     const fs::path candidate = fs::path(dir) / name;
     if (fs::exists(candidate)) return candidate.string();
   }
-  throw DataError(dir + ": no " + stem + "-" + kind + "[.gz]; point --dir at a folder with the "
+  throw DataError(dir + ": no " + stem + "-" + kind +
+                  "[.gz]; point --dir at a folder with the "
                   "four MNIST-style IDX files (Fashion-MNIST: /usr/share/datasets/fashion-mnist)");
 }
 
@@ -69,7 +70,8 @@ IdxArray readIdx(const std::string& path) {
     const uint64_t dim = static_cast<uint64_t>(bigEndian(&header[4 + 4 * d]));
     array.dims.push_back(static_cast<int64_t>(dim));
     if (dim != 0 && expected > kMaxBytes / dim) {
-      throw DataError(path + ": the IDX header's dimensions promise more than 2^40 bytes; the "
+      throw DataError(path +
+                      ": the IDX header's dimensions promise more than 2^40 bytes; the "
                       "file is damaged or not IDX");
     }
     expected *= dim;
@@ -123,7 +125,8 @@ std::string Binarization::describe() const {
 void binarize(const Binarization& how, uint8_t* images, int64_t count, int64_t imageBytes,
               int64_t firstIndex, uint32_t splitId) {
   if (how.mode == "threshold") {
-    for (int64_t i = 0; i < count * imageBytes; ++i) images[i] = images[i] >= how.threshold ? 255 : 0;
+    for (int64_t i = 0; i < count * imageBytes; ++i)
+      images[i] = images[i] >= how.threshold ? 255 : 0;
   } else if (how.mode == "stochastic") {
     const at::Tensor u = counterUniform({how.seed, splitId, 0}, firstIndex, count, {imageBytes});
     const float* draws = u.data_ptr<float>();

@@ -34,8 +34,8 @@ void binarize(const Binarization& how, uint8_t* images, int64_t count, int64_t i
               int64_t firstIndex, uint32_t splitId);
 
 struct IdxImportOptions {
-  std::string dir;   ///< holds train-images-idx3-ubyte[.gz] and the three others
-  std::string out;   ///< HDF5 file to write
+  std::string dir;  ///< holds train-images-idx3-ubyte[.gz] and the three others
+  std::string out;  ///< HDF5 file to write
   bool overwrite = false;
   Binarization binarization;
   std::vector<std::string> labelNames;  ///< optional class names

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <memory>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain {
 namespace {

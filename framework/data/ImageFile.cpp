@@ -4,12 +4,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <iomanip>
+#include <map>
 #include <numeric>
 #include <sstream>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -48,8 +48,8 @@ ImageDataset::ImageDataset(const std::string& path, const std::string& split, in
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   const std::string where = path + ":/" + split;
   if (!h5::exists(file_.id(), split)) {
-    throw DataError(path + ": no split '" + split + "' (the file has: " +
-                    joined(h5::children(file_.id())) +
+    throw DataError(path + ": no split '" + split +
+                    "' (the file has: " + joined(h5::children(file_.id())) +
                     "); set data.train_split / data.test_split to one of them");
   }
   Handle group(H5Gopen2(file_.id(), split.c_str(), H5P_DEFAULT), H5Gclose);
@@ -62,8 +62,9 @@ ImageDataset::ImageDataset(const std::string& path, const std::string& split, in
   images_ = Handle(H5Dopen2(group.id(), "images", access.id()), H5Dclose);
   const std::vector<hsize_t> shape = h5::dims(images_.id());
   if (shape.size() != 4 || !isUint8(images_.id())) {
-    throw DataError(where + "/images must be uint8 [N, C, H, W]; re-import it with `gentrain "
-                            "data` or see datasets/README.md");
+    throw DataError(where +
+                    "/images must be uint8 [N, C, H, W]; re-import it with `gentrain "
+                    "data` or see datasets/README.md");
   }
   size_ = static_cast<int64_t>(shape[0]);
   channels_ = static_cast<int64_t>(shape[1]);
@@ -85,8 +86,7 @@ ImageDataset::ImageDataset(const std::string& path, const std::string& split, in
     Handle attributes = openDataset(group.id(), "attributes");
     const std::vector<hsize_t> n = h5::dims(attributes.id());
     attributeNames_ = h5::readStringListAttribute(attributes.id(), "names");
-    if (n.size() != 2 || static_cast<int64_t>(n[0]) != size_ ||
-        n[1] != attributeNames_.size()) {
+    if (n.size() != 2 || static_cast<int64_t>(n[0]) != size_ || n[1] != attributeNames_.size()) {
       throw DataError(where + "/attributes must be [N, A] with N = " + std::to_string(size_) +
                       " and a 'names' attribute of A strings");
     }
@@ -188,8 +188,7 @@ void appendRows(hid_t dataset, hsize_t first, hsize_t rows, hid_t memType, const
   std::vector<hsize_t> start(shape.size(), 0), count = shape;
   start[0] = first;
   count[0] = rows;
-  H5Sselect_hyperslab(fileSpace.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
-                      nullptr);
+  H5Sselect_hyperslab(fileSpace.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
   Handle memSpace(H5Screate_simple(int(count.size()), count.data(), nullptr), H5Sclose);
   if (H5Dwrite(dataset, memType, memSpace.id(), fileSpace.id(), H5P_DEFAULT, data) < 0) {
     throw DataError("HDF5: write failed (is the disk full?)");
@@ -201,8 +200,9 @@ void appendRows(hid_t dataset, hsize_t first, hsize_t rows, hid_t memType, const
 ImageFileWriter::ImageFileWriter(std::string path, bool overwrite)
     : path_(std::move(path)), partial_(path_ + ".partial") {
   if (!overwrite && fs::exists(path_)) {
-    throw DataError(path_ + " already exists; pass --force to replace it, or choose another "
-                            "output name");
+    throw DataError(path_ +
+                    " already exists; pass --force to replace it, or choose another "
+                    "output name");
   }
   file_ = h5::createFile(partial_);
   setFileAttribute("gentrain_format", std::string("gentrain-images"));
@@ -223,8 +223,8 @@ void ImageFileWriter::beginSplit(const std::string& name, int64_t channels, int6
                                  const std::vector<std::string>& attributeNames) {
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   split_ = std::make_unique<Split>();
-  split_->group = Handle(
-      H5Gcreate2(file_.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  split_->group =
+      Handle(H5Gcreate2(file_.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
   if (!split_->group.valid()) throw DataError(partial_ + ": cannot create split '" + name + "'");
   split_->imageBytes = channels * height * width;
   // About 1 MiB of images per chunk: large enough to compress well, small enough to cache.
@@ -281,7 +281,8 @@ void ImageFileWriter::commit() {
   file_.reset();
   std::error_code error;
   fs::rename(partial_, path_, error);
-  if (error) throw DataError(path_ + ": cannot move the finished file into place: " + error.message());
+  if (error)
+    throw DataError(path_ + ": cannot move the finished file into place: " + error.message());
   committed_ = true;
 }
 
@@ -312,8 +313,8 @@ std::string describeImageFile(const std::string& path) {
   if (!labelNames.empty()) os << "  label_names: " << joined(labelNames) << "\n";
   for (const std::string& split : h5::children(file.id())) {
     ImageDataset data(path, split, 0);
-    os << "  split '" << split << "': " << data.size() << " images, uint8 [" << data.size()
-       << ", " << data.channels() << ", " << data.height() << ", " << data.width() << "]\n";
+    os << "  split '" << split << "': " << data.size() << " images, uint8 [" << data.size() << ", "
+       << data.channels() << ", " << data.height() << ", " << data.width() << "]\n";
     if (data.hasLabels()) {
       std::map<int64_t, int64_t> counts;
       for (int64_t l : data.labels()) ++counts[l];

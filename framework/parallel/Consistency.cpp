@@ -5,7 +5,7 @@
 #include <map>
 #include <sstream>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain {
 namespace {
@@ -31,9 +31,8 @@ void requireSameOnAllRanks(Communicator& comm, const std::string& what,
     while (k < mine.size() && k < root.size() && mine[k] == root[k]) ++k;
     const std::string theirs = k < mine.size() ? "'" + mine[k] + "'" : "nothing";
     const std::string ours = k < root.size() ? "'" + root[k] + "'" : "nothing";
-    throw CommError("ranks disagree on " + what + ": rank " + std::to_string(r) + " has " +
-                    theirs + " where rank 0 has " + ours +
-                    " (line " + std::to_string(k + 1) +
+    throw CommError("ranks disagree on " + what + ": rank " + std::to_string(r) + " has " + theirs +
+                    " where rank 0 has " + ours + " (line " + std::to_string(k + 1) +
                     "); start every rank with the same spec, overrides and binary");
   }
 }

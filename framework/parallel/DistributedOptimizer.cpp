@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain {
 namespace {
@@ -25,8 +25,11 @@ DistributedOptimizer::DistributedOptimizer(std::string name,
                                            std::unique_ptr<torch::optim::Optimizer> optimizer,
                                            Communicator& comm, ReducerOptions reducer,
                                            StepTimes* times, NonFinitePolicy nonFinite)
-    : name_(std::move(name)), optimizer_(std::move(optimizer)),
-      reducer_(comm, parametersOf(*optimizer_), reducer), times_(times), nonFinite_(nonFinite) {}
+    : name_(std::move(name)),
+      optimizer_(std::move(optimizer)),
+      reducer_(comm, parametersOf(*optimizer_), reducer),
+      times_(times),
+      nonFinite_(nonFinite) {}
 
 void DistributedOptimizer::setMicroBatch(int index, int count) {
   if (count != microCount_) reducer_.setMicroBatches(count);

@@ -6,8 +6,8 @@
 #include <map>
 #include <string>
 
+#include "framework/base/Error.h"
 #include "framework/parallel/BucketAssignment.h"
-#include "framework/runtime/Error.h"
 
 namespace gentrain {
 
@@ -56,7 +56,8 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
     }
     const at::Tensor& first = params_[bucket.params.front()];
     at::TensorOptions wire = first.options().requires_grad(false);
-    if (options_.compressBf16 && first.scalar_type() == at::kFloat) wire = wire.dtype(at::kBFloat16);
+    if (options_.compressBf16 && first.scalar_type() == at::kFloat)
+      wire = wire.dtype(at::kBFloat16);
     bucket.flat = at::zeros({elements}, wire);
     storage_.push_back(std::move(bucket));
   }
@@ -169,8 +170,8 @@ void GradientReducer::launchReady() {
 
 void GradientReducer::launch(Bucket& bucket) {
   // The mean over ranks: averaged in the collective, or a sum of gradients scaled on the way in.
-  bucket.work = comm_.allReduceAsync(
-      bucket.flat, comm_.averagesInCollective() ? ReduceOp::Mean : ReduceOp::Sum);
+  bucket.work = comm_.allReduceAsync(bucket.flat,
+                                     comm_.averagesInCollective() ? ReduceOp::Mean : ReduceOp::Sum);
 }
 
 void GradientReducer::reduce() {

@@ -11,8 +11,9 @@
 /// Armed (arm() before the backward pass that completes the gradients), autograd hooks follow the
 /// parameters' gradients as they are produced; the moment a bucket's last one arrives it is
 /// copied in, and its all-reduce starts once every bucket before it has started: communication
-/// runs while backward computes the earlier layers. reduce() then finishes what is left and waits. Unarmed, reduce()
-/// does it all after backward. On one rank with one micro-batch it does nothing at all.
+/// runs while backward computes the earlier layers. reduce() then finishes what is left and waits.
+/// Unarmed, reduce() does it all after backward. On one rank with one micro-batch it does nothing
+/// at all.
 
 #include <ATen/core/Tensor.h>
 
@@ -92,13 +93,13 @@ class GradientReducer {
   Communicator& comm_;
   std::vector<at::Tensor> params_;
   ReducerOptions options_;
-  bool active_ = false;    // buckets exist: several ranks, or `always`
+  bool active_ = false;      // buckets exist: several ranks, or `always`
   bool hookLaunch_ = false;  // hooks may start collectives (else they only fill buckets)
   int microBatches_ = 1;
   std::vector<std::vector<std::size_t>> buckets_;
   std::vector<Bucket> storage_;
   std::vector<std::pair<std::size_t, std::size_t>> slot_;  // param -> (bucket, position)
-  std::vector<std::pair<std::size_t, unsigned>> hooks_;  // (param, handle)
+  std::vector<std::pair<std::size_t, unsigned>> hooks_;    // (param, handle)
   // Armed-step state, touched by hooks (possibly on autograd's device thread) under mutex_.
   std::mutex mutex_;
   bool armed_ = false;

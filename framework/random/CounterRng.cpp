@@ -15,9 +15,9 @@ constexpr uint32_t kWeyl1 = 0xBB67AE85u;
 
 // Four uniforms in (0, 1) for one (sample, block) address; each element index e uses block e/4.
 std::array<double, 4> uniforms(const NoiseKey& key, uint64_t index, uint64_t block) {
-  const std::array<uint32_t, 4> counter{
-      static_cast<uint32_t>(block), static_cast<uint32_t>(index),
-      static_cast<uint32_t>(key.step), key.stream ^ (static_cast<uint32_t>(block >> 32) << 30)};
+  const std::array<uint32_t, 4> counter{static_cast<uint32_t>(block), static_cast<uint32_t>(index),
+                                        static_cast<uint32_t>(key.step),
+                                        key.stream ^ (static_cast<uint32_t>(block >> 32) << 30)};
   const std::array<uint32_t, 2> k{static_cast<uint32_t>(key.seed),
                                   static_cast<uint32_t>(key.seed >> 32)};
   const std::array<uint32_t, 4> bits = philox(counter, k);
@@ -61,7 +61,8 @@ at::Tensor counterNormal(const NoiseKey& key, int64_t firstIndex, int64_t count,
         const double radius = std::sqrt(-2.0 * std::log(u[2 * pair]));
         const double angle = 2.0 * M_PI * u[2 * pair + 1];
         if (e + 2 * pair < n) out[e + 2 * pair] = static_cast<float>(radius * std::cos(angle));
-        if (e + 2 * pair + 1 < n) out[e + 2 * pair + 1] = static_cast<float>(radius * std::sin(angle));
+        if (e + 2 * pair + 1 < n)
+          out[e + 2 * pair + 1] = static_cast<float>(radius * std::sin(angle));
       }
     }
   });

@@ -11,16 +11,22 @@
 #include <cstdlib>
 #include <thread>
 
+#include "framework/base/Error.h"
+#include "framework/base/Log.h"
+#include "framework/base/Preemption.h"
+#include "framework/base/Watchdog.h"
 #include "framework/comm/MpiCommunicator.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Log.h"
-#include "framework/runtime/Preemption.h"
-#include "framework/runtime/Watchdog.h"
+#include "framework/config/Spec.h"
 #ifdef GENTRAIN_WITH_NCCL
 #include "framework/comm/NcclCommunicator.h"
 #endif
 
 namespace gentrain {
+
+RuntimeOptions RuntimeOptions::fromSpec(const Spec& spec) {
+  return {spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
+          spec.text("runtime.backend"), spec.real("runtime.timeout_s")};
+}
 
 void setComputeThreads(int threads) {
   at::set_num_threads(threads);
@@ -85,17 +91,20 @@ void Runtime::checkSlurmAgrees() {
   const int tasks = std::atoi(stepTasks);
   std::string problem;
   if (tasks > 1 && world_ == 1) {
-    problem = log::cat("srun started ", tasks, " tasks (SLURM_STEP_NUM_TASKS) but MPI sees a "
+    problem = log::cat("srun started ", tasks,
+                       " tasks (SLURM_STEP_NUM_TASKS) but MPI sees a "
                        "world of 1 in each: they are not one MPI job (mpirun under srun?). Launch "
                        "with srun --mpi=pmix (or pmi2; `srun --mpi=list` shows what your cluster "
                        "has), or with mpirun inside the allocation, not under srun");
   } else if (tasks == world_ && procId != nullptr && std::atoi(procId) != rank_) {
     problem = log::cat("SLURM_PROCID is ", procId, " but MPI made this process rank ", rank_,
-                       " of ", world_, ": Slurm and MPI disagree on the ranks; check the srun "
+                       " of ", world_,
+                       ": Slurm and MPI disagree on the ranks; check the srun "
                        "--mpi plugin and that nothing rewrites SLURM_* variables");
   } else if (tasks == world_ && localId != nullptr && std::atoi(localId) != localRank_) {
     problem = log::cat("SLURM_LOCALID is ", localId, " but MPI made this process local rank ",
-                       localRank_, " of ", localSize_, " on its node: Slurm and MPI disagree on "
+                       localRank_, " of ", localSize_,
+                       " on its node: Slurm and MPI disagree on "
                        "which ranks share a node (GPU choice follows the local rank); check the "
                        "srun --mpi plugin and the task distribution");
   }
@@ -117,8 +126,9 @@ Runtime::~Runtime() {
 void Runtime::configure(const RuntimeOptions& options) {
   const bool cudaAvailable = torch::cuda::is_available();
   if (options.device == "cuda" && !cudaAvailable) {
-    throw UsageError("runtime.device is 'cuda' but this build or machine has no CUDA device: "
-                     "set runtime.device=cpu (or auto)");
+    throw UsageError(
+        "runtime.device is 'cuda' but this build or machine has no CUDA device: "
+        "set runtime.device=cpu (or auto)");
   }
   const bool useCuda = options.device == "cuda" || (options.device == "auto" && cudaAvailable);
   if (useCuda) {
@@ -142,10 +152,11 @@ void Runtime::configure(const RuntimeOptions& options) {
   const int gpus = useCuda ? static_cast<int>(torch::cuda::device_count()) : 0;
   const bool sharedGpu = useCuda && localSize_ > gpus;
   if (options.backend == "nccl" && sharedGpu) {
-    throw UsageError(log::cat("runtime.backend=nccl, but this node runs ", localSize_,
-                              " ranks on ", gpus, " GPU(s) and NCCL cannot put two ranks on one "
-                              "GPU: set runtime.backend=mpi, or start at most ", gpus,
-                              " rank(s) per node"));
+    throw UsageError(log::cat("runtime.backend=nccl, but this node runs ", localSize_, " ranks on ",
+                              gpus,
+                              " GPU(s) and NCCL cannot put two ranks on one "
+                              "GPU: set runtime.backend=mpi, or start at most ",
+                              gpus, " rank(s) per node"));
   }
   const bool wantNccl =
       options.backend == "nccl" || (options.backend == "auto" && useCuda && !sharedGpu);
@@ -160,8 +171,9 @@ void Runtime::configure(const RuntimeOptions& options) {
   }
 #else
   if (wantNccl && options.backend == "nccl") {
-    throw UsageError("runtime.backend=nccl but this build has no NCCL (it needs CUDA LibTorch and "
-                     "nccl.h at configure time): set runtime.backend=mpi");
+    throw UsageError(
+        "runtime.backend=nccl but this build has no NCCL (it needs CUDA LibTorch and "
+        "nccl.h at configure time): set runtime.backend=mpi");
   }
 #endif
   log::info(log::cat("runtime: ", world_, " rank(s), ", localSize_, " on this node; device ",

@@ -16,6 +16,7 @@
 namespace gentrain {
 
 class MpiCommunicator;
+class Spec;
 
 /// How a run wants its device and communicator; filled from the spec's `runtime` section.
 struct RuntimeOptions {
@@ -23,6 +24,9 @@ struct RuntimeOptions {
   int threads = 0;               ///< intra-op threads per rank; 0 = cores / local ranks
   std::string backend = "auto";  ///< auto | mpi | nccl
   double timeoutSeconds = 300;   ///< stall watchdog (see Watchdog.h); <= 0: off
+
+  /// runtime.device, runtime.threads, runtime.backend and runtime.timeout_s of a spec.
+  static RuntimeOptions fromSpec(const Spec& spec);
 };
 
 class Runtime {

@@ -7,20 +7,18 @@
 #include <cstring>
 #include <filesystem>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 #include "gentrain_summary.pb.h"
 
 namespace gentrain {
 namespace {
 
 double now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 double steadyNow() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 std::array<uint32_t, 256> makeTable() {
@@ -83,11 +81,12 @@ EventWriter::EventWriter(const std::string& dir) {
   std::filesystem::create_directories(dir, error);
   char host[256] = "host";
   ::gethostname(host, sizeof(host) - 1);
-  path_ = dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now())) + "." +
-          host + "." + std::to_string(::getpid());
+  path_ = dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now())) + "." + host +
+          "." + std::to_string(::getpid());
   out_.open(path_, std::ios::binary | std::ios::trunc);
   if (!out_) {
-    throw Error(path_ + ": cannot create the TensorBoard event file (is the run directory "
+    throw Error(path_ +
+                ": cannot create the TensorBoard event file (is the run directory "
                 "writable?); set log.tensorboard=false to train without it");
   }
   tb::Event event;
@@ -195,11 +194,21 @@ bool pngSize(const std::string& png, int& width, int& height, int& channels) {
   width = static_cast<int>(big(16));
   height = static_cast<int>(big(20));
   switch (uint8_t(png[25])) {  // colour type
-    case 0: channels = 1; break;
-    case 4: channels = 2; break;
-    case 2: channels = 3; break;
-    case 6: channels = 4; break;
-    default: channels = 3; break;
+    case 0:
+      channels = 1;
+      break;
+    case 4:
+      channels = 2;
+      break;
+    case 2:
+      channels = 3;
+      break;
+    case 6:
+      channels = 4;
+      break;
+    default:
+      channels = 3;
+      break;
   }
   return true;
 }

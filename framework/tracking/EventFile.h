@@ -28,7 +28,8 @@ class EventWriter {
   EventWriter& operator=(const EventWriter&) = delete;
 
   /// Scalars under `prefix/name` (e.g. train/loss), one record.
-  void scalars(int64_t step, const std::string& prefix, const std::map<std::string, double>& values);
+  void scalars(int64_t step, const std::string& prefix,
+               const std::map<std::string, double>& values);
   /// A PNG image (grey, RGB or RGBA as `channels` says).
   void image(int64_t step, const std::string& tag, const std::string& png, int height, int width,
              int channels);

@@ -1,34 +1,24 @@
 #include "framework/tracking/Runs.h"
 
-#include <signal.h>
-#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
 #include <cmath>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <set>
 #include <sstream>
 
+#include "framework/base/Error.h"
+#include "framework/base/Files.h"
 #include "framework/config/Spec.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Files.h"
+#include "framework/tracking/RunDirectory.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string hostName() {
-  char host[256] = "";
-  ::gethostname(host, sizeof(host) - 1);
-  return host;
-}
 
 std::string readText(const fs::path& path) {
   std::ifstream in(path);
@@ -67,7 +57,8 @@ void readMetrics(const fs::path& path, RunInfo& run) {
 }  // namespace
 
 RunInfo readRun(const std::string& dir) {
-  const fs::path spec = fs::path(dir) / "spec.yaml";
+  const RunDirectory runDir(dir);
+  const fs::path spec = runDir.specFile();
   if (!fs::exists(spec)) {
     throw DataError(dir + " is not a run directory (it has no spec.yaml)");
   }
@@ -76,25 +67,10 @@ RunInfo readRun(const std::string& dir) {
   run.spec = Spec::flatten(readText(spec));
   run.name = run.spec.count("name") ? run.spec["name"] : fs::path(dir).filename().string();
   run.model = run.spec.count("model.name") ? run.spec["model.name"] : "?";
-  run.state = "unknown";
-  const fs::path status = fs::path(dir) / "status";
-  if (fs::exists(status)) {
-    try {
-      const YAML::Node node = YAML::Load(readText(status));
-      run.state = node["state"].as<std::string>("unknown");
-      run.error = node["error"].as<std::string>("");
-      run.world = node["world"].as<int>(0);
-      const std::string host = node["host"].as<std::string>("");
-      const long pid = node["pid"].as<long>(0);
-      // A run "running" whose process is gone from this host stopped without saying so.
-      if (run.state == "running" && host == hostName() && pid > 0 &&
-          ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
-        run.state = "stopped";
-      }
-    } catch (const YAML::Exception&) {
-      run.state = "unknown";
-    }
-  }
+  const RunStatus status = runDir.readStatus();
+  run.state = status.state;
+  run.error = status.error;
+  run.world = status.world;
   readMetrics(fs::path(dir) / "metrics.jsonl", run);
   return run;
 }
@@ -104,7 +80,7 @@ std::vector<RunInfo> listRuns(const std::string& parent) {
   std::vector<RunInfo> runs;
   for (const std::string& name : files::listFolder(parent)) {  // Note [no std::filesystem walks]
     const fs::path dir = fs::path(parent) / name;
-    if (fs::is_directory(dir) && fs::exists(dir / "spec.yaml")) runs.push_back(readRun(dir.string()));
+    if (RunDirectory(dir.string()).isRun()) runs.push_back(readRun(dir.string()));
   }
   return runs;
 }
@@ -180,10 +156,10 @@ std::string compareRuns(const RunInfo& a, const RunInfo& b) {
     ++differences;
   }
   if (differences == 0) os << "  (none besides name and run.dir)\n";
-  os << "state: " << a.state << " | " << b.state << "\nstep: " << a.step << " | " << b.step
-     << "\n";
+  os << "state: " << a.state << " | " << b.state << "\nstep: " << a.step << " | " << b.step << "\n";
   for (const auto& [split, pick] :
-       {std::pair<const char*, std::map<std::string, double> RunInfo::*>{"train", &RunInfo::lastTrain},
+       {std::pair<const char*, std::map<std::string, double> RunInfo::*>{"train",
+                                                                         &RunInfo::lastTrain},
         {"test", &RunInfo::lastTest}}) {
     std::map<std::string, std::pair<std::string, std::string>> metrics;
     for (const auto& [name, value] : a.*pick) metrics[name].first = number(value);
@@ -194,23 +170,6 @@ std::string compareRuns(const RunInfo& a, const RunInfo& b) {
     }
   }
   return os.str();
-}
-
-void writeRunStatus(const std::string& runDir, const std::string& state, int world,
-                    const std::string& error) {
-  YAML::Emitter out;
-  out << YAML::BeginMap << YAML::Key << "state" << YAML::Value << state;
-  if (!error.empty()) out << YAML::Key << "error" << YAML::Value << error;
-  const std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  out << YAML::Key << "host" << YAML::Value << hostName() << YAML::Key << "pid" << YAML::Value
-      << static_cast<long>(::getpid()) << YAML::Key << "world" << YAML::Value << world
-      << YAML::Key << "updated" << YAML::Value << stamp << YAML::EndMap;
-  const fs::path path = fs::path(runDir) / "status";
-  std::ofstream(path.string() + ".tmp") << out.c_str() << "\n";
-  std::error_code ignored;  // a status that cannot be written must not stop training
-  fs::rename(path.string() + ".tmp", path, ignored);
 }
 
 }  // namespace gentrain

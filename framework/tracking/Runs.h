@@ -2,10 +2,9 @@
 /// @file What a run directory tells about its run, for `gentrain runs` and `--compare` (and
 /// sweep summaries): the spec, the status the trainer keeps, and the last metrics.
 ///
-/// The trainer's rank 0 keeps `<run>/status` (YAML: state, host, pid, world, updated): `running`
-/// while it trains, `finished` at the end, `stopped` when it ends early (--max-steps), `failed`
-/// with the error when training throws. A run left `running` by a process that no longer exists
-/// on this host (killed, crashed) reads as `stopped` too.
+/// The trainer's rank 0 keeps `<run>/status` (RunDirectory::writeStatus): `running` while it
+/// trains, `finished` at the end, `stopped` when it ends early (--max-steps), `preempted` after a
+/// stop signal, `failed` with the error when training throws.
 
 #include <map>
 #include <string>
@@ -15,12 +14,12 @@ namespace gentrain {
 
 struct RunInfo {
   std::string dir;
-  std::string name;    ///< the spec's `name`
-  std::string model;   ///< model.name
-  std::string state;   ///< running | finished | failed | stopped | unknown
-  std::string error;   ///< why it failed
-  int world = 0;       ///< ranks (0: unknown)
-  int64_t step = -1;   ///< last step with metrics (-1: none)
+  std::string name;   ///< the spec's `name`
+  std::string model;  ///< model.name
+  std::string state;  ///< running | finished | failed | stopped | unknown
+  std::string error;  ///< why it failed
+  int world = 0;      ///< ranks (0: unknown)
+  int64_t step = -1;  ///< last step with metrics (-1: none)
   std::map<std::string, double> lastTrain, lastTest;
   std::map<std::string, std::string> spec;  ///< flattened resolved spec
 };
@@ -36,9 +35,5 @@ std::vector<RunInfo> listRuns(const std::string& parent);
 std::string runsTable(const std::vector<RunInfo>& runs);
 /// Spec keys that differ, then the last metrics side by side.
 std::string compareRuns(const RunInfo& a, const RunInfo& b);
-
-/// Writes `<runDir>/status` atomically (rank 0 of a training run).
-void writeRunStatus(const std::string& runDir, const std::string& state, int world,
-                    const std::string& error = "");
 
 }  // namespace gentrain

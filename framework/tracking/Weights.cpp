@@ -8,9 +8,9 @@
 #include <mutex>
 #include <sstream>
 
+#include "framework/base/Error.h"
+#include "framework/config/Spec.h"
 #include "framework/data/Hdf5.h"
-#include "framework/runtime/Error.h"
-#include "framework/train/Trainer.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -38,16 +38,15 @@ void writeTensor(hid_t group, const std::string& name, const at::Tensor& value,
     t = t.to(at::kFloat);  // float32 as is; bf16/fp16/bool widened
   }
   std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-  h5::Handle space(dims.empty() ? H5Screate(H5S_SCALAR)
-                                : H5Screate_simple(static_cast<int>(dims.size()), dims.data(),
-                                                   nullptr),
+  h5::Handle space(dims.empty()
+                       ? H5Screate(H5S_SCALAR)
+                       : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                    H5Sclose);
-  h5::Handle dataset(H5Dcreate2(group, name.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT,
-                                H5P_DEFAULT),
-                     H5Dclose);
-  if (!dataset.valid() ||
-      (t.numel() > 0 &&
-       H5Dwrite(dataset.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)) {
+  h5::Handle dataset(
+      H5Dcreate2(group, name.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+      H5Dclose);
+  if (!dataset.valid() || (t.numel() > 0 && H5Dwrite(dataset.id(), type, H5S_ALL, H5S_ALL,
+                                                     H5P_DEFAULT, t.data_ptr()) < 0)) {
     throw DataError(file + ": cannot write dataset '" + name + "' (disk full?)");
   }
   mix(digest, name.data(), name.size());
@@ -56,7 +55,7 @@ void writeTensor(hid_t group, const std::string& name, const at::Tensor& value,
 
 }  // namespace
 
-std::string exportWeights(const Trainer& trainer, const std::string& path, bool overwrite) {
+std::string exportWeights(const WeightsToExport& weights, const std::string& path, bool overwrite) {
   if (fs::exists(path) && !overwrite) {
     throw UsageError(path + " exists; pass --force to replace it, or choose another --out");
   }
@@ -67,10 +66,10 @@ std::string exportWeights(const Trainer& trainer, const std::string& path, bool 
     std::lock_guard<std::recursive_mutex> lock(h5::hdf5Lock());
     h5::Handle file = h5::createFile(partial);
     h5::writeStringAttribute(file.id(), "gentrain_format", "gentrain-weights");
-    h5::writeStringAttribute(file.id(), "model", trainer.spec().text("model.name"));
-    h5::writeStringAttribute(file.id(), "spec", trainer.spec().resolvedYaml());
-    h5::writeIntAttribute(file.id(), "step", trainer.step());
-    for (const auto& [name, net] : trainer.networks()) {
+    h5::writeStringAttribute(file.id(), "model", weights.spec.text("model.name"));
+    h5::writeStringAttribute(file.id(), "spec", weights.spec.resolvedYaml());
+    h5::writeIntAttribute(file.id(), "step", weights.step);
+    for (const auto& [name, net] : weights.networks) {
       h5::Handle group(H5Gcreate2(file.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                        H5Gclose);
       if (!group.valid()) throw DataError(partial + ": cannot create group '" + name + "'");
@@ -89,12 +88,13 @@ std::string exportWeights(const Trainer& trainer, const std::string& path, bool 
   }
   std::error_code error;
   fs::rename(partial, path, error);
-  if (error) throw DataError(path + ": cannot rename " + partial + " into place: " + error.message());
+  if (error)
+    throw DataError(path + ": cannot rename " + partial + " into place: " + error.message());
   std::ostringstream hex;
   hex << std::hex << std::setw(16) << std::setfill('0') << digest;
-  return "wrote " + path + ": " + std::to_string(trainer.networks().size()) + " network(s), " +
+  return "wrote " + path + ": " + std::to_string(weights.networks.size()) + " network(s), " +
          std::to_string(tensors) + " tensors, " + std::to_string(values) + " values (step " +
-         std::to_string(trainer.step()) + "), digest " + hex.str();
+         std::to_string(weights.step) + "), digest " + hex.str();
 }
 
 }  // namespace gentrain

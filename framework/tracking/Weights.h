@@ -11,15 +11,28 @@
 ///   with h5py.File("weights.h5") as f:
 ///       w = f["vae"]["encoder.1.weight"][:]    # numpy array [400, 784]
 
+#include <torch/nn/module.h>
+
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace gentrain {
 
-class Trainer;
+class Spec;
 
-/// Writes the trainer's networks to `path` (through `path.partial`, renamed at the end). Refuses
+/// What an export writes: the networks by name (in order), the step they are of, and the
+/// resolved spec they were trained with.
+struct WeightsToExport {
+  const std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>>& networks;
+  int64_t step;
+  const Spec& spec;
+};
+
+/// Writes the networks to `path` (through `path.partial`, renamed at the end). Refuses
 /// an existing `path` unless `overwrite`. Returns a one-line summary ending in a 64-bit digest
 /// of the names and values written: equal digests, bit-identical weights.
-std::string exportWeights(const Trainer& trainer, const std::string& path, bool overwrite);
+std::string exportWeights(const WeightsToExport& weights, const std::string& path, bool overwrite);
 
 }  // namespace gentrain

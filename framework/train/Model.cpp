@@ -1,6 +1,6 @@
 #include "framework/train/Model.h"
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain {
 

@@ -18,6 +18,7 @@
 #include "framework/config/Spec.h"
 #include "framework/data/DataLoader.h"
 #include "framework/parallel/DistributedOptimizer.h"
+#include "framework/train/Metrics.h"
 
 namespace gentrain {
 
@@ -27,7 +28,7 @@ struct DataShape {
   int64_t height = 28;
   int64_t width = 28;
   std::vector<std::string> attributeNames;
-  int64_t testSize = 0;  ///< images in the test split
+  int64_t testSize = 0;    ///< images in the test split
   bool symmetric = false;  ///< pixels in [-1, 1] (data.normalize: symmetric) instead of [0, 1]
   /// The file's `binarize` attribute ("none", "threshold:128", ...).
   std::string binarization = "none";
@@ -61,18 +62,6 @@ class ModelContext {
                                                                 const NetworkFromSpec& make) = 0;
 };
 
-/// Named scalars: means of training metrics over steps, or final evaluation metrics.
-using Scalars = std::map<std::string, double>;
-
-/// A training step's metrics: per-batch means as 0-dim tensors, left where they were computed.
-/// The trainer reads them only when it logs, so a GPU step never waits for its own results.
-using StepMetrics = std::map<std::string, at::Tensor>;
-
-/// Evaluation metrics of a batch, one value per image: name -> tensor [B]. A metric measured on
-/// only some images is NaN for the others. The trainer averages each over the images where it is
-/// defined, exactly and independently of the number of ranks.
-using PerImage = std::map<std::string, at::Tensor>;
-
 class Model {
  public:
   virtual ~Model() = default;
@@ -101,8 +90,7 @@ class Model {
     return {};
   }
   /// Metrics of the whole sets setRows made (called on every rank with the same sets).
-  virtual Scalars evaluateSets(const std::map<std::string, at::Tensor>& /*sets*/,
-                               bool /*final*/) {
+  virtual Scalars evaluateSets(const std::map<std::string, at::Tensor>& /*sets*/, bool /*final*/) {
     return {};
   }
   /// Whether sample() makes images (a classifier does not: no grids are written).
@@ -121,11 +109,32 @@ class Model {
   virtual void loadState(torch::serialize::InputArchive&) {}
 };
 
-/// How to make a model and which spec keys it adds.
+/// What the framework's tests need to run a model small: every registered model has one, and the
+/// multi-process equivalence and GPU tests iterate the registry, so a new model is tested by
+/// them without an edit to any test.
+struct SmokeTest {
+  /// A spec under configs/ that trains in seconds; tests point data.path and run.dir at their own.
+  std::string config;
+  /// Its data: the tests' RGB images with colour attributes (else 1x8x8 binary with labels).
+  bool colorData = false;
+  /// A train metric every step reports (compared step by step between devices).
+  std::string trainMetric;
+  /// The evaluation metric compared between N ranks and one process, and between devices.
+  std::string parityMetric;
+  /// Overrides for the equivalence run, e.g. SGD where Adam magnifies rounding.
+  std::vector<std::string> parityOverrides;
+  /// The largest parameter difference allowed between N ranks and one process.
+  double parityTolerance = 1e-5;
+  /// Named variants tested as well, each as overrides (e.g. PixelRNN's three networks).
+  std::map<std::string, std::vector<std::string>> variants;
+};
+
+/// How to make a model, which spec keys it adds, and how tests run it.
 struct ModelEntry {
   std::string description;
   std::function<void(Schema&)> addKeys;
   std::function<std::unique_ptr<Model>()> make;
+  SmokeTest smoke;
 };
 
 /// Models by the name a spec gives in `model.name`.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Figure: time from Slurm's time-limit warning (SIGUSR1) to a complete checkpoint and to the job
 # leaving the node (requeued), for a spec trained under a private one-node Slurm on this machine
-# (tests/slurm_cluster.sh; needs root and Debian's slurmctld slurmd slurm-client munge).
+# (tests/launch/slurm_cluster.sh; needs root and Debian's slurmctld slurmd slurm-client munge).
 # Usage: bash launch/bench/preemption.sh [SPEC] [RANKS] [overrides...]
 #   default: the default VAE (configs/vae-fashion-mnist.yaml, run launch/run-default.sh once
 #   first for its data) on 2 ranks, signalled after 300 steps.
@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 spec=$(readlink -f "${1:-$root/configs/vae-fashion-mnist.yaml}")
 ranks=${2:-2}
 shift $(( $# < 2 ? $# : 2 ))
-source "$root/tests/slurm_cluster.sh"
+source "$root/tests/launch/slurm_cluster.sh"
 why=$(slurm_missing)
 [ -z "$why" ] || { echo "preemption bench: $why"; exit 2; }
 work=$(mktemp -d /tmp/gentrain-preempt-XXXX)

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain::models {
 

@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include "framework/runtime/Error.h"
+#include "framework/base/Error.h"
 
 namespace gentrain::models::pgan {
 

@@ -8,10 +8,10 @@
 #include <limits>
 #include <sstream>
 
+#include "framework/base/Error.h"
+#include "framework/base/Log.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Log.h"
 #include "models/pgan/Losses.h"
 
 namespace gentrain::models {

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
+#include "framework/base/Error.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
 
 namespace gentrain::models::pgan {
 
@@ -76,9 +76,10 @@ std::vector<at::Tensor> swdDescriptors(const at::Tensor& images, const SwdOption
       const int64_t m = std::min<int64_t>(256, n - start);
       const at::Tensor windows =
           at::im2col(cpuBand.narrow(0, start, m), {k, k}, {1, 1}, {0, 0}, {1, 1});
-      const at::Tensor index = place.narrow(0, start, m).unsqueeze(1).expand(
-          {m, windows.size(1), options.perImage});
-      chunks.push_back(windows.gather(2, index).transpose(1, 2).reshape({m * options.perImage, -1}));
+      const at::Tensor index =
+          place.narrow(0, start, m).unsqueeze(1).expand({m, windows.size(1), options.perImage});
+      chunks.push_back(
+          windows.gather(2, index).transpose(1, 2).reshape({m * options.perImage, -1}));
     }
     out.push_back(at::cat(chunks));
   }

@@ -6,7 +6,7 @@
 /// time building and walking that graph. diagonalScan runs the same recurrence with no graph, both
 /// directions side by side, and back-propagates through time by hand: per column two batched
 /// matrix products and one fused elementwise pass (a loop on the CPU, tensor operations on other
-/// devices and dtypes). tests/models/PixelRnnTest.cpp checks it against the plain graph.
+/// devices and dtypes). tests/models/pixelrnn/PixelRnnTest.cpp checks it against the plain graph.
 
 #include <ATen/core/Tensor.h>
 

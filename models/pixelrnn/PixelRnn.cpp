@@ -4,10 +4,10 @@
 
 #include <cmath>
 
+#include "framework/base/Error.h"
+#include "framework/base/Log.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Log.h"
 #include "models/pixelrnn/Sampler.h"
 
 namespace gentrain::models {
@@ -17,8 +17,8 @@ using pixelrnn::MaskType;
 PixelNetImpl::PixelNetImpl(const std::string& variant, int64_t layers, int64_t hidden,
                            int64_t outHidden, int64_t rowKernel, int64_t channels, int64_t levels)
     : levels_(levels) {
-  first_ = register_module(
-      "first", MaskedConv2d(channels, 2 * hidden, 7, 7, MaskType::A, channels));
+  first_ =
+      register_module("first", MaskedConv2d(channels, 2 * hidden, 7, 7, MaskType::A, channels));
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (int64_t k = 0; k < layers; ++k) {
     if (variant == "pixelcnn") {
@@ -31,10 +31,9 @@ PixelNetImpl::PixelNetImpl(const std::string& variant, int64_t layers, int64_t h
           pixelrnn::DiagonalBiLstm(2 * hidden, hidden, channels), hidden, channels));
     }
   }
-  out1_ = register_module("out1",
-                          MaskedConv2d(2 * hidden, outHidden, 1, 1, MaskType::B, channels));
-  out2_ = register_module("out2", MaskedConv2d(outHidden, channels * levels, 1, 1, MaskType::B,
-                                               channels));
+  out1_ = register_module("out1", MaskedConv2d(2 * hidden, outHidden, 1, 1, MaskType::B, channels));
+  out2_ = register_module("out2",
+                          MaskedConv2d(outHidden, channels * levels, 1, 1, MaskType::B, channels));
 }
 
 at::Tensor PixelNetImpl::forward(const at::Tensor& images) {
@@ -53,8 +52,12 @@ at::Tensor PixelNetImpl::forward(const at::Tensor& images) {
 
 void PixelRnn::addKeys(Schema& s) {
   const double big = 1e300;
-  s.add({"model.variant", KeyType::String, "diagonal_bilstm",
-         "diagonal_bilstm | row_lstm | pixelcnn (the paper's three networks)", -big, big,
+  s.add({"model.variant",
+         KeyType::String,
+         "diagonal_bilstm",
+         "diagonal_bilstm | row_lstm | pixelcnn (the paper's three networks)",
+         -big,
+         big,
          {"diagonal_bilstm", "row_lstm", "pixelcnn"}});
   s.add({"model.layers", KeyType::Int, "7", "residual layers between the first and output layers",
          1, 1000});
@@ -64,9 +67,13 @@ void PixelRnn::addKeys(Schema& s) {
          "features of the two 1 x 1 output layers; a multiple of the image channels", 1, 1e5});
   s.add({"model.row_kernel", KeyType::Int, "3", "k of the Row LSTM's 1 x k convolutions (odd)", 1,
          31});
-  s.add({"model.output", KeyType::String, "auto",
+  s.add({"model.output",
+         KeyType::String,
+         "auto",
          "binary: a sigmoid per channel (binarized data); categorical: a 256-way softmax per "
-         "channel; auto: binary when the file is binarized", -big, big,
+         "channel; auto: binary when the file is binarized",
+         -big,
+         big,
          {"auto", "binary", "categorical"}});
   addOptimizerKeys(s, "pixelrnn", "adam", 1e-3);
 }
@@ -74,7 +81,8 @@ void PixelRnn::addKeys(Schema& s) {
 void PixelRnn::build(ModelContext& context, const DataShape& data) {
   const Spec& spec = context.spec();
   if (data.symmetric) {
-    throw SpecError(spec.where("data.normalize") + ": PixelRNN models pixel values in [0, 1]; "
+    throw SpecError(spec.where("data.normalize") +
+                    ": PixelRNN models pixel values in [0, 1]; "
                     "set data.normalize=unit");
   }
   const int64_t hidden = spec.integer("model.hidden");
@@ -90,8 +98,9 @@ void PixelRnn::build(ModelContext& context, const DataShape& data) {
   std::string output = spec.text("model.output");
   if (output == "auto") output = data.binarization == "none" ? "categorical" : "binary";
   if (output == "binary" && data.binarization == "none") {
-    log::warn("model.output=binary on data that is not binarized: grey values are treated as "
-              "probabilities and the NLL is not a log-likelihood in nats");
+    log::warn(
+        "model.output=binary on data that is not binarized: grey values are treated as "
+        "probabilities and the NLL is not a log-likelihood in nats");
   }
   device_ = context.device();
   seed_ = context.seed();
@@ -99,8 +108,7 @@ void PixelRnn::build(ModelContext& context, const DataShape& data) {
   height_ = data.height;
   width_ = data.width;
   net_ = PixelNet(spec.text("model.variant"), spec.integer("model.layers"), hidden, outHidden,
-                  spec.integer("model.row_kernel"), data.channels,
-                  output == "binary" ? 1 : 256);
+                  spec.integer("model.row_kernel"), data.channels, output == "binary" ? 1 : 256);
   context.addNetwork("pixelrnn", net_.ptr());
   optimizer_ = &context.addOptimizer("pixelrnn", net_->parameters());
 }

@@ -4,10 +4,10 @@
 
 #include <cmath>
 
+#include "framework/base/Error.h"
+#include "framework/base/Log.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Log.h"
 #include "models/common/Gan.h"
 
 namespace gentrain::models {

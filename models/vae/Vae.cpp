@@ -4,10 +4,10 @@
 
 #include <cmath>
 
+#include "framework/base/Error.h"
+#include "framework/base/Log.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/random/CounterRng.h"
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Log.h"
 
 namespace gentrain::models {
 namespace nn = torch::nn;
@@ -43,8 +43,8 @@ VaeNetImpl::VaeNetImpl(const std::string& arch, std::vector<int64_t> hidden, int
     decoder_->push_back(nn::Unflatten(nn::UnflattenOptions(1, {in, h, w})));
     for (std::size_t k = convChannels.size(); k-- > 0;) {
       const int64_t out = k == 0 ? channels : convChannels[k - 1];
-      decoder_->push_back(
-          nn::ConvTranspose2d(nn::ConvTranspose2dOptions(convChannels[k], out, 4).stride(2).padding(1)));
+      decoder_->push_back(nn::ConvTranspose2d(
+          nn::ConvTranspose2dOptions(convChannels[k], out, 4).stride(2).padding(1)));
       if (k != 0) decoder_->push_back(nn::ReLU());
     }
   } else {
@@ -83,7 +83,12 @@ at::Tensor VaeNetImpl::decodeLogits(const at::Tensor& z) {
 
 void Vae::addKeys(Schema& s) {
   const double big = 1e300;
-  s.add({"model.arch", KeyType::String, "mlp", "encoder/decoder architecture", -big, big,
+  s.add({"model.arch",
+         KeyType::String,
+         "mlp",
+         "encoder/decoder architecture",
+         -big,
+         big,
          {"mlp", "conv"}});
   s.add({"model.hidden", KeyType::IntList, "[400]",
          "hidden layer widths of the encoder (mirrored in the decoder)", 1, 1e6});
@@ -106,19 +111,22 @@ void Vae::build(ModelContext& context, const DataShape& data) {
     const int64_t factor = int64_t{1} << convChannels.size();
     if (data.height % factor != 0 || data.width % factor != 0) {
       throw SpecError(spec.where("model.conv_channels") + ": " +
-                      std::to_string(convChannels.size()) + " stride-2 layers need image sides "
-                      "divisible by " + std::to_string(factor) + ", but the data is " +
-                      std::to_string(data.height) + "x" + std::to_string(data.width) +
-                      "; use fewer layers or model.arch=mlp");
+                      std::to_string(convChannels.size()) +
+                      " stride-2 layers need image sides "
+                      "divisible by " +
+                      std::to_string(factor) + ", but the data is " + std::to_string(data.height) +
+                      "x" + std::to_string(data.width) + "; use fewer layers or model.arch=mlp");
     }
   }
   if (data.symmetric) {
-    throw SpecError(spec.where("data.normalize") + ": the VAE's Bernoulli decoder needs pixels in "
+    throw SpecError(spec.where("data.normalize") +
+                    ": the VAE's Bernoulli decoder needs pixels in "
                     "[0, 1]; set data.normalize=unit");
   }
   if (data.binarization == "none") {
-    log::warn("the data is not binarized (see `gentrain data binarize`): the Bernoulli decoder's "
-              "ELBO on grey values is not a log-likelihood in nats");
+    log::warn(
+        "the data is not binarized (see `gentrain data binarize`): the Bernoulli decoder's "
+        "ELBO on grey values is not a log-likelihood in nats");
   }
   device_ = context.device();
   seed_ = context.seed();
@@ -176,18 +184,16 @@ at::Tensor Vae::importanceWeighted(const at::Tensor& images, int64_t firstIndex,
     std::vector<at::Tensor> logWeights;
     for (int64_t chunk = 0; chunk * iwChunk_ < k; ++chunk) {
       const int64_t n = std::min(iwChunk_, k - chunk * iwChunk_);
-      const at::Tensor eps = toDevice(
-          counterNormal({seed_, kImportance, uint64_t(chunk)}, firstIndex + i, 1,
-                        {n, net_->latent()})
-              .squeeze(0),
-          device_);
+      const at::Tensor eps = toDevice(counterNormal({seed_, kImportance, uint64_t(chunk)},
+                                                    firstIndex + i, 1, {n, net_->latent()})
+                                          .squeeze(0),
+                                      device_);
       const at::Tensor z = mu + eps * sigma;
       const at::Tensor logits = net_->decodeLogits(z);
-      const at::Tensor logPx =
-          -torch::binary_cross_entropy_with_logits(logits, x.expand_as(logits), {}, {},
-                                                   at::Reduction::None)
-               .flatten(1)
-               .sum(1);
+      const at::Tensor logPx = -torch::binary_cross_entropy_with_logits(logits, x.expand_as(logits),
+                                                                        {}, {}, at::Reduction::None)
+                                    .flatten(1)
+                                    .sum(1);
       const at::Tensor logPz = (-0.5 * z.pow(2) - kHalfLog2Pi).sum(1);
       const at::Tensor logQz = (-0.5 * eps.pow(2) - 0.5 * logVar - kHalfLog2Pi).sum(1);
       logWeights.push_back(logPx + logPz - logQz);
@@ -198,10 +204,9 @@ at::Tensor Vae::importanceWeighted(const at::Tensor& images, int64_t firstIndex,
 }
 
 PerImage Vae::evaluate(const Batch& batch, bool final) {
-  const at::Tensor eps =
-      toDevice(counterNormal({seed_, kEvalEps, 0}, batch.firstSample, batch.size(),
-                             {net_->latent()}),
-               device_);
+  const at::Tensor eps = toDevice(
+      counterNormal({seed_, kEvalEps, 0}, batch.firstSample, batch.size(), {net_->latent()}),
+      device_);
   auto [recon, kl] = reconAndKl(batch.images, eps);
   PerImage values{{"elbo", -(recon + kl)}, {"recon", recon}, {"kl", kl}};
   if (final && iwSamples_ > 0) {

@@ -2,9 +2,9 @@
 #include <cstdint>
 #include <filesystem>
 
-#include "framework/checkpoint/CheckpointStore.h"
-#include "framework/runtime/Error.h"
 #include "FuzzUtil.h"
+#include "framework/base/Error.h"
+#include "framework/checkpoint/CheckpointStore.h"
 
 namespace fs = std::filesystem;
 

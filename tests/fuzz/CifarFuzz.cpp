@@ -3,9 +3,9 @@
 #include <cstdint>
 #include <filesystem>
 
-#include "framework/data/CifarImport.h"
-#include "framework/runtime/Error.h"
 #include "FuzzUtil.h"
+#include "framework/base/Error.h"
+#include "framework/data/CifarImport.h"
 
 namespace fs = std::filesystem;
 
@@ -15,9 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const bool hundred = data[0] & 1;
-  for (const char* name : hundred ? std::initializer_list<const char*>{"train.bin", "test.bin"}
-                                  : std::initializer_list<const char*>{"data_batch_1.bin",
-                                                                       "test_batch.bin"}) {
+  for (const char* name :
+       hundred ? std::initializer_list<const char*>{"train.bin", "test.bin"}
+               : std::initializer_list<const char*>{"data_batch_1.bin", "test_batch.bin"}) {
     gentrain::fuzz::writeFile(dir / name, data + 1, size - 1);
   }
   gentrain::CifarImportOptions options;

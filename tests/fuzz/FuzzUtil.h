@@ -17,8 +17,8 @@ namespace gentrain::fuzz {
 /// A folder of this process's own, made once, emptied by the caller as needed.
 inline const std::filesystem::path& scratch() {
   static const std::filesystem::path dir = [] {
-    const auto path = std::filesystem::temp_directory_path() /
-                      ("gentrain-fuzz-" + std::to_string(::getpid()));
+    const auto path =
+        std::filesystem::temp_directory_path() / ("gentrain-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(path);
     return path;
   }();

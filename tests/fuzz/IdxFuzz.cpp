@@ -1,9 +1,9 @@
 // libFuzzer target: the IDX reader (raw, or gzip when the input starts with gzip's magic).
 #include <cstdint>
 
-#include "framework/data/IdxImport.h"
-#include "framework/runtime/Error.h"
 #include "FuzzUtil.h"
+#include "framework/base/Error.h"
+#include "framework/data/IdxImport.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   const auto path = gentrain::fuzz::scratch() / "images-idx3-ubyte";

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "framework/base/Error.h"
 #include "framework/config/Spec.h"
-#include "framework/runtime/Error.h"
 
 using namespace gentrain;
 

@@ -3,11 +3,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "framework/runtime/Error.h"
-#include "framework/runtime/Files.h"
+#include "TestUtil.h"
+#include "framework/base/Error.h"
+#include "framework/base/Files.h"
 #include "framework/train/Model.h"
 #include "launch/Submit.h"
-#include "TestUtil.h"
 
 using namespace gentrain;
 namespace fs = std::filesystem;
@@ -83,9 +83,10 @@ TEST_F(Submit, SweepBecomesAnArrayAndMpirunGetsTheSignalThroughTheShell) {
   o.signalSeconds = 120;
   const SubmitPlan plan = planSubmission(o, schemas(), "/opt/gentrain");
   EXPECT_EQ(plan.tasks, 6);
-  for (const char* line : {"#SBATCH --array=0-5\n", "#SBATCH --signal=B:USR1@120\n",
-                           "--sweep-task \"$SLURM_ARRAY_TASK_ID\"",
-                           "#SBATCH --output=runs/job/slurm-%A_%a.out\n", "mpirun \"${root[@]}\""}) {
+  for (const char* line :
+       {"#SBATCH --array=0-5\n", "#SBATCH --signal=B:USR1@120\n",
+        "--sweep-task \"$SLURM_ARRAY_TASK_ID\"", "#SBATCH --output=runs/job/slurm-%A_%a.out\n",
+        "mpirun \"${root[@]}\""}) {
     EXPECT_NE(plan.script.find(line), std::string::npos) << line << "\n" << plan.script;
   }
 }
@@ -111,7 +112,8 @@ TEST_F(Submit, BadRequestsAreRefusedBeforeAnythingIsWritten) {
   std::ofstream("spec.yaml") << "name: job\nmodel: {name: vae}\ndata: {path: d.h5}\n";
   fs::create_directories("runs/job");
   std::ofstream("runs/job/submitted.yaml") << "name: job\n";
-  EXPECT_NE(errorOf(o).find("runs/job already holds a run (submitted.yaml): pass --resume"),
+  EXPECT_NE(errorOf(o).find(
+                "runs/job already holds a run (a submitted job's submitted.yaml): pass --resume"),
             std::string::npos);
   o.resume = true;
   EXPECT_EQ(errorOf(o), "(no error)");

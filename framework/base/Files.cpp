@@ -1,0 +1,96 @@
+#include "framework/base/Files.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "framework/base/Error.h"
+
+namespace gentrain::files {
+namespace {
+
+/// The entries of a folder other than "." and "..".
+bool entries(const std::string& dir, std::vector<std::string>& names, std::string& error) {
+  DIR* handle = ::opendir(dir.c_str());
+  if (handle == nullptr) {
+    error = dir + ": cannot read the folder: " + std::strerror(errno);
+    return false;
+  }
+  while (const dirent* entry = ::readdir(handle)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(handle);
+  return true;
+}
+
+void walk(const std::string& dir, std::vector<std::string>& out) {
+  std::vector<std::string> names;
+  std::string error;
+  if (!entries(dir, names, error)) throw DataError(error);
+  for (const std::string& name : names) {
+    const std::string path = dir + "/" + name;
+    struct stat self {
+    }, target{};
+    if (::lstat(path.c_str(), &self) != 0) continue;  // vanished meanwhile
+    if (S_ISDIR(self.st_mode)) {
+      walk(path, out);
+    } else if (S_ISREG(self.st_mode) ||
+               (S_ISLNK(self.st_mode) && ::stat(path.c_str(), &target) == 0 &&
+                S_ISREG(target.st_mode))) {
+      out.push_back(path);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> listFolder(const std::string& dir) {
+  std::vector<std::string> names;
+  std::string error;
+  if (!entries(dir, names, error)) throw DataError(error);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> listFilesRecursive(const std::string& dir) {
+  std::vector<std::string> out;
+  walk(dir, out);
+  return out;
+}
+
+bool removeTree(const std::string& path, std::string* error) {
+  struct stat self {};
+  if (::lstat(path.c_str(), &self) != 0) {
+    if (errno == ENOENT) return true;
+    if (error) *error = path + ": " + std::strerror(errno);
+    return false;
+  }
+  if (S_ISDIR(self.st_mode)) {
+    std::vector<std::string> names;
+    std::string why;
+    if (!entries(path, names, why)) {
+      if (error) *error = why;
+      return false;
+    }
+    for (const std::string& name : names) {
+      if (!removeTree(path + "/" + name, error)) return false;
+    }
+    if (::rmdir(path.c_str()) != 0 && errno != ENOENT) {
+      if (error) *error = path + ": cannot remove: " + std::strerror(errno);
+      return false;
+    }
+    return true;
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    if (error) *error = path + ": cannot remove: " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace gentrain::files

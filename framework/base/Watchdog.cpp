@@ -1,0 +1,114 @@
+#include "framework/base/Watchdog.h"
+
+#include <mpi.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "framework/base/Log.h"
+
+namespace gentrain {
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The wait in progress on the main thread (the only one that waits on other ranks).
+std::atomic<const char*> current{nullptr};
+std::atomic<double> since{0};
+
+struct Thread {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::thread thread;
+  bool stopping = false;
+  double timeout = 0;
+  std::function<void()> abortHook;
+};
+
+Thread& state() {
+  static Thread t;
+  return t;
+}
+
+void watch() {
+  Thread& t = state();
+  std::unique_lock<std::mutex> lock(t.mutex);
+  while (!t.stopping) {
+    t.wake.wait_for(lock, std::chrono::milliseconds(250));
+    const char* what = current.load();
+    const double waited = now() - since.load();
+    if (t.stopping || what == nullptr || t.timeout <= 0 || waited < t.timeout) continue;
+    std::ostringstream line;
+    line << what << " has not finished after " << static_cast<int64_t>(waited)
+         << " s: another rank has probably died or hung (see its output); aborting the job "
+            "(runtime.timeout_s = "
+         << t.timeout << ")";
+    log::error(line.str());
+    if (t.abortHook) {
+      // On a thread of its own and given at most 10 s: the abort below must happen whatever
+      // the hook does, even if it blocks.
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      std::thread([hook = t.abortHook, done] {
+        try {
+          hook();
+        } catch (...) {
+        }
+        done->store(true);
+      }).detach();
+      for (int k = 0; k < 100 && !done->load(); ++k) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+    // Only this thread is awake to act; MPI_Abort is the one call that must work from here.
+    MPI_Abort(MPI_COMM_WORLD, 3);
+    std::_Exit(3);
+  }
+}
+
+}  // namespace
+
+void Watchdog::start(double seconds) {
+  Thread& t = state();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  t.timeout = seconds;
+  if (seconds > 0 && !t.thread.joinable()) {
+    t.stopping = false;
+    t.thread = std::thread(watch);
+  }
+}
+
+void Watchdog::setAbortHook(std::function<void()> hook) {
+  Thread& t = state();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  t.abortHook = std::move(hook);
+}
+
+void Watchdog::stop() {
+  Thread& t = state();
+  {
+    std::lock_guard<std::mutex> lock(t.mutex);
+    t.stopping = true;
+  }
+  t.wake.notify_all();
+  if (t.thread.joinable()) t.thread.join();
+}
+
+Watchdog::Scope::Scope(const char* what) : previous_(current.load()), previousStart_(since.load()) {
+  since.store(now());
+  current.store(what);
+}
+
+Watchdog::Scope::~Scope() {
+  since.store(previousStart_);
+  current.store(previous_);
+}
+
+}  // namespace gentrain

@@ -1,0 +1,181 @@
+#include "framework/optim/FusedAdam.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <type_traits>
+
+namespace gentrain {
+namespace {
+
+// LibTorch 1.13 keys optimizer state by the TensorImpl's address printed as a string; 2.x by the
+// address itself. Ask the map which one it wants.
+template <typename Map>
+typename Map::key_type stateKey(const Map&, c10::TensorImpl* impl) {
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    std::ostringstream key;  // what LibTorch 1.13 writes: the address as streamed
+    key << impl;
+    return key.str();
+  } else {
+    return static_cast<typename Map::key_type>(impl);
+  }
+}
+
+bool fusable(const at::Tensor& p) {
+  return p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() &&
+         p.grad().defined() && p.grad().device().is_cpu() && p.grad().scalar_type() == at::kFloat &&
+         p.grad().is_contiguous() && !p.grad().is_sparse();
+}
+
+struct Coefficients {
+  float beta1, beta2, oneMinusBeta1, oneMinusBeta2, sqrtCorrection2, eps, stepSize, decay;
+};
+
+// The same arithmetic as Adam::step, element by element (Note: division by sqrt(bias
+// correction 2) is kept, not folded into the step size, to stay as close to torch as possible).
+void update(float* __restrict p, const float* __restrict g, float* __restrict m,
+            float* __restrict v, int64_t begin, int64_t end, const Coefficients& c) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float grad = c.decay != 0.0f ? g[i] + c.decay * p[i] : g[i];
+    const float mi = m[i] * c.beta1 + c.oneMinusBeta1 * grad;
+    const float vi = v[i] * c.beta2 + c.oneMinusBeta2 * grad * grad;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] += c.stepSize * (mi / (std::sqrt(vi) / c.sqrtCorrection2 + c.eps));
+  }
+}
+
+bool foreachable(const at::Tensor& p, c10::Device device) {
+  return p.scalar_type() == at::kFloat && p.device() == device && p.grad().defined() &&
+         p.grad().device() == device && p.grad().scalar_type() == at::kFloat &&
+         !p.grad().is_sparse();
+}
+
+}  // namespace
+
+torch::optim::AdamParamState& FusedAdam::stateOf(const at::Tensor& p) {
+  const auto key = stateKey(state_, p.unsafeGetTensorImpl());
+  auto found = state_.find(key);
+  if (found == state_.end()) {
+    auto fresh = std::make_unique<torch::optim::AdamParamState>();
+    fresh->step(0);
+    fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Contiguous));
+    fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Contiguous));
+    found = state_.emplace(key, std::move(fresh)).first;
+  }
+  return static_cast<torch::optim::AdamParamState&>(*found->second);
+}
+
+torch::Tensor FusedAdam::step(LossClosure closure) {
+  Kernel kernel = kernel_;
+  std::optional<c10::Device> device;
+  bool loop = true, foreach = true;
+  for (const auto& group : param_groups_) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    if (options.amsgrad()) loop = foreach = false;
+    for (const auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      if (!device) device = p.device();
+      loop = loop && fusable(p);
+      foreach
+        = foreach && foreachable(p, *device);
+    }
+  }
+  if (kernel == Kernel::Auto) {
+    kernel = device && device->is_cpu() && loop ? Kernel::Loop
+             : foreach                          ? Kernel::Foreach
+                                                : Kernel::Torch;
+  }
+  if ((kernel == Kernel::Loop && !loop) || (kernel == Kernel::Foreach && !foreach)) {
+    kernel = Kernel::Torch;
+  }
+  if (kernel == Kernel::Torch) return torch::optim::Adam::step(closure);
+  torch::Tensor loss;
+  if (closure != nullptr) {
+    at::AutoGradMode enable(true);
+    loss = closure();
+  }
+  torch::NoGradGuard noGrad;
+  if (kernel == Kernel::Loop) {
+    stepLoop();
+  } else {
+    stepForeach();
+  }
+  return loss;
+}
+
+void FusedAdam::stepLoop() {
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto& state = stateOf(p);
+      state.step(state.step() + 1);
+      const double beta1 = std::get<0>(options.betas());
+      const double beta2 = std::get<1>(options.betas());
+      const double correction1 = 1 - std::pow(beta1, state.step());
+      const double correction2 = 1 - std::pow(beta2, state.step());
+      const Coefficients c{float(beta1),
+                           float(beta2),
+                           float(1 - beta1),
+                           float(1 - beta2),
+                           float(std::sqrt(correction2)),
+                           float(options.eps()),
+                           float(-options.lr() / correction1),
+                           float(options.weight_decay())};
+      float* param = p.data_ptr<float>();
+      const float* grad = p.grad().data_ptr<float>();
+      float* m = state.exp_avg().data_ptr<float>();
+      float* v = state.exp_avg_sq().data_ptr<float>();
+      at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+        update(param, grad, m, v, begin, end, c);
+      });
+    }
+  }
+}
+
+void FusedAdam::stepForeach() {
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    const double beta1 = std::get<0>(options.betas());
+    const double beta2 = std::get<1>(options.betas());
+    // Parameters at the same step count share their bias corrections: one set of launches each
+    // (normally all of a group's parameters are at the same step).
+    struct Lists {
+      std::vector<at::Tensor> params, grads, m, v;
+    };
+    std::map<int64_t, Lists> bySteps;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto& state = stateOf(p);
+      state.step(state.step() + 1);
+      Lists& lists = bySteps[state.step()];
+      lists.params.push_back(p);
+      lists.grads.push_back(p.grad());
+      lists.m.push_back(state.exp_avg());
+      lists.v.push_back(state.exp_avg_sq());
+    }
+    for (auto& [step, lists] : bySteps) {
+      const double correction1 = 1 - std::pow(beta1, double(step));
+      const double correction2 = 1 - std::pow(beta2, double(step));
+      std::vector<at::Tensor> grads = lists.grads;
+      if (options.weight_decay() != 0) {
+        grads = at::_foreach_add(lists.grads, lists.params, options.weight_decay());
+      }
+      at::_foreach_mul_(lists.m, beta1);
+      at::_foreach_add_(lists.m, grads, 1 - beta1);
+      at::_foreach_mul_(lists.v, beta2);
+      at::_foreach_addcmul_(lists.v, grads, grads, 1 - beta2);
+      std::vector<at::Tensor> denominators = at::_foreach_sqrt(lists.v);
+      at::_foreach_div_(denominators, std::sqrt(correction2));
+      at::_foreach_add_(denominators, options.eps());
+      at::_foreach_addcdiv_(lists.params, lists.m, denominators, -options.lr() / correction1);
+    }
+  }
+}
+
+}  // namespace gentrain

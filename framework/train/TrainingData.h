@@ -1,0 +1,44 @@
+#pragma once
+/// @file The data of a run: its training and test splits opened and checked against each other
+/// and the world size, the transform the spec asks for, and what the model learns of them.
+
+#include <c10/core/Device.h>
+
+#include <memory>
+
+#include "framework/data/DataLoader.h"
+#include "framework/train/Model.h"
+
+namespace gentrain {
+
+class Spec;
+
+class TrainingData {
+ public:
+  /// Opens data.path's train and test splits. Throws UsageError when the test split has fewer
+  /// images than `world` ranks, DataError when the splits' image shapes differ, SpecError when
+  /// data.resolution does not fit the images.
+  TrainingData(const Spec& spec, int world);
+
+  const std::shared_ptr<const ImageDataset>& train() const { return train_; }
+  const std::shared_ptr<const ImageDataset>& test() const { return test_; }
+  /// The training transform; evaluation uses it without flips.
+  const Transform& transform() const { return transform_; }
+  /// Channels, size after the transform, attributes, test size and binarization.
+  DataShape shape() const;
+  /// Steps in an epoch of `globalBatch` images (at least 1).
+  int64_t stepsPerEpoch(int64_t globalBatch) const;
+  /// Test images `first` .. `first + count - 1` (clamped to the split) on `device`, as
+  /// evaluation sees them; `step` addresses their noise.
+  Batch testBatch(int64_t first, int64_t count, int64_t step, c10::Device device) const;
+
+ private:
+  std::shared_ptr<const ImageDataset> train_;
+  std::shared_ptr<const ImageDataset> test_;
+  Transform transform_;
+};
+
+/// The loader transform a spec asks for (data.resolution, data.flip, data.normalize, seed).
+Transform transformOf(const Spec& spec);
+
+}  // namespace gentrain

@@ -1,0 +1,63 @@
+// bench ...: benchmarks that print figures (they start MPI: run them under mpirun for ranks).
+#include <memory>
+
+#include "launch/Bench.h"
+#include "launch/cli/Commands.h"
+
+namespace gentrain {
+namespace {
+
+void addTrainBench(CLI::App& bench, CommandList& commands) {
+  auto options = std::make_shared<TrainBenchOptions>();
+  auto* cmd = bench.add_subcommand("train", "training images/s and step split");
+  cmd->add_option("spec", options->spec, "YAML experiment spec")->required();
+  cmd->add_option("overrides", options->overrides, "key.path=value overrides");
+  cmd->add_option("--steps", options->steps, "timed steps");
+  cmd->add_option("--warmup", options->warmup, "untimed steps first");
+  cmd->add_flag("--reducer-always", options->alwaysReduce,
+                "run the gradient reducer on one rank too (to measure its cost)");
+  commands.add(cmd, true, [options](Runtime* runtime) { return benchTrain(*runtime, *options); });
+}
+
+void addLoaderBench(CLI::App& bench, CommandList& commands) {
+  auto options = std::make_shared<TrainBenchOptions>();
+  options->steps = 2000;
+  auto* cmd = bench.add_subcommand("loader", "loader images/s with transforms");
+  cmd->add_option("spec", options->spec, "YAML experiment spec")->required();
+  cmd->add_option("overrides", options->overrides, "key.path=value overrides");
+  cmd->add_option("--batches", options->steps, "timed batches");
+  commands.add(cmd, true, [options](Runtime* runtime) { return benchLoader(*runtime, *options); });
+}
+
+void addAllReduceBench(CLI::App& bench, CommandList& commands) {
+  auto options = std::make_shared<AllReduceBenchOptions>();
+  auto* cmd = bench.add_subcommand("allreduce", "reducer vs raw MPI_Allreduce");
+  cmd->add_option("--mb", options->megabytes, "gradient sizes in MB");
+  cmd->add_option("--iterations", options->iterations, "timed repetitions");
+  cmd->add_option("--bucket-mb", options->bucketMb, "reducer bucket size");
+  commands.add(cmd, true,
+               [options](Runtime* runtime) { return benchAllReduce(*runtime, *options); });
+}
+
+void addInstanceNormBench(CLI::App& bench, CommandList& commands) {
+  auto options = std::make_shared<InstanceNormBenchOptions>();
+  auto* cmd = bench.add_subcommand("instance-norm",
+                                   "the CPU instance-norm kernel vs LibTorch's, on StarGAN's maps");
+  cmd->add_option("--iterations", options->iterations, "timed calls per figure");
+  cmd->add_option("--threads", options->threads, "CPU threads");
+  commands.add(cmd, true,
+               [options](Runtime* runtime) { return benchInstanceNorm(*runtime, *options); });
+}
+
+}  // namespace
+
+void addBenchCommands(CLI::App& app, CommandList& commands) {
+  auto* bench = app.add_subcommand("bench", "benchmarks (print figures)");
+  bench->require_subcommand(1);
+  addTrainBench(*bench, commands);
+  addLoaderBench(*bench, commands);
+  addAllReduceBench(*bench, commands);
+  addInstanceNormBench(*bench, commands);
+}
+
+}  // namespace gentrain

@@ -1,0 +1,138 @@
+#include <gtest/gtest.h>
+#include <jpeglib.h>
+#include <png.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "TestUtil.h"
+#include "framework/base/Error.h"
+#include "framework/data.h"
+#include "framework/data/ImageGrid.h"
+
+using namespace gentrain;
+namespace fs = std::filesystem;
+
+namespace {
+
+void writeRgbaPng(const std::string& path, int w, int h, std::array<uint8_t, 4> rgba) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  image.width = w;
+  image.height = h;
+  image.format = PNG_FORMAT_RGBA;
+  std::vector<uint8_t> pixels;
+  for (int k = 0; k < w * h; ++k) pixels.insert(pixels.end(), rgba.begin(), rgba.end());
+  ASSERT_TRUE(png_image_write_to_file(&image, path.c_str(), 0, pixels.data(), 0, nullptr));
+}
+
+void writeJpeg(const std::string& path, int w, int h, std::array<uint8_t, 3> rgb) {
+  jpeg_compress_struct info;
+  jpeg_error_mgr error;
+  info.err = jpeg_std_error(&error);
+  jpeg_create_compress(&info);
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  jpeg_stdio_dest(&info, file);
+  info.image_width = w;
+  info.image_height = h;
+  info.input_components = 3;
+  info.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&info);
+  jpeg_set_quality(&info, 100, TRUE);
+  jpeg_start_compress(&info, TRUE);
+  std::vector<uint8_t> row;
+  for (int x = 0; x < w; ++x) row.insert(row.end(), rgb.begin(), rgb.end());
+  while (info.next_scanline < info.image_height) {
+    JSAMPROW rows[1] = {row.data()};
+    jpeg_write_scanlines(&info, rows, 1);
+  }
+  jpeg_finish_compress(&info);
+  jpeg_destroy_compress(&info);
+  std::fclose(file);
+}
+
+}  // namespace
+
+TEST(FolderImport, PngAndJpegWithLabelsAttributesAndAlpha) {
+  const std::string dir = test::freshDir("folder");
+  fs::create_directories(dir + "/img/cats");
+  fs::create_directories(dir + "/img/dogs");
+  writeRgbaPng(dir + "/img/cats/a.png", 16, 8, {200, 100, 0, 255});
+  writeRgbaPng(dir + "/img/cats/b.png", 4, 4, {255, 255, 255, 0});  // fully transparent
+  writeJpeg(dir + "/img/dogs/c.jpg", 10, 20, {0, 0, 250});
+  std::ofstream(dir + "/attrs.txt") << "3\nSmiling Young\na.png 1 -1\nb.png -1 -1\nc.jpg  1  1\n";
+  FolderImportOptions options;
+  options.dir = dir + "/img";
+  options.out = dir + "/out.h5";
+  options.size = 8;
+  options.labelsFromFolders = true;
+  options.attributes = dir + "/attrs.txt";
+  options.background = {10, 20, 30};
+  const std::string summary = importFolder(options);
+  EXPECT_NE(summary.find("train 3, 3x8x8, 2 labels, 2 attributes; 0 unreadable"), std::string::npos)
+      << summary;
+  ImageDataset data(options.out, "train", 1 << 20);
+  EXPECT_EQ(data.labels(), (std::vector<int64_t>{0, 0, 1}));
+  EXPECT_EQ(data.attributes(), (std::vector<uint8_t>{1, 0, 0, 0, 1, 1}));
+  std::vector<uint8_t> px(3 * 64);
+  data.readImages({0}, px.data());
+  EXPECT_EQ(px[0], 200);
+  EXPECT_EQ(px[64], 100);
+  data.readImages({1}, px.data());  // transparent: the background colour, upscaled
+  EXPECT_EQ(px[0], 10);
+  EXPECT_EQ(px[64 + 5], 20);
+  EXPECT_EQ(px[128 + 63], 30);
+  data.readImages({2}, px.data());
+  EXPECT_NEAR(px[128 + 10], 250, 3);  // JPEG: close, not exact
+  EXPECT_NEAR(px[10], 0, 3);
+}
+
+TEST(FolderImport, CsvTableTestSplitAndBadFiles) {
+  const std::string dir = test::freshDir("folder2");
+  fs::create_directories(dir + "/img");
+  for (int k = 0; k < 6; ++k) {
+    writeRgbaPng(dir + "/img/" + std::to_string(k) + ".png", 6, 6, {uint8_t(k * 40), 0, 0, 255});
+  }
+  std::ofstream(dir + "/img/broken.png") << "\x89PNG\r\n\x1a\n truncated";
+  std::ofstream table(dir + "/t.csv");
+  table << "file,odd\n";
+  for (int k = 0; k < 6; ++k) table << k << ".png," << (k % 2) << "\n";
+  table << "broken.png,0\n";
+  table.close();
+  FolderImportOptions options;
+  options.dir = dir + "/img";
+  options.out = dir + "/out.h5";
+  options.size = 4;
+  options.attributes = dir + "/t.csv";
+  options.testEvery = 3;
+  try {
+    importFolder(options);
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("broken.png: damaged or truncated PNG"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("--skip-bad"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(options.out));
+  options.skipBad = true;
+  const std::string summary = importFolder(options);
+  EXPECT_NE(summary.find("1 unreadable file(s) skipped"), std::string::npos) << summary;
+  EXPECT_EQ(
+      ImageDataset(options.out, "train", 0).size() + ImageDataset(options.out, "test", 0).size(),
+      6);
+  EXPECT_EQ(ImageDataset(options.out, "test", 0).size(),
+            2);  // sorted files 2 and 5 of 0..5 + broken
+  // A table row naming a file that is not there is refused by name.
+  std::ofstream(dir + "/t.csv", std::ios::app) << "ghost.png,1\n";
+  options.out = dir + "/out2.h5";
+  try {
+    importFolder(options);
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("row for 'ghost.png', which is not an image"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(parseColour("1,2"), UsageError);
+}

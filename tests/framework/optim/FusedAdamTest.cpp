@@ -1,0 +1,83 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <sstream>
+
+#include "framework/optim/FusedAdam.h"
+
+using gentrain::FusedAdam;
+
+namespace {
+
+/// Runs `steps` steps of an optimizer on a fixed quadratic, returning the final parameters.
+template <typename Optimizer>
+std::vector<at::Tensor> run(std::vector<at::Tensor> params, Optimizer& optimizer, int steps) {
+  for (int s = 0; s < steps; ++s) {
+    for (auto& p : params) p.mutable_grad().reset();
+    at::Tensor loss = at::zeros({});
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      loss = loss + (params[k] - double(k)).pow(2).sum() * (s + 1) + params[k].pow(4).sum();
+    }
+    loss.backward();
+    optimizer.step();
+  }
+  return params;
+}
+
+std::vector<at::Tensor> initial() {
+  torch::manual_seed(3);
+  return {at::randn({70, 50}).requires_grad_(), at::randn({33}).requires_grad_()};
+}
+
+std::vector<at::Tensor> cloned(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : params) out.push_back(p.detach().clone().requires_grad_());
+  return out;
+}
+
+}  // namespace
+
+TEST(FusedAdam, MatchesTorchAdamWithEitherKernel) {
+  for (auto kernel : {FusedAdam::Kernel::Loop, FusedAdam::Kernel::Foreach})
+    for (double decay : {0.0, 0.01}) {
+      const auto start = initial();
+      auto mine = cloned(start), theirs = cloned(start);
+      auto options = torch::optim::AdamOptions(0.01).betas({0.8, 0.95}).weight_decay(decay);
+      FusedAdam fused(mine, options);
+      fused.setKernel(kernel);
+      torch::optim::Adam reference(theirs, options);
+      run(mine, fused, 25);
+      run(theirs, reference, 25);
+      for (std::size_t k = 0; k < mine.size(); ++k) {
+        EXPECT_TRUE(at::allclose(mine[k], theirs[k], 1e-5, 1e-6))
+            << "decay " << decay << " kernel " << int(kernel);
+      }
+    }
+}
+
+TEST(FusedAdam, StateSavesInTorchAdamsFormat) {
+  auto mine = cloned(initial());
+  FusedAdam fused(mine, torch::optim::AdamOptions(0.01));
+  run(mine, fused, 3);
+  torch::serialize::OutputArchive out;
+  fused.save(out);
+  std::ostringstream bytes;
+  out.save_to(bytes);
+  auto theirs = cloned(mine);
+  torch::optim::Adam reference(theirs, torch::optim::AdamOptions(0.01));
+  torch::serialize::InputArchive in;
+  std::istringstream read(bytes.str());
+  in.load_from(read);
+  reference.load(in);
+  auto continued = cloned(mine);
+  FusedAdam resumed(continued, torch::optim::AdamOptions(0.01));
+  torch::serialize::InputArchive again;
+  std::istringstream read2(bytes.str());
+  again.load_from(read2);
+  resumed.load(again);
+  run(theirs, reference, 2);
+  run(continued, resumed, 2);
+  for (std::size_t k = 0; k < theirs.size(); ++k) {
+    EXPECT_TRUE(at::allclose(continued[k], theirs[k], 1e-5, 1e-6));
+  }
+}

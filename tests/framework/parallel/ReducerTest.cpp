@@ -1,0 +1,200 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "framework/comm/MpiCommunicator.h"
+#include "framework/parallel/GradientReducer.h"
+
+using namespace gentrain;
+
+namespace {
+
+/// Pretends to be `world` ranks that all hold the same tensors: a sum multiplies by `world`.
+/// Records what it was asked to reduce, to check bucket order and sizes.
+class MirrorCommunicator : public Communicator {
+ public:
+  explicit MirrorCommunicator(int world) : world_(world) {}
+  int rank() const override { return 0; }
+  int size() const override { return world_; }
+  std::string backend() const override { return "mirror"; }
+  void allReduce(at::Tensor& t, ReduceOp op) override {
+    sizes.push_back(t.numel());
+    if (op == ReduceOp::Sum) t.mul_(world_);
+  }
+  void broadcast(at::Tensor&, int) override {}
+  void barrier() override {}
+  void allReduceHost(double* v, std::size_t n, ReduceOp op) override {
+    for (std::size_t i = 0; op == ReduceOp::Sum && i < n; ++i) v[i] *= world_;
+  }
+  std::vector<std::string> allGatherBytes(const std::string& mine) override {
+    return std::vector<std::string>(world_, mine);
+  }
+  void broadcastBytes(std::string&, int) override {}
+  using Communicator::allReduceHost;
+  std::vector<int64_t> sizes;
+
+ private:
+  int world_;
+};
+
+std::vector<at::Tensor> makeParams() {
+  return {at::randn({3, 4}).requires_grad_(), at::randn({5}).requires_grad_(),
+          at::randn({2, 2}).requires_grad_()};
+}
+
+}  // namespace
+
+TEST(GradientReducer, AveragesIntoBucketViewsInReverseBucketOrder) {
+  MirrorCommunicator comm(3);
+  auto params = makeParams();
+  GradientReducer reducer(comm, params, 40);  // 48-byte first param alone, then 20 + 16 bytes
+  ASSERT_EQ(reducer.buckets().size(), 2u);
+  EXPECT_EQ(reducer.totalBytes(), (12u + 5u + 4u) * 4u);
+  reducer.zeroGrad();
+  (params[0] * 2).sum().backward();
+  (params[2] * 4).sum().backward();  // params[1] gets no gradient: it counts as zero
+  reducer.reduce();
+  EXPECT_EQ(comm.sizes, (std::vector<int64_t>{9, 12}));  // later parameters first
+  EXPECT_TRUE(at::allclose(params[0].grad(), at::full({3, 4}, 2.0)));
+  EXPECT_TRUE(at::allclose(params[1].grad(), at::zeros({5})));
+  EXPECT_TRUE(at::allclose(params[2].grad(), at::full({2, 2}, 4.0)));
+  // Gradients are now views into the buckets; the next step starts from undefined gradients.
+  EXPECT_EQ(params[2].grad().storage().data(), params[1].grad().storage().data());
+  reducer.zeroGrad();
+  for (const auto& p : params) EXPECT_FALSE(p.grad().defined());
+  (params[0] * 5).sum().backward();
+  reducer.reduce();
+  EXPECT_TRUE(at::allclose(params[0].grad(), at::full({3, 4}, 5.0)));
+}
+
+TEST(GradientReducer, OneRankTouchesNothing) {
+  MpiCommunicator comm(MPI_COMM_SELF);
+  auto params = makeParams();
+  GradientReducer reducer(comm, params, 1 << 20);
+  reducer.zeroGrad();
+  (params[1] * 3).sum().backward();
+  const void* before = params[1].grad().data_ptr();
+  reducer.reduce();
+  EXPECT_EQ(params[1].grad().data_ptr(), before);
+  EXPECT_TRUE(at::allclose(params[1].grad(), at::full({5}, 3.0)));
+  EXPECT_FALSE(params[0].grad().defined());
+}
+
+TEST(GradientReducer, ArmedStartsCompleteBucketsDuringBackwardInBucketOrder) {
+  MirrorCommunicator comm(3);
+  auto params = makeParams();
+  GradientReducer reducer(comm, params, 40);  // buckets {params 2, 1}, {param 0}
+  reducer.zeroGrad();
+  reducer.arm();
+  ((params[0] * 2).sum() + (params[1] * 3).sum() + (params[2] * 4).sum()).backward();
+  // Both buckets were complete inside backward: they are already reduced, first bucket first.
+  EXPECT_EQ(comm.sizes, (std::vector<int64_t>{9, 12}));
+  reducer.reduce();
+  EXPECT_TRUE(reducer.lastOverlapped());
+  EXPECT_EQ(comm.sizes.size(), 2u);
+  EXPECT_TRUE(at::allclose(params[0].grad(), at::full({3, 4}, 2.0)));
+  EXPECT_TRUE(at::allclose(params[1].grad(), at::full({5}, 3.0)));
+  EXPECT_TRUE(at::allclose(params[2].grad(), at::full({2, 2}, 4.0)));
+
+  // A later bucket that is complete waits for the earlier one, which here never completes
+  // (params[1] and [2] get no gradient): both go out in order after backward.
+  comm.sizes.clear();
+  reducer.zeroGrad();
+  reducer.arm();
+  (params[0] * 5).sum().backward();
+  EXPECT_TRUE(comm.sizes.empty());
+  reducer.reduce();
+  EXPECT_FALSE(reducer.lastOverlapped());
+  EXPECT_EQ(comm.sizes, (std::vector<int64_t>{9, 12}));
+  EXPECT_TRUE(at::allclose(params[0].grad(), at::full({3, 4}, 5.0)));
+  EXPECT_TRUE(at::allclose(params[2].grad(), at::zeros({2, 2})));
+}
+
+TEST(GradientReducer, GradientArrivingTwiceIsReducedWholeAfterBackward) {
+  MirrorCommunicator comm(2);
+  auto params = makeParams();
+  GradientReducer reducer(comm, params, 1 << 20);  // one bucket
+  reducer.zeroGrad();
+  reducer.arm();
+  ((params[0] + params[1].sum() + params[2].sum()) * 2).sum().backward();
+  (params[0] * 3).sum().backward();  // second arrival of params[0]'s gradient
+  reducer.reduce();
+  EXPECT_FALSE(reducer.lastOverlapped());
+  EXPECT_TRUE(at::allclose(params[0].grad(), at::full({3, 4}, 5.0)));
+  EXPECT_TRUE(at::allclose(params[1].grad(), at::full({5}, 24.0)));
+}
+
+TEST(GradientReducer, MicroBatchesAreAveragedAndReducedOnce) {
+  MirrorCommunicator comm(3);
+  auto params = makeParams();
+  GradientReducer reducer(comm, params, 40);
+  reducer.setMicroBatches(2);
+  reducer.zeroGrad();
+  (params[0] * 2).sum().backward();  // first micro-batch: accumulates, nothing reduced
+  EXPECT_TRUE(comm.sizes.empty());
+  reducer.arm();
+  ((params[0] * 4).sum() + (params[1] * 6).sum() + params[2].sum()).backward();
+  reducer.reduce();
+  EXPECT_EQ(comm.sizes.size(), 2u);
+  EXPECT_TRUE(at::allclose(params[0].grad(), at::full({3, 4}, 3.0)));  // (2 + 4) / 2
+  EXPECT_TRUE(at::allclose(params[1].grad(), at::full({5}, 3.0)));
+  EXPECT_TRUE(at::allclose(params[2].grad(), at::full({2, 2}, 0.5)));
+
+  // One rank: no buckets, but the average over micro-batches still happens.
+  MpiCommunicator self(MPI_COMM_SELF);
+  auto alone = makeParams();
+  GradientReducer single(self, alone, 1 << 20);
+  single.setMicroBatches(4);
+  single.zeroGrad();
+  for (int k = 0; k < 4; ++k) (alone[1] * double(k)).sum().backward();
+  single.reduce();
+  EXPECT_TRUE(at::allclose(alone[1].grad(), at::full({5}, 1.5)));  // (0 + 1 + 2 + 3) / 4
+  EXPECT_EQ(single.totalBytes(), 0u);
+}
+
+TEST(GradientReducer, Bf16CompressionKeepsFloatGradients) {
+  MirrorCommunicator comm(2);
+  auto params = makeParams();
+  ReducerOptions options;
+  options.compressBf16 = true;
+  GradientReducer reducer(comm, params, options);
+  EXPECT_EQ(reducer.totalBytes(), (12u + 5u + 4u) * 2u);
+  reducer.zeroGrad();
+  reducer.arm();
+  ((params[0] * 2).sum() + (params[1] * 1.0078125).sum() + (params[2] * 4).sum()).backward();
+  reducer.reduce();
+  EXPECT_EQ(params[0].grad().scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::allclose(params[0].grad(), at::full({3, 4}, 2.0)));
+  // 1 + 2^-7 is exact in bf16 (8 significant bits); it survives the wire.
+  EXPECT_TRUE(at::equal(params[1].grad(), at::full({5}, 1.0078125)));
+}
+
+TEST(GradientReducer, AlwaysReducesOnOneRankWhenAsked) {
+  MpiCommunicator self(MPI_COMM_SELF);
+  auto params = makeParams();
+  ReducerOptions options;
+  options.always = true;
+  GradientReducer reducer(self, params, options);
+  reducer.zeroGrad();
+  reducer.arm();
+  (params[1] * 3).sum().backward();
+  reducer.reduce();
+  EXPECT_TRUE(at::allclose(params[1].grad(), at::full({5}, 3.0)));
+  EXPECT_GT(reducer.totalBytes(), 0u);
+  EXPECT_EQ(params[1].grad().storage().data(), params[0].grad().storage().data());
+}
+
+TEST(GradientReducer, RemovesItsHooksWhenDestroyed) {
+  MirrorCommunicator comm(2);
+  auto params = makeParams();
+  {
+    GradientReducer first(comm, params, 1 << 20);
+    first.zeroGrad();
+    first.arm();
+  }  // destroyed while armed: a later backward must not call into it
+  GradientReducer second(comm, params, 1 << 20);
+  second.zeroGrad();
+  second.arm();
+  (params[2] * 7).sum().backward();
+  second.reduce();
+  EXPECT_TRUE(at::allclose(params[2].grad(), at::full({2, 2}, 7.0)));
+}

@@ -1,0 +1,54 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <fstream>
+
+#include "TestUtil.h"
+#include "framework/comm/MpiCommunicator.h"
+#include "framework/tracking/MetricsLog.h"
+#include "framework/train/ProgressReporter.h"
+
+using namespace gentrain;
+
+TEST(ProgressReporter, TheLineSaysWhereTheRunIsHowFastAndWhereTheTimeGoes) {
+  RunSummary summary;
+  summary.firstStep = 10;
+  summary.lastStep = 20;
+  summary.seconds = 5;  // 10 steps in 5 s: 80 more take 40 s
+  summary.dataWait = 0.01;
+  summary.compute = 4;
+  summary.reduce = 0.5;
+  summary.update = 0.49;
+  const std::string line =
+      ProgressReporter::line(20, 100, 2.5, {{"loss", 1.23456}, {"images_per_s", 256}}, 2, summary);
+  EXPECT_EQ(line,
+            "step 20/100 (epoch 2.50) | loss 1.2346 | 256 img/s (128/rank) | ms/step: data "
+            "1.00, fwd+bwd 400.00, allreduce 50.00, optim 49.00 | ETA 0:00:40");
+  EXPECT_EQ(clockDuration(3 * 3600 + 62), "3:01:02");
+}
+
+TEST(ProgressReporter, AveragesEveryStepSinceTheLastLineAndWritesTheRow) {
+  const std::string dir = test::freshDir("progress");
+  MpiCommunicator self(MPI_COMM_SELF);
+  MetricsLog metrics(dir + "/metrics.jsonl");
+  ProgressReporter reporter(self, 8, 4, 40);
+  reporter.setSinks(&metrics, nullptr);
+  // More values than are kept one by one (they fold into a sum every 256).
+  for (int k = 0; k < 600; ++k) reporter.add({{"loss", at::scalar_tensor(double(k % 3))}});
+  RunSummary summary;
+  summary.lastStep = 6;
+  summary.seconds = 1;
+  const Scalars means = reporter.progress(6, 6, 2.0, summary);
+  EXPECT_NEAR(means.at("loss"), 1.0, 1e-12);  // 0, 1, 2 repeated, 600 values
+  EXPECT_DOUBLE_EQ(means.at("images_per_s"), 6 * 8 / 2.0);
+  // The next line starts from nothing.
+  reporter.add({{"loss", at::scalar_tensor(5.0)}});
+  EXPECT_DOUBLE_EQ(reporter.progress(7, 1, 1.0, summary).at("loss"), 5.0);
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::string first;
+  std::getline(in, first);
+  EXPECT_NE(first.find("\"step\": 6"), std::string::npos) << first;
+  EXPECT_NE(first.find("\"split\": \"train\""), std::string::npos) << first;
+  EXPECT_NE(first.find("\"epoch\": 1.5"), std::string::npos) << first;
+}

@@ -1,0 +1,115 @@
+// The Trainer on one process: what a run writes and when, what each mode leaves alone, and how a
+// stop signal ends a run. (Many ranks: TrainerMpiTest.cpp.)
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "TestUtil.h"
+#include "framework/base/Error.h"
+#include "framework/base/Preemption.h"
+#include "framework/comm/MpiCommunicator.h"
+#include "framework/tracking/RunDirectory.h"
+#include "framework/train/Trainer.h"
+
+using namespace gentrain;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TrainerFixture : ::testing::Test {
+  std::string dir = test::freshDir("trainer");
+  std::string data = dir + "/d.h5";
+  MpiCommunicator self{MPI_COMM_SELF};
+  TrainerFixture() { test::writeTinyDataset(data, 48, 10); }
+  Spec spec(const std::string& run, std::vector<std::string> overrides = {}) {
+    return test::tinyVaeSpec(data, dir + "/" + run, std::move(overrides));
+  }
+};
+
+std::string readText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_F(TrainerFixture, ARunWritesItsDirectoryAndEndsFinished) {
+  Trainer trainer(self, c10::kCPU, spec("run", {"eval.every_epochs=1", "log.every_steps=2"}));
+  EXPECT_EQ(trainer.totalSteps(), 8);  // 2 epochs of 48 / 12
+  const RunSummary summary = trainer.run();
+  EXPECT_FALSE(trainer.stopped());
+  EXPECT_EQ(summary.lastStep - summary.firstStep, 8);
+  EXPECT_EQ(summary.lastTrain.count("loss"), 1u);
+  EXPECT_EQ(summary.lastEval.count("elbo"), 1u);
+  const RunDirectory run(dir + "/run");
+  EXPECT_EQ(readText(run.specFile()), trainer.spec().resolvedYaml());
+  EXPECT_EQ(run.readStatus().state, "finished");
+  EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000008/DONE"));
+  EXPECT_FALSE(fs::exists(run.checkpoints() + "/step-000000000004"));  // every_epochs: 0
+  const std::string metrics = readText(run.metricsFile());
+  EXPECT_NE(metrics.find("\"step\": 4, \"split\": \"test\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"step\": 8, \"split\": \"test\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"step\": 2, \"split\": \"train\""), std::string::npos) << metrics;
+}
+
+TEST_F(TrainerFixture, AFreshRunRefusesAFolderThatHoldsARunAndChangesNothing) {
+  const RunDirectory run(dir + "/held");
+  ASSERT_EQ(run.prepare("name: earlier\n"), "");  // a run that ended before its first checkpoint
+  run.writeStatus("failed", 1, "earlier");
+  try {
+    Trainer trainer(self, c10::kCPU, spec("held"));
+    ADD_FAILURE() << "not refused";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("held already holds a run (its spec.yaml): pass --resume"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(readText(run.specFile()), "name: earlier\n");
+  EXPECT_EQ(run.readStatus().error, "earlier");
+  // --resume takes it over: nothing to restore, so it starts fresh.
+  Trainer resumed(self, c10::kCPU, spec("held", {"train.steps=2"}), {TrainerMode::Resume});
+  EXPECT_EQ(resumed.step(), 0);
+  resumed.run();
+  EXPECT_EQ(run.readStatus().state, "finished");
+}
+
+TEST_F(TrainerFixture, BenchmarkAndInspectModesWriteNothing) {
+  for (const TrainerMode mode : {TrainerMode::Benchmark, TrainerMode::Inspect}) {
+    Trainer trainer(self, c10::kCPU, spec("quiet", {"train.steps=3", "sample.at_start=true"}),
+                    {mode});
+    EXPECT_EQ(trainer.runDir(), "");
+    trainer.run();
+    EXPECT_EQ(trainer.step(), 3);
+    EXPECT_FALSE(fs::exists(dir + "/quiet"));
+  }
+}
+
+TEST_F(TrainerFixture, AStopSignalCheckpointsTheStepAndStops) {
+  Trainer trainer(self, c10::kCPU, spec("stop", {"run.stop_check_steps=2"}));
+  requestStop(SIGTERM);
+  trainer.run();
+  clearStopSignal();
+  EXPECT_TRUE(trainer.stopped());
+  EXPECT_EQ(trainer.step(), 2);
+  const RunDirectory run(dir + "/stop");
+  EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000002/DONE"));
+  EXPECT_EQ(run.readStatus().state, "preempted");
+  Trainer resumed(self, c10::kCPU, spec("stop", {"run.stop_check_steps=2"}), {TrainerMode::Resume});
+  EXPECT_EQ(resumed.step(), 2);
+}
+
+TEST_F(TrainerFixture, MicroBatchesThatDoNotDivideTheBatchAreRefusedNamingTheKey) {
+  Trainer trainer(self, c10::kCPU, spec("micro", {"train.micro_batches=5"}),
+                  {TrainerMode::Benchmark});
+  try {
+    trainer.run();
+    ADD_FAILURE() << "not refused";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("5 micro-batches do not divide the 12 images per rank"),
+              std::string::npos)
+        << e.what();
+  }
+}
