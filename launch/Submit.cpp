@@ -152,7 +152,16 @@ std::string scriptHeader(const SubmitOptions& o, const Spec& spec, const SubmitP
        "SIGTERM (preemption) the ranks\n# checkpoint, rank 0 requeues the job and it exits. "
        "Submit it again by hand: sbatch "
     << plan.scriptFile << "\n";
-  const auto directive = [&s](const std::string& text) { s << "#SBATCH " << text << "\n"; };
+  // An #SBATCH line is a comment: a line break in a value would end it and make the rest a
+  // command of the job. Names are checked at load (Note [run names]); paths are checked here.
+  const auto directive = [&s](const std::string& text) {
+    if (text.find_first_of("\n\r") != std::string::npos) {
+      throw UsageError("submit: '" + text.substr(0, text.find_first_of("\n\r")) +
+                       "...' has a line break, which a batch script cannot hold; choose a "
+                       "run.dir and working folder without one");
+    }
+    s << "#SBATCH " << text << "\n";
+  };
   directive("--job-name=" + quote(spec.text("name")));
   directive("--nodes=" + std::to_string(o.nodes));
   directive("--ntasks-per-node=" + std::to_string(o.tasksPerNode));

@@ -52,8 +52,9 @@ void registerBuiltinModels() {
                             [] { return std::make_unique<models::PixelRnn>(); }, pixelRnn});
   SmokeTest starGan = withSgd(smoke("stargan-smoke.yaml", "d_real", "cycle_l1", true));
   // Its smoke generator normalizes 2x2 maps, whose instance-norm statistics magnify rounding:
-  // 3.4e-5 with SGD (4e-3 with Adam), where a wrong sample or target would be ~1e-3.
-  starGan.parityTolerance = 1e-4;
+  // with SGD 3.4e-5 on Debian's LibTorch 1.13 and 1.2e-4 on PyTorch 2.11's CPU kernels (4e-3
+  // with Adam), where a wrong sample or target would be ~1e-3.
+  starGan.parityTolerance = 2.5e-4;
   registry.add("stargan", {"StarGAN (Choi et al. 2018): one generator translating between the "
                            "domains of attribute columns; classifier accuracy, cycle L1",
                            &models::StarGan::addKeys,

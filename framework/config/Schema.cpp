@@ -1,6 +1,8 @@
 #include "framework/config/Schema.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <sstream>
 
 namespace gentrain {
@@ -50,6 +52,14 @@ const char* typeName(KeyType type) {
 }
 
 Schema& Schema::add(KeyInfo key) {
+  // Note [integer bounds]
+  // Every integer key is bounded to what the code holds: without a bound of its own, to the
+  // range of a 32-bit int (values are cast to int, and products such as epochs x steps per
+  // epoch or cache_mb x 2^20 must stay far inside int64). A value beyond is refused at load.
+  if (key.type == KeyType::Int || key.type == KeyType::IntList) {
+    key.min = std::max(key.min, double(std::numeric_limits<int32_t>::min()));
+    key.max = std::min(key.max, double(std::numeric_limits<int32_t>::max()));
+  }
   auto it = std::find_if(keys_.begin(), keys_.end(),
                          [&](const KeyInfo& k) { return k.path == key.path; });
   if (it != keys_.end()) {
@@ -217,7 +227,7 @@ void addOutputKeys(Schema& s) {
          "progress line and evaluation, sample grids, the spec)"});
   s.add({"eval.every_epochs", KeyType::Int, "1",
          "evaluate on the test split every N epochs (0: only at the end)", 0});
-  s.add({"eval.batch", KeyType::Int, "500", "test images per rank per evaluation batch", 1});
+  s.add({"eval.batch", KeyType::Int, "500", "test images per rank per evaluation batch", 1, 65536});
   s.add(
       {"sample.every_epochs", KeyType::Int, "1", "save a sample grid every N epochs (0: end)", 0});
   s.add({"sample.count", KeyType::Int, "64", "images in a sample grid", 1, 4096});
@@ -270,7 +280,8 @@ void addRunKeys(Schema& s) {
 Schema frameworkSchema() {
   Schema s;
   s.add({"name", KeyType::String, "experiment", "experiment name; names the run directory"});
-  s.add({"seed", KeyType::Int, "1234", "seed of every random choice (init, shuffles, noise)", 0});
+  s.add({"seed", KeyType::Int, "1234", "seed of every random choice (init, shuffles, noise)", 0,
+         2147483647});
   s.add({"model.name", KeyType::String, "", "which model to train (see `gentrain models`)"});
   addDataKeys(s);
   addTrainKeys(s);

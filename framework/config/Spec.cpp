@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <iomanip>
 #include <sstream>
 
 #include "framework/base/Error.h"
@@ -68,10 +69,10 @@ std::string checkScalar(const YAML::Node& node, const KeyInfo& key, KeyType type
   }
   if (number < key.min || number > key.max) {
     std::ostringstream range;
-    range << "between " << key.min << " and " << key.max;
+    range << std::setprecision(15) << "between " << key.min << " and " << key.max;
     if (key.max == std::numeric_limits<double>::infinity()) {
       range.str("");
-      range << "at least " << key.min;
+      range << "at least " << key.min;  // (floats only: integer keys are bounded)
     }
     throw SpecError(where + ": " + key.path + " is " + text + "; it must be " + range.str());
   }
@@ -126,6 +127,29 @@ void collect(const YAML::Node& node, const std::string& prefix, const std::strin
   }
 }
 
+/// Refuses a mapping that names a key twice: YAML forbids it, and yaml-cpp would keep both, so
+/// that the later one silently wins (a second `train:` block dropping the first one's keys).
+void refuseDuplicateKeys(const YAML::Node& node, const std::string& origin,
+                         const std::string& prefix) {
+  if (node.IsSequence()) {
+    for (const YAML::Node& child : node) refuseDuplicateKeys(child, origin, prefix);
+  }
+  if (!node.IsMap()) return;
+  std::map<std::string, YAML::Mark> seen;
+  for (const auto& item : node) {
+    const std::string name = scalarText(item.first);
+    const std::string path = prefix.empty() ? name : prefix + "." + name;
+    const auto [first, fresh] = seen.emplace(name, item.first.Mark());
+    if (!fresh) {
+      throw SpecError(markOf(origin, item.first.Mark()) + ": key '" + path +
+                      "' appears a second "
+                      "time (first at line " +
+                      std::to_string(first->second.line + 1) + "); merge the two into one");
+    }
+    refuseDuplicateKeys(item.second, origin, path);
+  }
+}
+
 YAML::Node parseYaml(const std::string& text, const std::string& origin) {
   try {
     YAML::Node root = YAML::Load(text);
@@ -133,6 +157,7 @@ YAML::Node parseYaml(const std::string& text, const std::string& origin) {
     if (!root.IsMap()) {
       throw SpecError(origin + ":1:1: a spec is a YAML mapping of sections (model:, data:, ...)");
     }
+    refuseDuplicateKeys(root, origin, "");
     return root;
   } catch (const YAML::ParserException& e) {
     throw SpecError(markOf(origin, e.mark) + ": malformed YAML: " + e.msg);
@@ -221,6 +246,25 @@ YAML::Node overrideNode(const std::string& raw, const KeyInfo& key, const std::s
   }
 }
 
+/// Note [run names]
+/// A spec's name becomes a folder (run.dir's `{name}`) and a Slurm job name, so it is one safe
+/// path component: letters, digits, '.', '_' and '-', not starting with a dot. Anything else
+/// (a slash, `..`, a line break that would end an #SBATCH line) is refused at load.
+void checkRunName(const std::string& name, const std::string& where) {
+  const bool safe = !name.empty() && name.front() != '.' &&
+                    name.find_first_not_of(
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789._-") == std::string::npos;
+  if (safe) return;
+  std::string shown;
+  for (const char c : name) {
+    shown += c == '\n' ? std::string("\\n") : c == '\r' ? std::string("\\r") : std::string(1, c);
+  }
+  throw SpecError(where + ": name '" + shown +
+                  "' cannot name a run directory: use letters, "
+                  "digits, '.', '_' and '-', not starting with a dot");
+}
+
 }  // namespace
 
 Spec Spec::parse(const std::string& yaml, const std::string& origin,
@@ -262,6 +306,7 @@ Spec Spec::parse(const std::string& yaml, const std::string& origin,
       throw SpecError(origin + ": required key '" + key.path + "' is missing (" + key.help + ")");
     }
   }
+  checkRunName(spec.values_.at("name").yaml, spec.values_.at("name").origin);
   return spec;
 }
 

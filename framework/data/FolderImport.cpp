@@ -154,9 +154,11 @@ void checkAttributeTable(const AttributeTable& table, const std::vector<fs::path
                       options.dir + "; remove the row or add the file");
     }
   }
+  if (options.onlyListed) return;
   for (const fs::path& f : files) {
     if (!table.rows.count(f.filename().string())) {
-      throw DataError(f.string() + ": no row in " + options.attributes);
+      throw DataError(f.string() + ": no row in " + options.attributes +
+                      " (--only-listed imports just the images the table lists)");
     }
   }
 }
@@ -191,8 +193,8 @@ std::vector<std::string> decodeBlock(const std::vector<fs::path>& files,
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       try {
-        toSquare(decodeImage(files[k].string()), options.size, options.background,
-                 decoded.data() + k * imageBytes);
+        toSquare(decodeImage(files[k].string(), options.maxPixels), options.size,
+                 options.background, decoded.data() + k * imageBytes);
       } catch (const DataError& e) {
         errors[k] = e.what();
       }
@@ -261,6 +263,18 @@ std::string importFolder(const FolderImportOptions& options) {
     folder.table = readAttributes(options.attributes);
     checkAttributeTable(folder.table, folder.files, options);
   }
+  int64_t leftOut = 0;
+  if (options.onlyListed) {
+    if (options.attributes.empty()) {
+      throw UsageError("--only-listed keeps the images an --attributes table lists: give one");
+    }
+    std::vector<fs::path> listed;
+    for (const fs::path& f : folder.files) {
+      if (folder.table.rows.count(f.filename().string())) listed.push_back(f);
+    }
+    leftOut = static_cast<int64_t>(folder.files.size() - listed.size());
+    folder.files = std::move(listed);
+  }
   if (options.labelsFromFolders) folder.classes = folderClasses(folder.files, dir);
   std::vector<std::string> labelNames;
   for (const auto& [name, index] : folder.classes) labelNames.push_back(name);
@@ -286,7 +300,9 @@ std::string importFolder(const FolderImportOptions& options) {
   return summary + "3x" + std::to_string(options.size) + "x" + std::to_string(options.size) + ", " +
          std::to_string(labelNames.size()) + " labels, " +
          std::to_string(folder.table.names.size()) + " attributes; " + std::to_string(skipped) +
-         " unreadable file(s) skipped)";
+         " unreadable file(s) skipped" +
+         (options.onlyListed ? ", " + std::to_string(leftOut) + " not in the table left out" : "") +
+         ")";
 }
 
 }  // namespace gentrain

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "framework/data/ImageCodec.h"
+
 namespace gentrain {
 
 struct FolderImportOptions {
@@ -21,6 +23,11 @@ struct FolderImportOptions {
   std::string attributes;  ///< CelebA .txt or .csv table; "" for none
   std::array<uint8_t, 3> background{0, 0, 0};
   bool skipBad = false;  ///< report unreadable images and go on, instead of stopping
+  /// With `attributes`: import exactly the images the table lists (the table is the dataset's
+  /// index) and count the folder's other images as left out, instead of refusing them.
+  bool onlyListed = false;
+  /// Images with more pixels than this (by their header) are bad: refused before decoding.
+  int64_t maxPixels = kDefaultMaxPixels;
   /// Every n-th image (in sorted path order) goes to the `test` split; 0 puts all in `train`.
   int64_t testEvery = 0;
   bool overwrite = false;

@@ -14,8 +14,14 @@ struct DecodedImage {
   std::vector<uint8_t> pixels;
 };
 
-/// Decodes a .png, .jpg or .jpeg file (by its content, not its name). Throws DataError naming the
-/// file and what is wrong (missing, truncated, not an image).
-DecodedImage decodeImage(const std::string& path);
+/// The default cap on an image's pixels (width x height): 40 million, an 8000x5000 photo.
+constexpr int64_t kDefaultMaxPixels = 40'000'000;
+
+/// Decodes a .png, .jpg or .jpeg file (by its content, not its name): PNGs of any colour type
+/// and depth (16-bit samples rescaled, no gamma applied; Note [PNG sample values]), JPEGs in
+/// grey, YCbCr, RGB or CMYK. Throws DataError naming the file and what is wrong (missing,
+/// truncated, not an image, more than `maxPixels` pixels by its header (0: no cap), or too large
+/// for memory).
+DecodedImage decodeImage(const std::string& path, int64_t maxPixels = kDefaultMaxPixels);
 
 }  // namespace gentrain

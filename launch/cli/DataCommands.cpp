@@ -3,6 +3,7 @@
 #include <memory>
 #include <sstream>
 
+#include "framework/base/Error.h"
 #include "framework/data/CifarImport.h"
 #include "framework/data/Colorize.h"
 #include "framework/data/DataLoader.h"
@@ -95,11 +96,16 @@ void addImportFolder(CLI::App& data, CommandList& commands) {
                 "label = first-level sub-folder (sorted names)");
   cmd->add_option("--attributes", folder.attributes,
                   "CelebA list_attr_celeba.txt or CSV file,attr1,... table");
+  cmd->add_flag("--only-listed", folder.onlyListed,
+                "import only the images the --attributes table lists (it is the index)");
   cmd->add_option("--background", args->background, "R,G,B under transparent pixels");
   cmd->add_option("--test-every", folder.testEvery, "every n-th image to the test split");
   cmd->add_flag("--skip-bad", folder.skipBad, "report unreadable images and go on");
+  cmd->add_option("--max-pixels", folder.maxPixels,
+                  "images with more pixels are bad, refused before decoding (0: no cap)");
   cmd->add_flag("--force", folder.overwrite, "replace OUT if it exists");
   commands.add(cmd, false, [args](Runtime*) {
+    if (args->folder.maxPixels < 0) throw UsageError("--max-pixels cannot be negative");
     args->folder.background = parseColour(args->background);
     return say(importFolder(args->folder));
   });

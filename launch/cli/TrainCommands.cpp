@@ -96,6 +96,10 @@ struct SampleArgs {
 };
 
 int sample(Runtime& runtime, const SampleArgs& args) {
+  if (args.count < 1 || args.count > 65536) {
+    throw UsageError("sample: -n/--count is " + std::to_string(args.count) +
+                     "; give the number of images to make, 1 to 65536");
+  }
   auto trainer = fromCheckpoint(runtime, args.checkpoint, {});
   if (!trainer->model().makesSamples()) {
     throw UsageError(args.checkpoint + ": model '" + trainer->spec().text("model.name") +

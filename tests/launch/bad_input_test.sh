@@ -38,11 +38,24 @@ refused malformed-yaml "malformed.yaml:3:1: malformed YAML" -- "$gentrain" train
 refused unknown-key "unknown key 'train.epoch'; did you mean 'train.epochs'" -- \
   "$gentrain" train spec.yaml train.epoch=2
 refused wrong-type "train.epochs must be an integer, got 'two'" -- "$gentrain" train spec.yaml train.epochs=two
-refused out-of-range "train.global_batch is 0; it must be at least 1" -- \
+refused out-of-range "train.global_batch is 0; it must be between 1 and 2147483647" -- \
   "$gentrain" train spec.yaml train.global_batch=0
 refused missing-spec "nowhere.yaml: cannot read the spec file" -- "$gentrain" train nowhere.yaml
 refused bad-sweep "in sweep: unknown key 'optim.vae.lrr'" -- \
   "$gentrain" submit <(cat spec.yaml; echo "sweep: {optim.vae.lrr: [1]}") --dry-run
+printf 'name: bad\ntrain: {epochs: 2}\ntrain: {steps: 3}\n' > twice.yaml
+refused duplicate-key "twice.yaml:3:1: key 'train' appears a second time \(first at line 2\)" -- \
+  "$gentrain" train twice.yaml
+refused epochs-too-large "train.epochs is 99999999999; it must be between 0 and 2147483647" -- \
+  "$gentrain" train spec.yaml train.epochs=99999999999
+printf 'name: "x\\ntouch pwned #"\n' | cat - spec.yaml | sed '2d' > newline-name.yaml
+refused name-with-newline "name 'x\\\\ntouch pwned #' cannot name a run directory" -- \
+  "$gentrain" submit newline-name.yaml --dry-run
+refused name-with-path "name '../../etc/x' cannot name a run directory" -- \
+  "$gentrain" train spec.yaml name=../../etc/x
+refused run-dir-with-newline "has a line break, which a batch script cannot hold" -- \
+  "$gentrain" submit spec.yaml "run.dir=runs/a
+b" --dry-run
 
 # The data.
 refused missing-data "nothere.h5: not an HDF5 file, or it does not exist" -- \
@@ -92,6 +105,19 @@ mkdir -p png-bad
 head -c 60 png-bad/good.png > png-bad/cut.png
 refused truncated-png "png-bad/cut.png.*pass --skip-bad" -- \
   "$gentrain" data import-folder --dir png-bad --out out.h5 --size 4
+# A decompression bomb: a PNG of a few dozen bytes whose header claims 30000x30000 pixels.
+mkdir -p bomb
+python3 - <<'PY'
+import struct, zlib
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+with open("bomb/bomb.png", "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0\0"))
+            + chunk(b"IEND", b""))
+PY
+refused decompression-bomb "bomb.png: 30000x30000 pixels, more than --max-pixels 40000000 allows.*--skip-bad" -- \
+  "$gentrain" data import-folder --dir bomb --out bomb.h5 --size 4
 refused import-overwrite "data.h5 already exists; pass --force" -- \
   "$gentrain" data import-idx --dir . --out data.h5
 
@@ -100,6 +126,10 @@ refused resume-other-spec "model.hidden: \[8\] -> \[9\]" -- \
   "$gentrain" train spec.yaml name=source model.hidden=[9] --resume
 refused run-dir-taken "runs/source already holds a run with checkpoints: pass --resume" -- \
   "$gentrain" train spec.yaml name=source
+refused sample-count-zero "sample: -n/--count is 0; give the number of images to make" -- \
+  "$gentrain" sample runs/source -n 0 -o none.png
+refused sample-count-negative "sample: -n/--count is -5" -- \
+  "$gentrain" sample runs/source -n -5 -o none.png
 for c in runs/source/checkpoints/step-*; do
   printf 'x' | dd of="$c/state.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
 done

@@ -9,15 +9,7 @@ gentrain=$1
 mpiexec=$2
 TEST_NAME=fault source "$(dirname "$0")/test_lib.sh"
 
-make_idx 2 60 12 "0 255"
-"$gentrain" data import-idx --dir . --out data.h5 >/dev/null 2>&1 || { echo "FAIL import"; exit 1; }
-tiny_vae_spec fault \
-  'train: {global_batch: 12, epochs: 4}' \
-  'log: {every_steps: 5}' \
-  'eval: {batch: 4}' \
-  'sample: {count: 4, every_epochs: 0}' \
-  'checkpoint: {every_steps: 2, every_epochs: 0}' > spec.yaml
-final() { grep -o "eval at step 20 (final): .*" | head -1; }
+fault_run_setup "$gentrain"
 reference=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir=reference 2>&1 | final)
 [ -n "$reference" ] && pass "uninterrupted run: $reference" || fail "uninterrupted run"
 
@@ -88,43 +80,6 @@ if [ -n "$resumed" ] && [ "$resumed" = "$reference" ]; then
   table+="\n| signalled (SIGUSR1 to rank 1 before step 7, checks every 2) | $seconds s, exit 0 | 0 | none |"
 else
   fail "signalled: resume ended with '$resumed', uninterrupted '$reference'"
-fi
-
-# Storage full while writing a checkpoint: the run directory moves onto a small tmpfs (room for
-# about 100 KB more) and is resumed there; the next checkpoint (~250 KB) meets ENOSPC. A clear
-# error, the earlier checkpoints untouched, nothing partial left; with room again (the tmpfs
-# grown), a resume ends as the uninterrupted run. Needs root to mount; skipped otherwise.
-big=(model.hidden=[512])
-ref_big=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir=reference-big "${big[@]}" 2>&1 | final)
-$mpiexec -np 3 "$gentrain" train spec.yaml run.dir=staged "${big[@]}" --max-steps 4 >/dev/null 2>&1
-mkdir -p full
-if mount -t tmpfs -o size=$(( $(du -sk staged | cut -f1) + 100 ))k gentrain-full full 2>/dev/null; then
-  trap 'umount "$work/full" 2>/dev/null; rm -rf "$work"' EXIT
-  cp -a staged/. full/
-  before=$(cd full/checkpoints && ls -R && cat */state.bin | sha256sum)
-  start=$(date +%s.%N)
-  out=$(timeout 120 $mpiexec -np 3 "$gentrain" train spec.yaml run.dir=full "${big[@]}" --resume 2>&1)
-  rc=$?
-  seconds=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
-  after=$(cd full/checkpoints && ls -R && cat */state.bin | sha256sum)
-  said=$(grep -oE "state.bin: write failed: No space left on device \(disk full\?\)" <<<"$out" | head -1)
-  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ -n "$said" ] && [ "$before" = "$after" ]; then
-    pass "disk full: exit $rc after $seconds s, says '$said'; checkpoints 2 and 4 untouched, nothing partial left"
-  else
-    fail "disk full: exit $rc, checkpoints unchanged: $([ "$before" = "$after" ] && echo yes || echo no)"
-    echo "$out" | grep -v "PMIX" | tail -8
-  fi
-  mount -o remount,size=64m full
-  resumed=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir=full "${big[@]}" --resume 2>&1 | final)
-  if [ -n "$resumed" ] && [ "$resumed" = "$ref_big" ]; then
-    pass "disk full: resumed with room and ended as the uninterrupted run"
-    table+="\n| storage full (ENOSPC) writing the checkpoint of step 6 | $seconds s | 2 (checkpoint every 2) | none |"
-  else
-    fail "disk full: resume ended with '$resumed', uninterrupted '$ref_big'"
-  fi
-  umount full
-else
-  echo "skip disk-full case (cannot mount a tmpfs here: needs root)"
 fi
 
 echo -e "$table"

@@ -49,3 +49,17 @@ tiny_vae_spec() {
   printf '%s\n' "name: $name" "model: {name: vae, hidden: [8], latent: 2, iw_samples: 4, iw_images: 4}" \
     "optim: {vae: {lr: 0.01}}" "data: {path: data.h5}" "$@" "runtime: {threads: 1}"
 }
+
+# fault_run_setup GENTRAIN: the fault tests' data (data.h5) and spec (spec.yaml: 20 steps of 12
+# images, a checkpoint every 2), and final, which picks the final evaluation line of a run.
+fault_run_setup() {
+  make_idx 2 60 12 "0 255"
+  "$1" data import-idx --dir . --out data.h5 >/dev/null 2>&1 || { echo "FAIL import"; exit 1; }
+  tiny_vae_spec fault \
+    'train: {global_batch: 12, epochs: 4}' \
+    'log: {every_steps: 5}' \
+    'eval: {batch: 4}' \
+    'sample: {count: 4, every_epochs: 0}' \
+    'checkpoint: {every_steps: 2, every_epochs: 0}' > spec.yaml
+}
+final() { grep -o "eval at step 20 (final): .*" | head -1; }

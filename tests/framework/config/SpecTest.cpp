@@ -57,11 +57,13 @@ TEST(Spec, WrongTypeAndRange) {
   EXPECT_NE(errorOf(kBase + "train:\n  epochs: ten\n")
                 .find("spec.yaml:6:11: train.epochs must be an integer"),
             std::string::npos);
-  EXPECT_NE(errorOf(kBase + "train:\n  global_batch: 0\n").find("at least 1"), std::string::npos);
+  EXPECT_NE(errorOf(kBase + "train:\n  global_batch: 0\n").find("between 1 and 2147483647"),
+            std::string::npos);
   EXPECT_NE(errorOf(kBase + "runtime:\n  device: tpu\n").find("use one of: auto, cpu, cuda"),
             std::string::npos);
-  EXPECT_NE(errorOf(kBase + "model:\n  name: vae\n  hidden: 400\n").find("list of integers"),
-            std::string::npos);
+  EXPECT_NE(
+      errorOf("model:\n  name: vae\n  hidden: 400\ndata:\n  path: x.h5\n").find("list of integers"),
+      std::string::npos);
 }
 
 TEST(Spec, MalformedYamlNamesThePlace) {
@@ -79,11 +81,11 @@ TEST(Spec, MissingRequiredAndUnknownModel) {
 }
 
 TEST(Spec, ResolvedYamlRoundTrips) {
-  const Spec spec = parse(kBase, {"train.epochs=3", "name=round trip: yes"});
+  const Spec spec = parse(kBase, {"train.epochs=3", "data.path=round trip: yes"});
   const Spec again = parse(spec.resolvedYaml());
   EXPECT_EQ(again.resolvedYaml(), spec.resolvedYaml());
   EXPECT_EQ(again.integer("train.epochs"), 3);
-  EXPECT_EQ(again.text("name"), "round trip: yes");
+  EXPECT_EQ(again.text("data.path"), "round trip: yes");
   const auto flat = Spec::flatten(spec.resolvedYaml());
   EXPECT_EQ(flat.at("train.epochs"), "3");
 }
@@ -153,4 +155,39 @@ TEST(Spec, LearningRateScheduleHoldsThenDecaysToZero) {
   EXPECT_LT(c.at(99, 100), 1e-5);
   EXPECT_NE(errorOf(kBase + "optim:\n  vae: {decay: step}\n").find("none, linear, cosine"),
             std::string::npos);
+}
+
+TEST(Spec, AKeyGivenTwiceIsRefusedWithBothLines) {
+  EXPECT_EQ(errorOf(kBase + "train: {epochs: 2}\ntrain: {steps: 3}\n"),
+            "spec.yaml:6:1: key 'train' appears a second time (first at line 5); merge the two "
+            "into one");
+  EXPECT_EQ(errorOf(kBase + "train:\n  epochs: 2\n  global_batch: 8\n  epochs: 3\n"),
+            "spec.yaml:8:3: key 'train.epochs' appears a second time (first at line 6); merge "
+            "the two into one");
+  // The same key in two sections is no duplicate.
+  EXPECT_EQ(parse(kBase + "eval: {batch: 4}\nsample: {count: 4}\n").integer("eval.batch"), 4);
+}
+
+TEST(Spec, IntegerKeysAreBoundedToWhatTheCodeHolds) {  // Note [integer bounds]
+  EXPECT_EQ(errorOf(kBase, {"train.epochs=99999999999"}),
+            "command line (train.epochs=99999999999): train.epochs is 99999999999; it must be "
+            "between 0 and 2147483647");
+  EXPECT_NE(errorOf(kBase, {"data.cache_mb=9223372036854775807"}).find("between 0 and 2147483647"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase, {"eval.batch=1000000"}).find("between 1 and 65536"), std::string::npos);
+  EXPECT_NE(errorOf(kBase, {"model.hidden=[4, 3000000000]"})
+                .find("model.hidden is 3000000000; it must be between 1 and 1000000"),
+            std::string::npos);
+  EXPECT_EQ(parse(kBase, {"train.epochs=2147483647"}).integer("train.epochs"), 2147483647);
+}
+
+TEST(Spec, ARunNameIsOneSafePathComponent) {  // Note [run names]
+  EXPECT_EQ(errorOf("name: \"x\\ntouch /tmp/pwned #\"\n" + kBase),
+            "spec.yaml:1:1: name 'x\\ntouch /tmp/pwned #' cannot name a run directory: use "
+            "letters, digits, '.', '_' and '-', not starting with a dot");
+  EXPECT_NE(errorOf(kBase, {"name=../../etc/x"}).find("command line (name=../../etc/x): name"),
+            std::string::npos);
+  EXPECT_NE(errorOf(kBase, {"name=.hidden"}).find("not starting with a dot"), std::string::npos);
+  EXPECT_NE(errorOf(kBase, {"name=a/b"}).find("cannot name a run directory"), std::string::npos);
+  EXPECT_EQ(parse(kBase, {"name=vae-2.b_1"}).text("name"), "vae-2.b_1");
 }

@@ -136,3 +136,37 @@ TEST(FolderImport, CsvTableTestSplitAndBadFiles) {
   }
   EXPECT_THROW(parseColour("1,2"), UsageError);
 }
+
+TEST(FolderImport, OnlyListedImportsTheTablesImagesAndCountsTheRest) {
+  const std::string dir = test::freshDir("folder-listed");
+  fs::create_directories(dir + "/img");
+  for (int k = 0; k < 5; ++k) {
+    writeRgbaPng(dir + "/img/" + std::to_string(k) + ".png", 4, 4, {uint8_t(k * 50), 0, 0, 255});
+  }
+  std::ofstream(dir + "/t.csv") << "file,odd\n1.png,1\n3.png,1\n4.png,0\n";
+  FolderImportOptions options;
+  options.dir = dir + "/img";
+  options.out = dir + "/out.h5";
+  options.size = 4;
+  options.attributes = dir + "/t.csv";
+  try {
+    importFolder(options);
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("0.png: no row in " + options.attributes +
+                                         " (--only-listed imports just the images"),
+              std::string::npos)
+        << e.what();
+  }
+  options.onlyListed = true;
+  const std::string summary = importFolder(options);
+  EXPECT_NE(summary.find("train 3, 3x4x4, 0 labels, 1 attributes; 0 unreadable file(s) skipped, "
+                         "2 not in the table left out"),
+            std::string::npos)
+      << summary;
+  const ImageDataset data(options.out, "train", 1 << 20);
+  EXPECT_EQ(data.attributes(), (std::vector<uint8_t>{1, 1, 0}));
+  std::vector<uint8_t> px(3 * 16);
+  data.readImages({2}, px.data());
+  EXPECT_EQ(px[0], 200);  // 4.png
+}
