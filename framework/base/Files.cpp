@@ -1,6 +1,8 @@
 #include "framework/base/Files.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,5 +94,26 @@ bool removeTree(const std::string& path, std::string* error) {
   }
   return true;
 }
+
+std::unique_ptr<FileLock> FileLock::tryLock(const std::string& path, const std::string& holder,
+                                            std::string& held) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw DataError(path + ": cannot open the lock file: " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char text[512] = "";
+    const ssize_t n = ::pread(fd, text, sizeof(text) - 1, 0);
+    held.assign(text, n > 0 ? static_cast<std::size_t>(n) : 0);
+    while (!held.empty() && (held.back() == '\n' || held.back() == ' ')) held.pop_back();
+    ::close(fd);
+    return nullptr;
+  }
+  if (::ftruncate(fd, 0) == 0) {
+    const std::string line = holder + "\n";
+    [[maybe_unused]] const ssize_t written = ::pwrite(fd, line.data(), line.size(), 0);
+  }
+  return std::unique_ptr<FileLock>(new FileLock(fd));
+}
+
+FileLock::~FileLock() { ::close(fd_); }  // closing the last descriptor releases the lock
 
 }  // namespace gentrain::files

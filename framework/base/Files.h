@@ -9,6 +9,7 @@
 /// checkpoint pruning). Walks and recursive removals therefore go through opendir/readdir here;
 /// the rest of std::filesystem (paths, create, rename, status) is safe to use.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,23 @@ std::vector<std::string> listFilesRecursive(const std::string& dir);
 /// Removes `path` and everything under it (symlinks themselves, never their targets). A missing
 /// path is not an error. On failure returns false and, when given, sets `error`.
 bool removeTree(const std::string& path, std::string* error = nullptr);
+
+/// An exclusive lock on a file (flock), held while the object lives and released by the kernel
+/// when the process dies, however it dies. The file says who holds it.
+class FileLock {
+ public:
+  /// Creates `path` if needed and locks it without waiting; on success writes `holder` into it.
+  /// Returns null when another open file holds the lock, with `held` set to what the file says
+  /// of its holder; throws DataError when the file cannot be opened.
+  static std::unique_ptr<FileLock> tryLock(const std::string& path, const std::string& holder,
+                                           std::string& held);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 }  // namespace gentrain::files

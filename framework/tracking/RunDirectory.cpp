@@ -76,6 +76,46 @@ void RunDirectory::refuseUnlessResuming(bool resume, const std::string& who) con
                    "it, or set run.dir=... (or name=...) for a new run");
 }
 
+std::unique_ptr<files::FileLock> RunDirectory::lock(std::string& problem) const {
+  std::error_code error;
+  fs::create_directories(path_, error);
+  if (error) {
+    problem = path_ + ": cannot create the run directory: " + error.message();
+    return nullptr;
+  }
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const std::string me =
+      "pid " + std::to_string(::getpid()) + " on host " + hostName() + ", since " + stamp;
+  std::string held;
+  try {
+    auto lock = files::FileLock::tryLock(lockFile(), me, held);
+    if (!lock) {
+      problem = path_ + " is in use by another training job (" + (held.empty() ? "?" : held) +
+                "): wait for it to end, or train into another run.dir";
+    }
+    return lock;
+  } catch (const DataError& e) {
+    problem = e.what();
+    return nullptr;
+  }
+}
+
+std::vector<std::string> RunDirectory::removeUnfinishedCheckpoints() const {
+  std::vector<std::string> removed;
+  std::error_code error;
+  if (!fs::is_directory(checkpoints(), error)) return removed;
+  for (const std::string& name : files::listFolder(checkpoints())) {
+    if (name.rfind("step-", 0) == 0 && name.size() > 4 &&
+        name.compare(name.size() - 4, 4, ".tmp") == 0) {
+      files::removeTree((fs::path(checkpoints()) / name).string());
+      removed.push_back(name);
+    }
+  }
+  return removed;
+}
+
 bool RunDirectory::isRun() const { return fs::is_directory(path_) && fs::exists(specFile()); }
 
 std::string RunDirectory::prepare(const std::string& resolvedSpec) const {

@@ -8,12 +8,17 @@
 ///   <run>/metrics.jsonl      metrics, a JSON object a line (rank 0)
 ///   <run>/checkpoints/       step-<12 digits>/ folders (CheckpointStore)
 ///   <run>/samples/           sample grids, <run>/logs/ a log file per rank,
+///   <run>/lock               held by the job training into it (pid, host, since when)
 ///   <run>/tensorboard/       event files (log.tensorboard)
 ///
 /// Train, submit and `gentrain runs` all go through this class, so they agree on what "holds a
 /// run" means: a spec.yaml, a submitted.yaml or a checkpoint folder.
 
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "framework/base/Files.h"
 
 namespace gentrain {
 
@@ -42,6 +47,8 @@ class RunDirectory {
   std::string checkpoints() const { return join("checkpoints"); }
   std::string samples() const { return join("samples"); }
   std::string tensorboard() const { return join("tensorboard"); }
+  /// Held (flock) by the job training into the folder; it says which process that is.
+  std::string lockFile() const { return join("lock"); }
   /// The log file of `rank`.
   std::string logFile(int rank) const;
   /// The PNG of the sample grid named `tag`.
@@ -56,6 +63,13 @@ class RunDirectory {
   /// Whether it is a run directory `gentrain runs` lists (it has a spec.yaml).
   bool isRun() const;
 
+  /// Creates the folder and takes its lock for this process (rank 0 of a training job), so that
+  /// a second job cannot train into it at the same time (their checkpoint writers would share
+  /// temporary names). Null, with `problem` naming the holder, when another job has it.
+  std::unique_ptr<files::FileLock> lock(std::string& problem) const;
+  /// Removes the unfinished `step-N.tmp` checkpoint folders a killed writer left (with the lock
+  /// held, nobody else writes them); returns their names.
+  std::vector<std::string> removeUnfinishedCheckpoints() const;
   /// Creates samples/ and logs/ and writes `resolvedSpec` to spec.yaml (atomically). Returns
   /// what went wrong, or an empty string. Rank 0 only.
   std::string prepare(const std::string& resolvedSpec) const;

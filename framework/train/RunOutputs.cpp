@@ -35,7 +35,19 @@ RunOutputs::RunOutputs(Communicator& comm, const Spec& spec, bool resume)
 RunOutputs::~RunOutputs() = default;
 
 void RunOutputs::prepare(int64_t step) {
-  std::string problem = comm_.rank() == 0 ? dir_->prepare(spec_.resolvedYaml()) : "";
+  std::string problem;
+  if (comm_.rank() == 0) {
+    // The lock first: with it held, no other job writes checkpoints here, so temporary folders
+    // a killed writer left are this run's to remove.
+    lock_ = dir_->lock(problem);
+    if (lock_) {
+      for (const std::string& name : dir_->removeUnfinishedCheckpoints()) {
+        log::warn("removed " + dir_->checkpoints() + "/" + name +
+                  ", a checkpoint whose writer did not finish (it was never committed)");
+      }
+      problem = dir_->prepare(spec_.resolvedYaml());
+    }
+  }
   comm_.broadcastBytes(problem, 0);
   if (!problem.empty()) throw UsageError(problem);
   log::setAllRanks(spec_.flag("log.all_ranks"));

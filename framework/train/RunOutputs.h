@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "framework/base/Files.h"
+
 namespace gentrain {
 
 class CheckpointStore;
@@ -22,9 +24,10 @@ class RunOutputs {
   RunOutputs(Communicator& comm, const Spec& spec, bool resume);
   ~RunOutputs();
 
-  /// Creates the folders, writes the resolved spec, sends this rank's log lines to its file, and
-  /// opens rank 0's metrics log and (log.tensorboard) event file. Collective; UsageError on every
-  /// rank when rank 0 cannot.
+  /// Takes the run directory's lock (UsageError naming the job that holds it), removes
+  /// checkpoint folders a killed writer left unfinished, creates the folders, writes the resolved
+  /// spec, sends this rank's log lines to its file, and opens rank 0's metrics log and
+  /// (log.tensorboard) event file. Collective; UsageError on every rank when rank 0 cannot.
   void prepare(int64_t step);
 
   const RunDirectory& dir() const { return *dir_; }
@@ -42,6 +45,7 @@ class RunOutputs {
   Communicator& comm_;
   const Spec& spec_;
   std::unique_ptr<RunDirectory> dir_;
+  std::unique_ptr<files::FileLock> lock_;  // rank 0, from prepare() on
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<EventWriter> events_;

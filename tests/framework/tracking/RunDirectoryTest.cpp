@@ -89,3 +89,21 @@ TEST(RunDirectory, StatusRoundTripsAndARunningRunWhoseProcessIsGoneReadsAsStoppe
   std::ofstream(run.statusFile()) << text;
   EXPECT_EQ(run.readStatus().state, "stopped");
 }
+
+TEST(RunDirectory, ItsLockIsHeldByOneJobAtATimeAndSaysWhichOne) {
+  const std::string dir = test::freshDir("rundir-lock");
+  const RunDirectory run(dir + "/r");
+  std::string problem;
+  auto first = run.lock(problem);
+  ASSERT_TRUE(first) << problem;
+  EXPECT_EQ(problem, "");
+  auto second = run.lock(problem);  // another open file, as another process would have
+  EXPECT_FALSE(second);
+  EXPECT_NE(problem.find(run.path() + " is in use by another training job (pid " +
+                         std::to_string(::getpid()) + " on host "),
+            std::string::npos)
+      << problem;
+  first.reset();
+  problem.clear();
+  EXPECT_TRUE(run.lock(problem)) << problem;
+}

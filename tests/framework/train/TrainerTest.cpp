@@ -2,6 +2,7 @@
 // stop signal ends a run. (Many ranks: TrainerMpiTest.cpp.)
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
@@ -88,12 +89,14 @@ TEST_F(TrainerFixture, BenchmarkAndInspectModesWriteNothing) {
 }
 
 TEST_F(TrainerFixture, AStopSignalCheckpointsTheStepAndStops) {
-  Trainer trainer(self, c10::kCPU, spec("stop", {"run.stop_check_steps=2"}));
-  requestStop(SIGTERM);
-  trainer.run();
-  clearStopSignal();
-  EXPECT_TRUE(trainer.stopped());
-  EXPECT_EQ(trainer.step(), 2);
+  {
+    Trainer trainer(self, c10::kCPU, spec("stop", {"run.stop_check_steps=2"}));
+    requestStop(SIGTERM);
+    trainer.run();
+    clearStopSignal();
+    EXPECT_TRUE(trainer.stopped());
+    EXPECT_EQ(trainer.step(), 2);
+  }
   const RunDirectory run(dir + "/stop");
   EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000002/DONE"));
   EXPECT_EQ(run.readStatus().state, "preempted");
@@ -112,4 +115,34 @@ TEST_F(TrainerFixture, MicroBatchesThatDoNotDivideTheBatchAreRefusedNamingTheKey
               std::string::npos)
         << e.what();
   }
+}
+
+TEST_F(TrainerFixture, ASecondJobOnTheSameRunDirectoryIsRefusedNamingTheFirst) {
+  Trainer first(self, c10::kCPU, spec("shared", {"train.steps=2"}));
+  try {
+    Trainer second(self, c10::kCPU, spec("shared", {"train.steps=2"}), {TrainerMode::Resume});
+    ADD_FAILURE() << "two jobs in one run directory";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("shared is in use by another training job (pid " +
+                                         std::to_string(::getpid()) + " on host "),
+              std::string::npos)
+        << e.what();
+  }
+  first.run();
+  EXPECT_EQ(RunDirectory(dir + "/shared").readStatus().state, "finished");
+}
+
+TEST_F(TrainerFixture, CheckpointFoldersAKilledWriterLeftAreRemovedAtStart) {
+  const RunDirectory run(dir + "/killed");
+  {
+    Trainer trainer(self, c10::kCPU, spec("killed", {"train.steps=4", "checkpoint.every_steps=2"}));
+    trainer.run(2);
+  }
+  fs::create_directories(run.checkpoints() + "/step-000000000004.tmp");
+  std::ofstream(run.checkpoints() + "/step-000000000004.tmp/state.bin") << "half written";
+  Trainer resumed(self, c10::kCPU, spec("killed", {"train.steps=4", "checkpoint.every_steps=2"}),
+                  {TrainerMode::Resume});
+  EXPECT_EQ(resumed.step(), 2);
+  EXPECT_FALSE(fs::exists(run.checkpoints() + "/step-000000000004.tmp"));
+  EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000002/DONE"));
 }
