@@ -84,6 +84,67 @@ void syncFolder(const fs::path& folder) {
 
 }  // namespace
 
+// Note [checkpoint commit]
+// A checkpoint is committed by one atomic step: the rename of its complete folder (state.bin
+// and DONE, both synced) from step-N.tmp to step-N. A writer killed before it leaves only
+// step-N.tmp, which is never read and which tidy() removes. Saving a step that exists already
+// (the non-finite stop saves the state before the step again) moves the complete copy to
+// step-N.old first and removes it only after the new one is in place; tidy() puts an .old back
+// when a crash came between the two renames.
+void CheckpointStore::commit(const fs::path& temp, const fs::path& final) {
+  std::error_code error;
+  const fs::path old = final.string() + ".old";
+  if (fs::exists(final)) {
+    files::removeTree(old.string());
+    fs::rename(final, old, error);
+    if (error) throw CheckpointError(final.string() + ": rename failed: " + error.message());
+  }
+  fs::rename(temp, final, error);
+  if (error) throw CheckpointError(final.string() + ": rename failed: " + error.message());
+  syncFolder(dir_);
+  files::removeTree(old.string());
+}
+
+std::vector<std::string> CheckpointStore::setAsideSkipped() {
+  std::vector<std::string> done;
+  for (const auto& [folder, suffix] : skipped_) {
+    std::error_code error;
+    fs::rename(folder, folder + suffix, error);
+    if (!error) done.push_back("moved " + folder + " aside to " + folder + suffix);
+  }
+  skipped_.clear();
+  return done;
+}
+
+std::vector<std::string> CheckpointStore::tidy(const std::string& dir) {
+  std::vector<std::string> done;
+  std::error_code error;
+  if (!fs::is_directory(dir, error)) return done;
+  const auto endsWith = [](const std::string& name, const std::string& end) {
+    return name.size() > end.size() && name.compare(name.size() - end.size(), end.size(), end) == 0;
+  };
+  for (const std::string& name : files::listFolder(dir)) {
+    if (name.rfind("step-", 0) != 0) continue;
+    const fs::path path = fs::path(dir) / name;
+    if (endsWith(name, ".tmp")) {
+      files::removeTree(path.string());
+      done.push_back("removed " + path.string() +
+                     ", a checkpoint whose writer did not finish "
+                     "(never committed)");
+    } else if (endsWith(name, ".old")) {
+      const fs::path base = fs::path(dir) / name.substr(0, name.size() - 4);
+      if (fs::exists(base)) {
+        files::removeTree(path.string());
+      } else {
+        fs::rename(path, base, error);
+        done.push_back("restored " + base.string() + " from " + name +
+                       " (a save of the same step was interrupted)");
+      }
+    }
+  }
+  return done;
+}
+
 CheckpointStore::CheckpointStore(std::string dir, Communicator& comm, int keep)
     : dir_(std::move(dir)), comm_(comm), keep_(std::max(1, keep)) {}
 
@@ -110,12 +171,10 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
       fs::create_directory(temp, error);
       if (error) throw CheckpointError(temp.string() + ": cannot create: " + error.message());
       writeDurably(temp / "state.bin", bytes);
+      writeDurably(temp / "DONE",
+                   std::to_string(payload.size()) + " " + std::to_string(checksum(payload)) + "\n");
       syncFolder(temp);
-      // The same step again, e.g. saved at exit after resuming.
-      if (std::string why; !files::removeTree(final.string(), &why)) throw CheckpointError(why);
-      fs::rename(temp, final, error);
-      if (error) throw CheckpointError(final.string() + ": rename failed: " + error.message());
-      syncFolder(dir_);
+      commit(temp, final);
     } catch (const std::exception& e) {
       failure = e.what();
       files::removeTree(temp.string());  // a partial copy only takes space (a full disk's, say)
@@ -127,9 +186,6 @@ void CheckpointStore::save(uint64_t step, const std::string& payload) {
         comm_.rank() == 0 ? failure : "rank 0 could not write checkpoint " + final.string());
   }
   if (comm_.rank() != 0) return;
-  writeDurably(final / "DONE",
-               std::to_string(payload.size()) + " " + std::to_string(checksum(payload)) + "\n");
-  syncFolder(final);
   std::vector<std::string> complete;
   for (const std::string& folder : list()) {
     if (fs::exists(fs::path(folder) / "DONE")) complete.push_back(folder);
@@ -223,20 +279,30 @@ LoadedCheckpoint CheckpointStore::loadAny(const std::string& path, Communicator&
 std::optional<LoadedCheckpoint> CheckpointStore::loadLatest() {
   LoadedCheckpoint found;
   double outcome = 0;  // rank 0: 0 none, 1 found, 2 every complete checkpoint unreadable
-  std::size_t unreadable = 0;
   if (comm_.rank() == 0) {
-    const std::vector<std::string> folders = list();
-    for (const std::string& folder : folders) {
+    std::size_t unreadable = 0;
+    skipped_.clear();
+    for (const std::string& folder : list()) {
+      if (!fs::exists(fs::path(folder) / "DONE")) {
+        // An older writer's folder, renamed before its DONE: never committed, no checkpoint.
+        log::warn(folder +
+                  ": never committed (no DONE marker; its writer was interrupted); "
+                  "not a checkpoint");
+        skipped_.emplace_back(folder, ".incomplete");
+        continue;
+      }
       try {
         found = read(folder);
         outcome = 1;
         break;
       } catch (const CheckpointError& e) {
         log::warn(std::string(e.what()) + "; skipping it and trying the one before");
+        skipped_.emplace_back(folder, ".corrupt");
         ++unreadable;
       }
     }
     if (outcome == 0 && unreadable > 0) outcome = 2;
+    if (outcome == 2) skipped_.clear();  // nothing to set aside: the run stops here
   }
   outcome = comm_.allReduceScalar(outcome, ReduceOp::Max);
   if (outcome == 2) {

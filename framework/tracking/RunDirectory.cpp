@@ -102,20 +102,6 @@ std::unique_ptr<files::FileLock> RunDirectory::lock(std::string& problem) const 
   }
 }
 
-std::vector<std::string> RunDirectory::removeUnfinishedCheckpoints() const {
-  std::vector<std::string> removed;
-  std::error_code error;
-  if (!fs::is_directory(checkpoints(), error)) return removed;
-  for (const std::string& name : files::listFolder(checkpoints())) {
-    if (name.rfind("step-", 0) == 0 && name.size() > 4 &&
-        name.compare(name.size() - 4, 4, ".tmp") == 0) {
-      files::removeTree((fs::path(checkpoints()) / name).string());
-      removed.push_back(name);
-    }
-  }
-  return removed;
-}
-
 bool RunDirectory::isRun() const { return fs::is_directory(path_) && fs::exists(specFile()); }
 
 std::string RunDirectory::prepare(const std::string& resolvedSpec) const {

@@ -67,9 +67,6 @@ class RunDirectory {
   /// a second job cannot train into it at the same time (their checkpoint writers would share
   /// temporary names). Null, with `problem` naming the holder, when another job has it.
   std::unique_ptr<files::FileLock> lock(std::string& problem) const;
-  /// Removes the unfinished `step-N.tmp` checkpoint folders a killed writer left (with the lock
-  /// held, nobody else writes them); returns their names.
-  std::vector<std::string> removeUnfinishedCheckpoints() const;
   /// Creates samples/ and logs/ and writes `resolvedSpec` to spec.yaml (atomically). Returns
   /// what went wrong, or an empty string. Rank 0 only.
   std::string prepare(const std::string& resolvedSpec) const;

@@ -37,14 +37,12 @@ RunOutputs::~RunOutputs() = default;
 void RunOutputs::prepare(int64_t step) {
   std::string problem;
   if (comm_.rank() == 0) {
-    // The lock first: with it held, no other job writes checkpoints here, so temporary folders
-    // a killed writer left are this run's to remove.
+    // The lock first: with it held, no other job writes checkpoints here, so what a killed
+    // writer left, and what the resume skipped, are this run's to tidy.
     lock_ = dir_->lock(problem);
     if (lock_) {
-      for (const std::string& name : dir_->removeUnfinishedCheckpoints()) {
-        log::warn("removed " + dir_->checkpoints() + "/" + name +
-                  ", a checkpoint whose writer did not finish (it was never committed)");
-      }
+      for (const std::string& line : CheckpointStore::tidy(dir_->checkpoints())) log::warn(line);
+      for (const std::string& line : checkpoints_->setAsideSkipped()) log::warn(line);
       problem = dir_->prepare(spec_.resolvedYaml());
     }
   }

@@ -81,3 +81,57 @@ TEST(CheckpointStore, UnwritableFolderIsAClearErrorAndOldCheckpointsStay) {
   fs::permissions(dir, fs::perms::owner_all);
   EXPECT_EQ(store.loadLatest()->payload, "first");
 }
+
+TEST(CheckpointStore, AFolderNeverCommittedIsNoCheckpointNotABrickedRun) {
+  MpiCommunicator comm(MPI_COMM_SELF);
+  const std::string dir = test::freshDir("ckptfirst") + "/checkpoints";
+  CheckpointStore store(dir, comm, 3);
+  store.save(2, "state of step 2");
+  fs::remove(store.list()[0] + "/DONE");  // an older writer killed between its rename and DONE
+  EXPECT_FALSE(store.loadLatest().has_value());  // a first start, not "every one is unreadable"
+  EXPECT_EQ(store.setAsideSkipped(),
+            std::vector<std::string>{"moved " + dir + "/step-000000000002 aside to " + dir +
+                                     "/step-000000000002.incomplete"});
+  EXPECT_TRUE(store.list().empty());
+  // A folder is committed whole: DONE is written before the rename that commits it.
+  store.save(2, "again");
+  EXPECT_TRUE(fs::exists(dir + "/step-000000000002/DONE"));
+  EXPECT_EQ(CheckpointStore::read(dir + "/step-000000000002").payload, "again");
+}
+
+TEST(CheckpointStore, OnlyVerifiedCheckpointsCountTowardKeep) {
+  MpiCommunicator comm(MPI_COMM_SELF);
+  const std::string dir = test::freshDir("ckptkeep") + "/checkpoints";
+  CheckpointStore store(dir, comm, 2);
+  store.save(4, "four");
+  store.save(6, "six");
+  corrupt(dir + "/step-000000000006/state.bin", 10);
+  const auto loaded = store.loadLatest();  // a resume from 4, past the corrupt 6
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->step, 4u);
+  EXPECT_EQ(store.setAsideSkipped().size(), 1u);
+  EXPECT_TRUE(fs::exists(dir + "/step-000000000006.corrupt/state.bin"));
+  store.save(5, "five");  // the corrupt 6 no longer pushes the good 4 out
+  EXPECT_EQ(store.list(),
+            (std::vector<std::string>{dir + "/step-000000000005", dir + "/step-000000000004"}));
+}
+
+TEST(CheckpointStore, TidyRemovesUnfinishedWritesAndRestoresAnInterruptedResave) {
+  MpiCommunicator comm(MPI_COMM_SELF);
+  const std::string dir = test::freshDir("ckpttidy") + "/checkpoints";
+  CheckpointStore store(dir, comm, 3);
+  store.save(3, "three");
+  store.save(3, "three again");  // the same step once more: the complete copy is replaced
+  EXPECT_FALSE(fs::exists(dir + "/step-000000000003.old"));
+  EXPECT_EQ(CheckpointStore::read(dir + "/step-000000000003").payload, "three again");
+  // A crash between the two renames of a re-save: the old copy aside, the new one unfinished.
+  fs::rename(dir + "/step-000000000003", dir + "/step-000000000003.old");
+  fs::create_directories(dir + "/step-000000000003.tmp");
+  fs::create_directories(dir + "/step-000000000009.tmp");
+  const std::vector<std::string> done = CheckpointStore::tidy(dir);
+  EXPECT_EQ(done.size(), 3u);
+  EXPECT_EQ(store.list(), std::vector<std::string>{dir + "/step-000000000003"});
+  EXPECT_EQ(CheckpointStore::read(dir + "/step-000000000003").payload, "three again");
+  EXPECT_FALSE(fs::exists(dir + "/step-000000000009.tmp"));
+  EXPECT_TRUE(CheckpointStore::tidy(dir).empty());
+}
