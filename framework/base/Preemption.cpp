@@ -56,22 +56,26 @@ double secondsSinceStopSignal() {
   return double(now.tv_sec - receivedAt.tv_sec) + 1e-9 * double(now.tv_nsec - receivedAt.tv_nsec);
 }
 
-std::string requeueSlurmJob() {
+RequeueOutcome requeueSlurmJob() {
   std::string job = env("SLURM_JOB_ID");
-  if (job.empty()) return "not a Slurm job: nothing to requeue; rerun with --resume to continue";
+  if (job.empty()) {
+    return {"not a Slurm job: nothing to requeue; rerun with --resume to continue", false};
+  }
   // In an array, requeue this task only.
   if (!env("SLURM_ARRAY_JOB_ID").empty() && !env("SLURM_ARRAY_TASK_ID").empty()) {
     job = env("SLURM_ARRAY_JOB_ID") + "_" + env("SLURM_ARRAY_TASK_ID");
   }
   for (char c : job) {  // it goes into a command line
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') {
-      return "SLURM job id '" + job + "' looks wrong: not requeued";
+      return {"SLURM job id '" + job + "' looks wrong: not requeued", true};
     }
   }
-  const int code = std::system(("scontrol requeue " + job).c_str());
-  return code == 0 ? "requeued Slurm job " + job + "; it resumes from this checkpoint"
-                   : "scontrol requeue " + job + " failed (exit " + std::to_string(code) +
-                         "); resubmit with --resume to continue";
+  const int code = std::system(("scontrol requeue " + job + " 2>&1").c_str());
+  if (code == 0) return {"requeued Slurm job " + job + "; it resumes from this checkpoint", false};
+  return {"scontrol requeue " + job + " failed (exit " + std::to_string(code) +
+              "), so the job will not come back by itself: resubmit it (its script trains with "
+              "--resume)",
+          true};
 }
 
 }  // namespace gentrain

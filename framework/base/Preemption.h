@@ -22,8 +22,13 @@ void clearStopSignal();
 /// Seconds since the first stop signal arrived here (0 when none did).
 double secondsSinceStopSignal();
 
-/// `scontrol requeue` for this Slurm job (the array task when in an array). Returns a line
-/// saying what happened; outside Slurm it does nothing and says so.
-std::string requeueSlurmJob();
+/// What requeueSlurmJob did: a line for the log, and whether a requeue was due but failed.
+struct RequeueOutcome {
+  std::string message;
+  bool failed = false;
+};
+/// `scontrol requeue` for this Slurm job (the array task when in an array). Outside Slurm it
+/// does nothing and says so (not a failure).
+RequeueOutcome requeueSlurmJob();
 
 }  // namespace gentrain

@@ -227,7 +227,12 @@ bool Trainer::stopAgreed() {
   if (comm_.rank() == 0 && outputs_) {
     // Requeueing ends this job at once: say "preempted" before, not after.
     outputs_->status("preempted");
-    log::info("stop: " + requeueSlurmJob());
+    // A failed requeue must not end the job as COMPLETED: it would never resume.
+    const RequeueOutcome requeue = requeueSlurmJob();
+    if (requeue.failed) {
+      throw Error(log::cat("stop: checkpoint of step ", step_, " written, but ", requeue.message));
+    }
+    log::info("stop: " + requeue.message);
   }
   return true;
 }

@@ -146,3 +146,26 @@ TEST_F(TrainerFixture, CheckpointFoldersAKilledWriterLeftAreRemovedAtStart) {
   EXPECT_FALSE(fs::exists(run.checkpoints() + "/step-000000000004.tmp"));
   EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000002/DONE"));
 }
+
+TEST_F(TrainerFixture, AFailedSlurmRequeueEndsTheRunWithAnErrorNotASuccess) {
+  // A Slurm job id no controller knows (here: no Slurm running at all): the requeue fails.
+  ::setenv("SLURM_JOB_ID", "424242", 1);
+  {
+    Trainer trainer(self, c10::kCPU, spec("requeue", {"run.stop_check_steps=2"}));
+    requestStop(SIGUSR1);
+    try {
+      trainer.run();
+      ADD_FAILURE() << "a failed requeue ended the run as a success";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("stop: checkpoint of step 2 written, but scontrol "
+                                           "requeue 424242 failed"),
+                std::string::npos)
+          << e.what();
+    }
+    clearStopSignal();
+  }
+  ::unsetenv("SLURM_JOB_ID");
+  const RunDirectory run(dir + "/requeue");
+  EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000002/DONE"));
+  EXPECT_EQ(run.readStatus().state, "failed");
+}
