@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "framework/base/Log.h"
+#include "framework/base/System.h"
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/data/DataLoader.h"
 #include "framework/parallel/GradientReducer.h"
@@ -16,14 +17,6 @@
 #include "models/common/InstanceNorm.h"
 
 namespace gentrain {
-namespace {
-
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
-
 int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
   std::vector<std::string> overrides = options.overrides;
   overrides.push_back("train.steps=" + std::to_string(options.steps + options.warmup));
@@ -77,10 +70,10 @@ int benchLoader(Runtime& runtime, const TrainBenchOptions& options) {
   DataLoader loader(data, sampler, 0, 0, static_cast<int>(spec.integer("data.prefetch")),
                     transform);
   for (int64_t k = 0; k < options.warmup; ++k) loader.next();
-  const double start = now();
+  const double start = monotonicSeconds();
   int64_t images = 0;
   for (int64_t k = 0; k < options.steps; ++k) images += loader.next().size();
-  const double perRank = images / (now() - start);
+  const double perRank = images / (monotonicSeconds() - start);
   const double slowest = comm.allReduceScalar(perRank, ReduceOp::Min);
   char line[300];
   std::snprintf(line, sizeof(line),
@@ -115,10 +108,10 @@ int benchAllReduce(Runtime& runtime, const AllReduceBenchOptions& options) {
     const auto time = [&](auto body) {
       body();
       comm.barrier();
-      const double start = now();
+      const double start = monotonicSeconds();
       for (int i = 0; i < options.iterations; ++i) body();
       comm.barrier();
-      return comm.allReduceScalar((now() - start) / options.iterations, ReduceOp::Max);
+      return comm.allReduceScalar((monotonicSeconds() - start) / options.iterations, ReduceOp::Max);
     };
     const double reducerSeconds = time([&] { reducer.reduce(); });
     const double rawSeconds = time([&] {
@@ -157,9 +150,9 @@ int benchInstanceNorm(Runtime& runtime, const InstanceNormBenchOptions& options)
     const at::Tensor b = at::zeros({shape[1]}).requires_grad_(true);
     const auto time = [&](auto body) {  // ms per call, after one untimed call
       body();
-      const double start = now();
+      const double start = monotonicSeconds();
       for (int i = 0; i < options.iterations; ++i) body();
-      return (now() - start) / options.iterations * 1e3;
+      return (monotonicSeconds() - start) / options.iterations * 1e3;
     };
     double forward[2], both[2];  // ours, LibTorch's
     for (int k = 0; k < 2; ++k) {

@@ -12,13 +12,10 @@
 #include <thread>
 
 #include "framework/base/Log.h"
+#include "framework/base/System.h"
 
 namespace gentrain {
 namespace {
-
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // The wait in progress on the main thread (the only one that waits on other ranks).
 std::atomic<const char*> current{nullptr};
@@ -44,7 +41,7 @@ void watch() {
   while (!t.stopping) {
     t.wake.wait_for(lock, std::chrono::milliseconds(250));
     const char* what = current.load();
-    const double waited = now() - since.load();
+    const double waited = monotonicSeconds() - since.load();
     if (t.stopping || what == nullptr || t.timeout <= 0 || waited < t.timeout) continue;
     std::ostringstream line;
     line << what << " has not finished after " << static_cast<int64_t>(waited)
@@ -102,7 +99,7 @@ void Watchdog::stop() {
 }
 
 Watchdog::Scope::Scope(const char* what) : previous_(current.load()), previousStart_(since.load()) {
-  since.store(now());
+  since.store(monotonicSeconds());
   current.store(what);
 }
 

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "framework/base/Error.h"
+#include "framework/base/System.h"
 
 namespace gentrain {
 namespace {
@@ -13,10 +14,6 @@ std::vector<at::Tensor> parametersOf(const torch::optim::Optimizer& optimizer) {
     params.insert(params.end(), group.params().begin(), group.params().end());
   }
   return params;
-}
-
-double seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -44,9 +41,9 @@ void DistributedOptimizer::zeroGrad() {
 
 void DistributedOptimizer::step() {
   if (micro_ != microCount_ - 1) return;  // Note [micro-batches]
-  const double start = seconds();
+  const double start = monotonicSeconds();
   reducer_.reduce();
-  const double reduced = seconds();
+  const double reduced = monotonicSeconds();
   if (nonFinite_ != NonFinitePolicy::Off && !reducer_.gradientsFinite()) {
     if (nonFinite_ == NonFinitePolicy::Stop) {
       throw NonFiniteError("optimizer '" + name_ + "': NaN or infinite gradients");
@@ -55,7 +52,7 @@ void DistributedOptimizer::step() {
     return;  // Skip: the parameters and optimizer state stay as they were
   }
   optimizer_->step();
-  const double updated = seconds();
+  const double updated = monotonicSeconds();
   if (times_ != nullptr) {
     times_->reduce += reduced - start;
     times_->update += updated - reduced;

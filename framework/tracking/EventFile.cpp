@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "framework/base/Error.h"
+#include "framework/base/System.h"
 #include "gentrain_summary.pb.h"
 
 namespace gentrain {
@@ -15,10 +16,6 @@ namespace {
 
 double now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-double steadyNow() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 std::array<uint32_t, 256> makeTable() {
@@ -57,8 +54,8 @@ tb::Summary::Value* summaryValue(tb::Event& event, int64_t step, const std::stri
 /// Times the enclosing scope into `seconds`.
 struct Timed {
   double& seconds;
-  double start = steadyNow();
-  ~Timed() { seconds += steadyNow() - start; }
+  double start = monotonicSeconds();
+  ~Timed() { seconds += monotonicSeconds() - start; }
 };
 
 }  // namespace
@@ -79,10 +76,8 @@ EventWriter::EventWriter(const std::string& dir) {
   Timed timed{seconds_};
   std::error_code error;
   std::filesystem::create_directories(dir, error);
-  char host[256] = "host";
-  ::gethostname(host, sizeof(host) - 1);
-  path_ = dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now())) + "." + host +
-          "." + std::to_string(::getpid());
+  path_ = dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now())) + "." +
+          hostName() + "." + std::to_string(::getpid());
   out_.open(path_, std::ios::binary | std::ios::trunc);
   if (!out_) {
     throw Error(path_ +

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "framework/base/Error.h"
+#include "framework/base/System.h"
 #include "framework/checkpoint/CheckpointStore.h"
 #include "framework/config/Spec.h"
 
@@ -17,12 +18,6 @@ namespace gentrain {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string hostName() {
-  char host[256] = "";
-  ::gethostname(host, sizeof(host) - 1);
-  return host;
-}
 
 /// Writes `text` to `path` through `path.tmp` and a rename; false when it could not.
 bool writeAtomically(const std::string& path, const std::string& text, std::error_code& error) {

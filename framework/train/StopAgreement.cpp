@@ -4,20 +4,15 @@
 #include <cmath>
 
 #include "framework/base/Preemption.h"
+#include "framework/base/System.h"
 #include "framework/comm/Communicator.h"
 
 namespace gentrain {
 
-namespace {
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
-
 StopAgreement::StopAgreement(Communicator& comm, double everyMinutes)
-    : comm_(comm), everyMinutes_(everyMinutes), lastCheckpoint_(now()) {}
+    : comm_(comm), everyMinutes_(everyMinutes), lastCheckpoint_(monotonicSeconds()) {}
 
-void StopAgreement::restartClock() { lastCheckpoint_ = now(); }
+void StopAgreement::restartClock() { lastCheckpoint_ = monotonicSeconds(); }
 
 StopAgreement::Outcome StopAgreement::check() {
   Outcome outcome;
@@ -25,8 +20,8 @@ StopAgreement::Outcome StopAgreement::check() {
   // The sum over ranks is (stop signals seen) + (world + 1) if rank 0 says a checkpoint is due:
   // both travel in one all-reduce.
   const double world = comm_.size();
-  const bool due =
-      comm_.rank() == 0 && everyMinutes_ > 0 && now() - lastCheckpoint_ >= 60 * everyMinutes_;
+  const bool due = comm_.rank() == 0 && everyMinutes_ > 0 &&
+                   monotonicSeconds() - lastCheckpoint_ >= 60 * everyMinutes_;
   const double total = comm_.allReduceScalar(
       (outcome.signal.empty() ? 0.0 : 1.0) + (due ? world + 1 : 0.0), ReduceOp::Sum);
   outcome.stop = std::fmod(total, world + 1) > 0;

@@ -11,6 +11,7 @@
 #include "framework/base/FaultInjection.h"
 #include "framework/base/Log.h"
 #include "framework/base/Preemption.h"
+#include "framework/base/System.h"
 #include "framework/checkpoint/CheckpointStore.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/parallel/Consistency.h"
@@ -28,10 +29,6 @@
 namespace gentrain {
 
 namespace {
-
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 /// "step-000000001234", the name of a step's sample grid.
 std::string stepTag(int64_t step) {
@@ -120,13 +117,13 @@ void Trainer::restore(const LoadedCheckpoint& checkpoint, bool strict) {
 
 void Trainer::saveCheckpoint() {
   if (!outputs_) return;
-  const double start = now();
+  const double start = monotonicSeconds();
   outputs_->checkpoints().save(static_cast<uint64_t>(step_),
                                TrainingState::encode(comm_, step_, spec_, networks_, *model_));
   lastCheckpointStep_ = step_;
   stops_->restartClock();
   log::info(log::cat("checkpoint: step ", step_, " written to ", outputs_->checkpoints().dir(),
-                     " in ", std::fixed, std::setprecision(2), now() - start, " s"));
+                     " in ", std::fixed, std::setprecision(2), monotonicSeconds() - start, " s"));
 }
 
 Scalars Trainer::evaluate(bool final) {
@@ -293,33 +290,35 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
   stops_->restartClock();  // checkpoint.every_minutes counts from here
   if (step_ == 0 && spec_.flag("sample.at_start")) writeSamples("step-000000000000-init");
 
-  double intervalStart = now();
+  double intervalStart = monotonicSeconds();
   int64_t intervalSteps = 0;
   Batch next;
   if (step_ < end) next = stager.stage(loader->next());
   while (step_ < end) {
-    const double t0 = now();
+    const double t0 = monotonicSeconds();
     Batch batch = std::move(next);
     stager.ready(batch);
     if (step_ + 1 < end) next = stager.stage(loader->next());  // overlaps this step's compute
-    const double t1 = now();
+    const double t1 = monotonicSeconds();
     const StepTimes before = networks_.times();
     guardedStep(batch);
     // Host-side timings end when the device has finished what they launched.
     if (step_ + 1 == end && device_.is_cuda()) torch::cuda::synchronize(device_.index());
     ++step_;
     ++intervalSteps;
-    account(t0, t1, now(), before);
+    account(t0, t1, monotonicSeconds(), before);
     if (step_ % logEvery == 0 || step_ == end) {
-      summary_.lastTrain = progress_->progress(step_, intervalSteps, now() - intervalStart,
-                                               summary_, networks_.learningRates());
-      intervalStart = now();
+      summary_.lastTrain =
+          progress_->progress(step_, intervalSteps, monotonicSeconds() - intervalStart, summary_,
+                              networks_.learningRates());
+      intervalStart = monotonicSeconds();
       intervalSteps = 0;
     }
     if (writesRunDirectory()) {
-      const double pause = now();
+      const double pause = monotonicSeconds();
       doDueWork();
-      intervalStart += now() - pause;  // evaluation and checkpoints are not training time
+      intervalStart +=
+          monotonicSeconds() - pause;  // evaluation and checkpoints are not training time
     }
     if (step_ < end && step_ % stopCheckSteps == 0 && stopAgreed()) break;
   }
