@@ -148,9 +148,9 @@ std::string scriptHeader(const SubmitOptions& o, const Spec& spec, const SubmitP
     << ".\n# Every start resumes from the newest complete checkpoint, so a requeued job goes on "
        "where it\n# stopped. On SIGUSR1 (sent "
     << o.signalSeconds
-    << " s before the time limit) or "
-       "SIGTERM (preemption) the ranks\n# checkpoint, rank 0 requeues the job and it exits. "
-       "Submit it again by hand: sbatch "
+    << " s before the time limit) the ranks checkpoint, rank 0\n# requeues the job and it "
+       "exits; on SIGTERM (scancel, preemption) they checkpoint and exit,\n# and only Slurm "
+       "requeues (a preempted job). Submit it again by hand: sbatch "
     << plan.scriptFile << "\n";
   // An #SBATCH line is a comment: a line break in a value would end it and make the rest a
   // command of the job. Names are checked at load (Note [run names]); paths are checked here.

@@ -9,11 +9,13 @@ namespace gentrain {
 namespace {
 
 volatile std::sig_atomic_t received = 0;
+volatile std::sig_atomic_t receivedUsr1 = 0;
 struct timespec receivedAt {};  // clock_gettime is async-signal-safe
 
 extern "C" void onStopSignal(int signal) {
   if (received == 0) clock_gettime(CLOCK_MONOTONIC, &receivedAt);
   received = signal;
+  if (signal == SIGUSR1) receivedUsr1 = 1;
 }
 
 std::string env(const char* name) {
@@ -47,7 +49,9 @@ std::string stopSignal() {
 
 void requestStop(int signal) { onStopSignal(signal); }
 
-void clearStopSignal() { received = 0; }
+bool requeueRequested() { return receivedUsr1 != 0; }
+
+void clearStopSignal() { received = receivedUsr1 = 0; }
 
 double secondsSinceStopSignal() {
   if (received == 0) return 0;

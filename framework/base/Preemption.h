@@ -1,11 +1,18 @@
 #pragma once
-/// @file Stopping cleanly when the scheduler says so (Slurm's time-limit warning, preemption).
+/// @file Stopping cleanly when the scheduler or the user says so.
 ///
-/// SIGUSR1 (what `sbatch --signal=USR1@<seconds>` sends before the time limit) and SIGTERM (what
-/// Slurm sends on preemption or scancel) only set a flag. The trainer asks all ranks at step
-/// boundaries whether any rank has it (one all-reduce every `run.stop_check_steps` steps), and if
-/// so every rank writes the checkpoint of that same step and stops; under Slurm rank 0 requeues
-/// the job, which resumes from that checkpoint when it starts again.
+/// Note [stop signals]
+/// SIGUSR1 and SIGTERM only set a flag. The trainer asks all ranks at step boundaries (one
+/// all-reduce every `run.stop_check_steps` steps, and between evaluation batches) whether any
+/// rank has one; if so every rank writes the checkpoint of that same step and stops. What
+/// happens to the job then depends on the signal:
+/// - SIGUSR1 is what `sbatch --signal=USR1@<seconds>` sends before the time limit: the job has
+///   work left and wants more time, so rank 0 requeues it (`scontrol requeue`) and it resumes
+///   from that checkpoint when it starts again. A requeue that fails fails the run.
+/// - SIGTERM is what `scancel` sends, and what Slurm sends to a job it preempts. A cancelled job
+///   must stay cancelled, so nothing is requeued: the checkpoint is written and the ranks exit.
+///   A preempted job (PreemptMode=REQUEUE) is requeued by Slurm itself, and resumes from it.
+/// Outside Slurm both mean "checkpoint and stop"; `--resume` continues.
 
 #include <string>
 
@@ -13,8 +20,11 @@ namespace gentrain {
 
 /// Installs the SIGUSR1 / SIGTERM handlers (once per process).
 void installStopHandlers();
-/// Whether a stop signal arrived in this process; the signal's name, or "".
+/// Whether a stop signal arrived in this process; the last one's name, or "".
 std::string stopSignal();
+/// Whether SIGUSR1 (the time-limit warning: requeue) arrived in this process, also when a
+/// SIGTERM came after it.
+bool requeueRequested();
 /// As if `signal` had arrived (tests, tools).
 void requestStop(int signal);
 /// Forgets a stop signal that arrived (tests, which go on in the same process).

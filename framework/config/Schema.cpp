@@ -247,7 +247,7 @@ void addOutputKeys(Schema& s) {
 void addRunKeys(Schema& s) {
   s.add({"run.stop_check_steps", KeyType::Int, "10",
          "every N steps the ranks agree whether a stop signal (SIGUSR1/SIGTERM) arrived; if so "
-         "they checkpoint and stop (and requeue under Slurm)",
+         "they checkpoint and stop (SIGUSR1 also requeues under Slurm)",
          1});
   s.add({"run.dir", KeyType::String, "runs/{name}",
          "run directory; {name} is replaced by the experiment name"});

@@ -126,6 +126,23 @@ void RunDirectory::writeStatus(const std::string& state, int world,
   writeAtomically(statusFile(), std::string(out.c_str()) + "\n", ignored);
 }
 
+std::string RunDirectory::writePendingWork(int64_t step) const {
+  std::error_code error;
+  if (step < 0) {
+    fs::remove(pendingFile(), error);
+  } else {
+    writeAtomically(pendingFile(), std::to_string(step) + "\n", error);
+  }
+  return error ? pendingFile() + ": " + error.message() : std::string();
+}
+
+int64_t RunDirectory::readPendingWork() const {
+  std::ifstream in(pendingFile());
+  long long step = -1;
+  if (!(in >> step) || step < 0) return -1;  // none, or not ours to trust: nothing to redo
+  return step;
+}
+
 RunStatus RunDirectory::readStatus() const {
   RunStatus status;
   std::ifstream in(statusFile());

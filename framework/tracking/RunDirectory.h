@@ -9,11 +9,14 @@
 ///   <run>/checkpoints/       step-<12 digits>/ folders (CheckpointStore)
 ///   <run>/samples/           sample grids, <run>/logs/ a log file per rank,
 ///   <run>/lock               held by the job training into it (pid, host, since when)
+///   <run>/pending            the step whose evaluation and samples are under way (its
+///                            checkpoint is written first; a resume does them again)
 ///   <run>/tensorboard/       event files (log.tensorboard)
 ///
 /// Train, submit and `gentrain runs` all go through this class, so they agree on what "holds a
 /// run" means: a spec.yaml, a submitted.yaml or a checkpoint folder.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +52,8 @@ class RunDirectory {
   std::string tensorboard() const { return join("tensorboard"); }
   /// Held (flock) by the job training into the folder; it says which process that is.
   std::string lockFile() const { return join("lock"); }
+  /// Names the step whose evaluation and samples are under way, while they are.
+  std::string pendingFile() const { return join("pending"); }
   /// The log file of `rank`.
   std::string logFile(int rank) const;
   /// The PNG of the sample grid named `tag`.
@@ -74,6 +79,11 @@ class RunDirectory {
   /// that cannot be written must not stop training.
   void writeStatus(const std::string& state, int world, const std::string& error = "") const;
   RunStatus readStatus() const;
+  /// Marks `step`'s evaluation and samples as under way (step >= 0) or done (step < 0: the
+  /// file is removed). Returns what went wrong, or an empty string. Rank 0 only.
+  std::string writePendingWork(int64_t step) const;
+  /// The step whose evaluation and samples were under way when the run stopped, or -1.
+  int64_t readPendingWork() const;
 
  private:
   std::string join(const char* name) const;

@@ -98,12 +98,27 @@ Evaluator::Evaluator(Communicator& comm, int64_t testSize, int64_t batchSize)
     : comm_(comm), testSize_(testSize), batchSize_(batchSize) {}
 
 Scalars Evaluator::run(Model& model, const BatchSource& batches, bool final) const {
+  return *run(model, batches, final, {});
+}
+
+std::optional<Scalars> Evaluator::run(Model& model, const BatchSource& batches, bool final,
+                                      const std::function<bool()>& stopRequested) const {
   torch::NoGradGuard noGrad;
   const auto [begin, end] =
       DistributedSampler::evalShard(testSize_, comm_.rank(), comm_.size(), batchSize_);
+  // Every rank asks as often as the rank with the most batches, so the collective matches.
+  int64_t rounds = 0;
+  for (int rank = 0; rank < comm_.size(); ++rank) {
+    const auto [from, to] =
+        DistributedSampler::evalShard(testSize_, rank, comm_.size(), batchSize_);
+    rounds = std::max(rounds, (to - from + batchSize_ - 1) / batchSize_);
+  }
   std::map<std::string, std::pair<int64_t, int64_t>> sums;  // name -> (fixed-point sum, count)
   std::map<std::string, std::vector<at::Tensor>> setParts;  // setRows, batch by batch
-  for (int64_t first = begin; first < end; first += batchSize_) {
+  for (int64_t round = 0; round < rounds; ++round) {
+    if (stopRequested && stopRequested()) return std::nullopt;
+    const int64_t first = begin + round * batchSize_;
+    if (first >= end) continue;
     const Batch batch = batches(first, std::min(batchSize_, end - first));
     for (auto& [name, rows] : model.setRows(batch, final)) {
       setParts[name].push_back(rows.detach().to(at::kCPU, at::kFloat).contiguous());

@@ -3,6 +3,7 @@
 /// number of ranks (Note [exact evaluation] in Evaluator.cpp).
 
 #include <functional>
+#include <optional>
 
 #include "framework/data/DataLoader.h"
 #include "framework/train/Metrics.h"
@@ -23,6 +24,10 @@ class Evaluator {
   /// Collective: the mean of each per-image metric over the whole split, then the whole-set
   /// metrics (Model::setRows / evaluateSets). `final` marks the run's last evaluation.
   Scalars run(Model& model, const BatchSource& batches, bool final) const;
+  /// The same, asking `stopRequested` (a collective every rank calls alike) before each batch:
+  /// nothing when it says to stop, so that a stop signal need not wait for a long evaluation.
+  std::optional<Scalars> run(Model& model, const BatchSource& batches, bool final,
+                             const std::function<bool()>& stopRequested) const;
 
  private:
   Communicator& comm_;

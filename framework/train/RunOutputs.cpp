@@ -75,6 +75,17 @@ void RunOutputs::status(const std::string& state, const std::string& error) {
   if (metrics_) dir_->writeStatus(state, comm_.size(), error);
 }
 
+void RunOutputs::pendingWork(int64_t step) {
+  if (!metrics_) return;
+  const std::string problem = dir_->writePendingWork(step);
+  if (!problem.empty()) log::warn("cannot mark the evaluation as under way: " + problem);
+}
+
+int64_t RunOutputs::pendingWorkLeft() {
+  const double step = comm_.rank() == 0 ? double(dir_->readPendingWork()) : -1.0;
+  return static_cast<int64_t>(comm_.allReduceScalar(step, ReduceOp::Max));
+}
+
 void RunOutputs::reportEventCost(double trainingSeconds) const {
   if (!events_ || trainingSeconds <= 0) return;
   log::info(log::cat("tensorboard: ", events_->records(), " records in ", std::fixed,

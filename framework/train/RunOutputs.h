@@ -36,6 +36,11 @@ class RunOutputs {
   EventWriter* events() { return events_.get(); }   ///< rank 0 with log.tensorboard, else null
   /// Writes the run's status on rank 0 once prepared (a no-op elsewhere).
   void status(const std::string& state, const std::string& error = "");
+  /// Note [checkpoint first]: marks the evaluation and samples of `step` as under way (rank 0;
+  /// a no-op elsewhere), or, with step < 0, as done.
+  void pendingWork(int64_t step);
+  /// Collective: the step whose evaluation and samples a stopped run left undone, or -1.
+  int64_t pendingWorkLeft();
   /// Logs what the event file cost, against `trainingSeconds`.
   void reportEventCost(double trainingSeconds) const;
 

@@ -1,8 +1,5 @@
 #include "framework/train/StopAgreement.h"
 
-#include <chrono>
-#include <cmath>
-
 #include "framework/base/Preemption.h"
 #include "framework/base/System.h"
 #include "framework/comm/Communicator.h"
@@ -17,15 +14,16 @@ void StopAgreement::restartClock() { lastCheckpoint_ = monotonicSeconds(); }
 StopAgreement::Outcome StopAgreement::check() {
   Outcome outcome;
   outcome.signal = stopSignal();
-  // The sum over ranks is (stop signals seen) + (world + 1) if rank 0 says a checkpoint is due:
-  // both travel in one all-reduce.
-  const double world = comm_.size();
   const bool due = comm_.rank() == 0 && everyMinutes_ > 0 &&
                    monotonicSeconds() - lastCheckpoint_ >= 60 * everyMinutes_;
-  const double total = comm_.allReduceScalar(
-      (outcome.signal.empty() ? 0.0 : 1.0) + (due ? world + 1 : 0.0), ReduceOp::Sum);
-  outcome.stop = std::fmod(total, world + 1) > 0;
-  outcome.checkpointDue = total >= world + 1;
+  // Over the ranks: how many got any stop signal, how many got SIGUSR1, whether rank 0 says a
+  // timed checkpoint is due.
+  double counts[3] = {outcome.signal.empty() ? 0.0 : 1.0, requeueRequested() ? 1.0 : 0.0,
+                      due ? 1.0 : 0.0};
+  comm_.allReduceHost(counts, 3, ReduceOp::Sum);
+  outcome.stop = counts[0] > 0;
+  outcome.requeue = counts[1] > 0;
+  outcome.checkpointDue = counts[2] > 0;
   return outcome;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-/// @file Whether to stop, agreed by every rank: a stop signal (Slurm's time-limit warning,
-/// preemption, Ctrl-C) reaching any one rank stops all of them after the same step.
+/// @file Whether to stop, agreed by every rank: a stop signal reaching any one rank stops all of
+/// them after the same step, and all of them agree on what kind of stop it is (Note [stop
+/// signals] in Preemption.h): SIGUSR1 on any rank asks for a requeue, SIGTERM alone does not.
 ///
 /// The same collective carries rank 0's answer to "is a timed checkpoint due?"
 /// (checkpoint.every_minutes), since ranks' clocks differ.
@@ -18,10 +19,11 @@ class StopAgreement {
 
   struct Outcome {
     bool stop = false;           ///< some rank got a stop signal: every rank stops
+    bool requeue = false;        ///< some rank got SIGUSR1 (time limit): the job should requeue
     bool checkpointDue = false;  ///< rank 0's clock says a timed checkpoint is due
     std::string signal;          ///< the signal this rank got, empty when another rank's
   };
-  /// Collective: one all-reduce of one number.
+  /// Collective: one all-reduce of three numbers.
   Outcome check();
   /// A checkpoint was just written: the timed interval starts again (also at a run's start).
   void restartClock();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "framework/base/Error.h"
@@ -126,10 +127,13 @@ void Trainer::saveCheckpoint() {
                      " in ", std::fixed, std::setprecision(2), monotonicSeconds() - start, " s"));
 }
 
-Scalars Trainer::evaluate(bool final) {
+Scalars Trainer::evaluate(bool final) { return *evaluate(final, {}); }
+
+std::optional<Scalars> Trainer::evaluate(bool final, const std::function<bool()>& stopRequested) {
   const Evaluator evaluator(comm_, data_->test()->size(), spec_.integer("eval.batch"));
   return evaluator.run(
-      *model_, [this](int64_t first, int64_t count) { return testBatch(first, count); }, final);
+      *model_, [this](int64_t first, int64_t count) { return testBatch(first, count); }, final,
+      stopRequested);
 }
 
 at::Tensor Trainer::sampleGrid(int64_t count) {
@@ -145,17 +149,37 @@ void Trainer::writeSamples(const std::string& tag) {
   log::info("samples: " + path);
 }
 
-void Trainer::doDueWork() {
+// Note [checkpoint first]
+// The work due after a step runs checkpoint first: a stop signal, or a kill, during a long
+// evaluation or sample grid must not lose the epoch's training. Evaluation asks all ranks for a
+// stop before each batch, and the ranks ask again between sample grids; when a stop cuts the work
+// short, the step is left marked in <run>/pending and a resume from its checkpoint does the
+// evaluation and samples again before it trains on. A run is "finished" only with them done.
+bool Trainer::doDueWork(bool checkpoint) {
   const DueWork due = schedule_->after(step_);
+  if (due.checkpoint && checkpoint) saveCheckpoint();
+  const std::string tag = due.final ? std::string() : model_->sampleTag(step_);
+  if (!due.evaluate && !due.samples && tag.empty()) return false;
+  outputs_->pendingWork(step_);
+  pendingStep_ = step_;
+  const auto stopRequested = [this] { return stops_->check().stop; };
   if (due.evaluate) {
-    summary_.lastEval = evaluate(due.final);
+    const std::optional<Scalars> scores = evaluate(due.final, stopRequested);
+    if (!scores) return true;
+    summary_.lastEval = *scores;
     progress_->evaluation(step_, due.final, summary_.lastEval);
   }
-  if (due.samples) writeSamples(stepTag(step_));
-  if (const std::string tag = model_->sampleTag(step_); !tag.empty() && !due.final) {
+  if (due.samples) {
+    if (stopRequested()) return true;
+    writeSamples(stepTag(step_));
+  }
+  if (!tag.empty()) {
+    if (stopRequested()) return true;
     writeSamples(tag);
   }
-  if (due.checkpoint) saveCheckpoint();
+  outputs_->pendingWork(-1);
+  pendingStep_ = -1;
+  return false;
 }
 
 void Trainer::trainStep(const Batch& batch) {
@@ -221,16 +245,24 @@ bool Trainer::stopAgreed() {
     log::info(log::cat("stop: checkpoint complete ", std::fixed, std::setprecision(2),
                        secondsSinceStopSignal(), " s after ", agreed.signal));
   }
-  if (comm_.rank() == 0 && outputs_) {
-    // Requeueing ends this job at once: say "preempted" before, not after.
-    outputs_->status("preempted");
-    // A failed requeue must not end the job as COMPLETED: it would never resume.
-    const RequeueOutcome requeue = requeueSlurmJob();
-    if (requeue.failed) {
-      throw Error(log::cat("stop: checkpoint of step ", step_, " written, but ", requeue.message));
-    }
-    log::info("stop: " + requeue.message);
+  // Note [stop signals]: only the time-limit warning requeues; a cancel stays a cancel.
+  stopState_ = agreed.requeue ? "preempted" : "stopped";
+  if (comm_.rank() != 0 || !outputs_) return true;
+  if (!agreed.requeue) {
+    log::info(
+        log::cat("stop: not requeued (SIGTERM: a cancelled job stays cancelled; Slurm "
+                 "requeues a job it preempts by itself); --resume continues from step ",
+                 step_));
+    return true;
   }
+  // Requeueing ends this job at once: say "preempted" before, not after.
+  outputs_->status("preempted");
+  // A failed requeue must not end the job as COMPLETED: it would never resume.
+  const RequeueOutcome requeue = requeueSlurmJob();
+  if (requeue.failed) {
+    throw Error(log::cat("stop: checkpoint of step ", step_, " written, but ", requeue.message));
+  }
+  log::info("stop: " + requeue.message);
   return true;
 }
 
@@ -241,7 +273,8 @@ RunSummary Trainer::run(int64_t maxSteps) {
   try {
     RunSummary summary = runSteps(maxSteps);
     if (outputs_) {
-      outputs_->status(step_ == totalSteps() ? "finished" : stopped_ ? "preempted" : "stopped");
+      const bool done = step_ == totalSteps() && pendingStep_ < 0;
+      outputs_->status(done ? "finished" : stopped_ ? stopState_ : "stopped");
     }
     return summary;
   } catch (const std::exception& e) {
@@ -289,6 +322,11 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
   summary_.globalBatch = spec_.integer("train.global_batch");
   stops_->restartClock();  // checkpoint.every_minutes counts from here
   if (step_ == 0 && spec_.flag("sample.at_start")) writeSamples("step-000000000000-init");
+  if (outputs_ && outputs_->pendingWorkLeft() == step_ && step_ > 0) {
+    log::info(log::cat("resume: the evaluation and samples of step ", step_,
+                       " were cut short; doing them again"));
+    if (doDueWork(false) && stopAgreed()) return summary_;
+  }
 
   double intervalStart = monotonicSeconds();
   int64_t intervalSteps = 0;
@@ -314,13 +352,14 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
       intervalStart = monotonicSeconds();
       intervalSteps = 0;
     }
+    bool cutShort = false;
     if (writesRunDirectory()) {
       const double pause = monotonicSeconds();
-      doDueWork();
+      cutShort = doDueWork();
       intervalStart +=
           monotonicSeconds() - pause;  // evaluation and checkpoints are not training time
     }
-    if (step_ < end && step_ % stopCheckSteps == 0 && stopAgreed()) break;
+    if ((cutShort || (step_ < end && step_ % stopCheckSteps == 0)) && stopAgreed()) break;
   }
   if (outputs_) outputs_->reportEventCost(summary_.seconds);
   return summary_;

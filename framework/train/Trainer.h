@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,10 +105,15 @@ class Trainer : public ModelContext {
   void guardedStep(Batch& batch);
   /// One optimizer step on a device batch: micro-batches, autocast, metrics.
   void trainStep(const Batch& batch);
-  /// Evaluation, samples and checkpoints that fall due after the current step.
-  void doDueWork();
+  /// The checkpoint (unless `checkpoint` is false), evaluation and samples that fall due after
+  /// the current step, in that order (Note [checkpoint first]). True when a stop signal cut
+  /// them short.
+  bool doDueWork(bool checkpoint = true);
+  /// evaluate(), or nothing when `stopRequested` (collective, asked before each batch) says stop.
+  std::optional<Scalars> evaluate(bool final, const std::function<bool()>& stopRequested);
   void writeSamples(const std::string& tag);
-  /// Whether any rank got a stop signal (collective); if so checkpoints this step and requeues.
+  /// Whether any rank got a stop signal (collective); if so checkpoints this step, and requeues
+  /// the Slurm job when the signal asks for it (Note [stop signals]).
   /// Also writes the checkpoint.every_minutes checkpoint when rank 0's clock says it is due.
   bool stopAgreed();
 
@@ -125,7 +131,9 @@ class Trainer : public ModelContext {
   int64_t step_ = 0;
   int microBatches_ = 1;
   bool bf16_ = false;
-  bool stopped_ = false;  // a stop signal ended run() early
+  bool stopped_ = false;      // a stop signal ended run() early
+  std::string stopState_;     // the status it leaves: preempted (requeued) or stopped
+  int64_t pendingStep_ = -1;  // a step whose evaluation and samples are not done
   int64_t lastCheckpointStep_ = -1;
   RunSummary summary_;
   std::function<void(int64_t, const Scalars&)> observer_;

@@ -36,7 +36,8 @@ print(*[x.getsockname()[1] for x in s])')
     --seed-file="$slurm_dir/munge.seed" || return 1
   # config_overrides: the node may claim more CPUs than it has, so that jobs of 2 ranks and a
   # sweep's tasks run side by side on a 2-core machine. cred_expire: how long a requeued job
-  # waits before it may start again (120 s by default).
+  # waits before it may start again (120 s by default). A job in partition `urgent` preempts
+  # jobs in `debug` (the default), which Slurm requeues (PreemptMode=REQUEUE).
   cat > "$slurm_dir/slurm.conf" <<CONF
 ClusterName=gentraintest
 SlurmctldHost=$host(127.0.0.1)
@@ -65,8 +66,11 @@ SlurmdParameters=config_overrides
 JobRequeue=1
 KillWait=10
 MinJobAge=600
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=$host MaxTime=INFINITE State=UP PriorityTier=2
 CONF
   export SLURM_CONF=$slurm_dir/slurm.conf
   slurmctld -f "$SLURM_CONF" || return 1

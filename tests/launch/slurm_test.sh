@@ -1,7 +1,8 @@
 #!/bin/bash
 # gentrain under a real (one-node, private) Slurm: `gentrain submit` of a 2-rank job that
 # completes; the time-limit warning (SIGUSR1) mid-run: checkpoint, requeue, resume, and the
-# final weights equal those of an uninterrupted run; a 2x2 sweep as a job array with its summary;
+# final weights equal those of an uninterrupted run; a user's scancel: checkpoint, no requeue;
+# preemption by a higher-tier job: checkpoint, Slurm's requeue, resume, the same weights; a 2x2 sweep as a job array with its summary;
 # Slurm and MPI disagreeing on the ranks: an error, not a hang.
 # Skips (exit 77, CTest says "Skipped") only when Slurm or munge are not installed or not root.
 # Usage: slurm_test.sh GENTRAIN "MPIEXEC FLAGS"
@@ -91,6 +92,56 @@ preempt_case() {  # NAME LAUNCHER SCANCEL-FLAGS...
 }
 preempt_case preempted srun
 preempt_case preempted-mpirun mpirun --batch
+
+# submit_paused NAME LAUNCHER: submits the spec with rank 0 paused before step 6 until a stop
+# signal arrives (as above); prints the job id once the pause is reached.
+submit_paused() {
+  local out job i
+  out=$(GENTRAIN_FAULT=pause@0:6 "$gentrain" submit spec.yaml name=$1 run.stop_check_steps=1 \
+        --ntasks-per-node 2 --launcher "$2" 2>&1)
+  job=$(job_of "$out")
+  for i in $(seq 1 120); do
+    grep -qs "injecting 'pause'" runs/$1/logs/rank-0.log && break
+    sleep 0.5
+  done
+  echo "$job"
+}
+job_field() { scontrol show job "$1" -o 2>/dev/null | grep -oE "$2=[^ ]*" | head -1; }
+
+# 2b. A user's cancel (plain scancel: SIGTERM) stops the job for good: the ranks write the
+# checkpoint of step 7 and exit, nothing requeues it, and it ends CANCELLED, never restarted.
+job=$(submit_paused cancelled mpirun)
+scancel "$job"
+if slurm_wait "$job" 60 && [ "$(job_field "$job" JobState)" = "JobState=CANCELLED" ] &&
+   [ "$(job_field "$job" Restarts)" = "Restarts=0" ] &&
+   [ -f runs/cancelled/checkpoints/step-000000000007/DONE ] &&
+   grep -q "stop: not requeued (SIGTERM" runs/cancelled/logs/rank-0.log &&
+   grep -q "state: stopped" runs/cancelled/status; then
+  pass "cancel (mpirun): scancel -> checkpoint of step 7 -> CANCELLED, not requeued"
+else
+  fail "cancel: job '$job' $(job_field "$job" JobState) $(job_field "$job" Restarts)"
+  tail -n 20 runs/cancelled/slurm-*.out runs/cancelled/logs/rank-0.log
+fi
+
+# 2c. Preemption: a job in the higher-tier partition needs the whole node, so Slurm preempts the
+# training job (SIGTERM), which checkpoints step 7 and exits without requeueing itself; Slurm
+# requeues it, and once the urgent job is done it resumes and ends as an uninterrupted run.
+job=$(submit_paused preempted-by-slurm srun)
+urgent=$(sbatch --parsable -p urgent -n 4 -o /dev/null --wrap "sleep 2")
+for i in $(seq 1 240); do
+  grep -qs "restart 1" runs/preempted-by-slurm/slurm-$job.out && break
+  sleep 0.5
+done
+if slurm_wait "$job" 180 && [ "$(job_field "$job" JobState)" = "JobState=COMPLETED" ] &&
+   grep -q "stop: not requeued (SIGTERM" runs/preempted-by-slurm/slurm-$job.out &&
+   grep -q "resume: continuing from .*step-000000000007 at step 7" runs/preempted-by-slurm/slurm-$job.out &&
+   grep -q "state: finished" runs/preempted-by-slurm/status &&
+   [ "$(digest_of runs/preempted-by-slurm preempted-by-slurm)" = "$reference" ]; then
+  pass "preemption (srun): urgent job $urgent -> SIGTERM -> checkpoint of step 7 -> Slurm requeued -> resumed -> same weights"
+else
+  fail "preemption: job '$job' $(job_field "$job" JobState) $(job_field "$job" Restarts)"
+  tail -n 30 runs/preempted-by-slurm/slurm-*.out
+fi
 
 # 3. A 2x2 sweep: a job array of 4 tasks, each in its own run directory; `gentrain runs` sums up.
 cat spec.yaml > sweep.yaml

@@ -39,3 +39,19 @@ TEST(StopAgreement, ATimedCheckpointFallsDueOnRankZerosClockAndTheClockRestarts)
   std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_FALSE(never.check().checkpointDue);
 }
+
+TEST(StopAgreement, OnlyTheTimeLimitWarningAsksForARequeue) {
+  MpiCommunicator self(MPI_COMM_SELF);
+  StopAgreement stops(self, 0);
+  requestStop(SIGTERM);  // scancel, or a preemption Slurm requeues by itself
+  StopAgreement::Outcome outcome = stops.check();
+  EXPECT_TRUE(outcome.stop);
+  EXPECT_FALSE(outcome.requeue);
+  requestStop(SIGUSR1);  // the time-limit warning
+  EXPECT_TRUE(stops.check().requeue);
+  requestStop(SIGTERM);  // a later SIGTERM does not take the warning back
+  outcome = stops.check();
+  clearStopSignal();
+  EXPECT_EQ(outcome.signal, "SIGTERM");
+  EXPECT_TRUE(outcome.requeue);
+}

@@ -99,9 +99,55 @@ TEST_F(TrainerFixture, AStopSignalCheckpointsTheStepAndStops) {
   }
   const RunDirectory run(dir + "/stop");
   EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000002/DONE"));
-  EXPECT_EQ(run.readStatus().state, "preempted");
+  EXPECT_EQ(run.readStatus().state, "stopped");  // SIGTERM asks for no requeue
   Trainer resumed(self, c10::kCPU, spec("stop", {"run.stop_check_steps=2"}), {TrainerMode::Resume});
   EXPECT_EQ(resumed.step(), 2);
+}
+
+TEST_F(TrainerFixture, ACancelUnderSlurmCheckpointsAndIsNotRequeued) {
+  // `scancel` sends SIGTERM. Were a requeue tried, it would fail here (no Slurm controller knows
+  // this job) and fail the run; a cancel must end with the checkpoint and nothing requeued.
+  ::setenv("SLURM_JOB_ID", "424242", 1);
+  {
+    Trainer trainer(self, c10::kCPU, spec("cancel", {"run.stop_check_steps=2"}));
+    requestStop(SIGTERM);
+    EXPECT_NO_THROW(trainer.run());
+    clearStopSignal();
+    EXPECT_TRUE(trainer.stopped());
+  }
+  ::unsetenv("SLURM_JOB_ID");
+  const RunDirectory run(dir + "/cancel");
+  EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000002/DONE"));
+  EXPECT_EQ(run.readStatus().state, "stopped");
+}
+
+TEST_F(TrainerFixture, AStopDuringTheFinalEvaluationKeepsItsCheckpointAndTheResumeEvaluates) {
+  const std::vector<std::string> overrides{"eval.every_epochs=1", "eval.batch=4"};
+  const RunDirectory run(dir + "/late");
+  {
+    Trainer trainer(self, c10::kCPU, spec("late", overrides));
+    // The signal arrives during the last step, so it meets the final evaluation.
+    trainer.onStep([](int64_t step, const Scalars&) {
+      if (step == 8) requestStop(SIGTERM);
+    });
+    trainer.run();
+    clearStopSignal();
+    EXPECT_TRUE(trainer.stopped());
+    EXPECT_EQ(trainer.step(), 8);
+  }
+  // Checkpoint first, so the last step is kept; the evaluation was cut short and is not logged.
+  EXPECT_TRUE(fs::exists(run.checkpoints() + "/step-000000000008/DONE"));
+  EXPECT_EQ(run.readStatus().state, "stopped");
+  EXPECT_EQ(run.readPendingWork(), 8);
+  EXPECT_EQ(readText(run.metricsFile()).find("\"step\": 8, \"split\": \"test\""),
+            std::string::npos);
+  Trainer resumed(self, c10::kCPU, spec("late", overrides), {TrainerMode::Resume});
+  EXPECT_EQ(resumed.step(), 8);
+  EXPECT_EQ(resumed.run().lastEval.count("elbo"), 1u);
+  EXPECT_EQ(run.readStatus().state, "finished");
+  EXPECT_EQ(run.readPendingWork(), -1);
+  EXPECT_NE(readText(run.metricsFile()).find("\"step\": 8, \"split\": \"test\""),
+            std::string::npos);
 }
 
 TEST_F(TrainerFixture, MicroBatchesThatDoNotDivideTheBatchAreRefusedNamingTheKey) {
