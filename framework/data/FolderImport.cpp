@@ -21,9 +21,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// An attribute table's file column holds file names (CelebA's list_attr_celeba.txt) or, when
+/// any row has a '/', paths relative to the folder; a table of paths is the index of the
+/// dataset: exactly the images it lists are imported (as with --only-listed).
 struct AttributeTable {
   std::vector<std::string> names;
-  std::map<std::string, std::vector<uint8_t>> rows;  // file name -> 0/1 values
+  std::map<std::string, std::vector<uint8_t>> rows;  // file name or path -> 0/1 values
+  bool byPath = false;
+  /// The row key of image `file` in folder `dir`.
+  std::string key(const fs::path& file, const fs::path& dir) const {
+    return byPath ? file.lexically_relative(dir).generic_string() : file.filename().string();
+  }
 };
 
 std::vector<std::string> splitFields(const std::string& line, char separator) {
@@ -73,7 +81,13 @@ AttributeTable readAttributes(const std::string& path) {
       }
       values.push_back(fields[j] == "1" ? 1 : 0);
     }
-    table.rows[fields[0]] = std::move(values);
+    std::string name = fields[0];
+    if (name.rfind("./", 0) == 0) name.erase(0, 2);
+    table.byPath = table.byPath || name.find('/') != std::string::npos;
+    if (!table.rows.emplace(name, std::move(values)).second) {
+      throw DataError(path + ":" + std::to_string(lineNumber) + ": a second row for '" + name +
+                      "'; give each image one row");
+    }
   }
   return table;
 }
@@ -143,9 +157,16 @@ namespace {
 
 /// Every row of the table names an image of the folder, and every image has a row.
 void checkAttributeTable(const AttributeTable& table, const std::vector<fs::path>& files,
-                         const FolderImportOptions& options) {
-  std::map<std::string, int> present;
-  for (const fs::path& f : files) ++present[f.filename().string()];
+                         const FolderImportOptions& options, bool onlyListed) {
+  std::map<std::string, const fs::path*> present;
+  for (const fs::path& f : files) {
+    const auto [at, added] = present.emplace(table.key(f, options.dir), &f);
+    if (!added && table.rows.count(at->first)) {
+      throw DataError(options.attributes + ": row '" + at->first + "' could be " +
+                      at->second->string() + " or " + f.string() +
+                      "; name the images by their path in the folder (sub/name.png)");
+    }
+  }
   for (const auto& [name, values] : table.rows) {
     if (!present.count(name)) {
       throw DataError(options.attributes + ": row for '" + name +
@@ -154,9 +175,9 @@ void checkAttributeTable(const AttributeTable& table, const std::vector<fs::path
                       options.dir + "; remove the row or add the file");
     }
   }
-  if (options.onlyListed) return;
+  if (onlyListed) return;
   for (const fs::path& f : files) {
-    if (!table.rows.count(f.filename().string())) {
+    if (!table.rows.count(table.key(f, options.dir))) {
       throw DataError(f.string() + ": no row in " + options.attributes +
                       " (--only-listed imports just the images the table lists)");
     }
@@ -240,7 +261,7 @@ int64_t writeSplit(ImageFileWriter& writer, const std::string& split,
         labels.push_back(folder.classes.at(fs::relative(block[k], options.dir).begin()->string()));
       }
       if (!folder.table.names.empty()) {
-        const auto& row = folder.table.rows.at(block[k].filename().string());
+        const auto& row = folder.table.rows.at(folder.table.key(block[k], options.dir));
         attributes.insert(attributes.end(), row.begin(), row.end());
       }
     }
@@ -259,18 +280,19 @@ std::string importFolder(const FolderImportOptions& options) {
   const fs::path dir(options.dir);
   FolderContents folder;
   folder.files = imageFiles(dir);
+  if (options.onlyListed && options.attributes.empty()) {
+    throw UsageError("--only-listed keeps the images an --attributes table lists: give one");
+  }
+  if (!options.attributes.empty()) folder.table = readAttributes(options.attributes);
+  const bool onlyListed = options.onlyListed || folder.table.byPath;
   if (!options.attributes.empty()) {
-    folder.table = readAttributes(options.attributes);
-    checkAttributeTable(folder.table, folder.files, options);
+    checkAttributeTable(folder.table, folder.files, options, onlyListed);
   }
   int64_t leftOut = 0;
-  if (options.onlyListed) {
-    if (options.attributes.empty()) {
-      throw UsageError("--only-listed keeps the images an --attributes table lists: give one");
-    }
+  if (onlyListed) {
     std::vector<fs::path> listed;
     for (const fs::path& f : folder.files) {
-      if (folder.table.rows.count(f.filename().string())) listed.push_back(f);
+      if (folder.table.rows.count(folder.table.key(f, options.dir))) listed.push_back(f);
     }
     leftOut = static_cast<int64_t>(folder.files.size() - listed.size());
     folder.files = std::move(listed);
@@ -301,8 +323,7 @@ std::string importFolder(const FolderImportOptions& options) {
          std::to_string(labelNames.size()) + " labels, " +
          std::to_string(folder.table.names.size()) + " attributes; " + std::to_string(skipped) +
          " unreadable file(s) skipped" +
-         (options.onlyListed ? ", " + std::to_string(leftOut) + " not in the table left out" : "") +
-         ")";
+         (onlyListed ? ", " + std::to_string(leftOut) + " not in the table left out" : "") + ")";
 }
 
 }  // namespace gentrain

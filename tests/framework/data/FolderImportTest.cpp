@@ -170,3 +170,45 @@ TEST(FolderImport, OnlyListedImportsTheTablesImagesAndCountsTheRest) {
   data.readImages({2}, px.data());
   EXPECT_EQ(px[0], 200);  // 4.png
 }
+
+TEST(FolderImport, ATableOfPathsIsTheIndexEvenWithNamesTwiceInTheFolder) {
+  // Two sub-folders with the same file names: a table of names cannot tell them apart, one of
+  // paths can, and imports exactly what it lists.
+  const std::string dir = test::freshDir("folder-paths");
+  for (const char* sub : {"a", "b"}) {
+    fs::create_directories(dir + "/img/" + sub);
+    for (int k = 0; k < 3; ++k) {
+      writeRgbaPng(dir + "/img/" + sub + "/" + std::to_string(k) + ".png", 4, 4,
+                   {uint8_t(sub[0] == 'a' ? 10 + k : 100 + k), 0, 0, 255});
+    }
+  }
+  FolderImportOptions options;
+  options.dir = dir + "/img";
+  options.out = dir + "/out.h5";
+  options.size = 4;
+  options.attributes = dir + "/names.csv";
+  std::ofstream(options.attributes) << "file,odd\n1.png,1\n";
+  try {
+    importFolder(options);
+    FAIL() << "an ambiguous name accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("row '1.png' could be "), std::string::npos) << e.what();
+  }
+  options.attributes = dir + "/paths.csv";
+  std::ofstream(options.attributes) << "file,odd\nb/1.png,1\n./a/2.png,0\n";
+  const std::string summary = importFolder(options);
+  EXPECT_NE(summary.find("train 2, 3x4x4, 0 labels, 1 attributes; 0 unreadable file(s) skipped, "
+                         "4 not in the table left out"),
+            std::string::npos)
+      << summary;
+  const ImageDataset data(options.out, "train", 1 << 20);
+  EXPECT_EQ(data.attributes(), (std::vector<uint8_t>{0, 1}));  // a/2.png, b/1.png: sorted
+  std::vector<uint8_t> px(2 * 3 * 16);
+  data.readImages({0, 1}, px.data());
+  EXPECT_EQ(px[0], 12);
+  EXPECT_EQ(px[3 * 16], 101);
+  std::ofstream(dir + "/twice.csv") << "file,odd\nb/1.png,1\nb/1.png,0\n";
+  options.attributes = dir + "/twice.csv";
+  options.overwrite = true;
+  EXPECT_THROW(importFolder(options), DataError);
+}
