@@ -33,6 +33,16 @@ std::vector<std::string> readStrings(hid_t attribute) {
   const hssize_t count = H5Sget_simple_extent_npoints(space.id());
   std::vector<std::string> out;
   if (H5Tget_class(type.id()) != H5T_STRING || count < 0) return out;
+  // Note [untrusted sizes] (ImageFile.cpp): nothing is allocated from an unchecked count.
+  constexpr hssize_t kMostStrings = hssize_t(1) << 20;
+  constexpr std::size_t kMostBytes = std::size_t(1) << 28;
+  const std::size_t fixed =
+      H5Tis_variable_str(type.id()) > 0 ? sizeof(char*) : H5Tget_size(type.id());
+  if (count > kMostStrings || fixed == 0 || fixed > kMostBytes / std::size_t(count ? count : 1)) {
+    throw DataError("HDF5: a string attribute declares " + std::to_string(count) + " strings of " +
+                    std::to_string(fixed) + " bytes, more than any gentrain file holds (at most " +
+                    std::to_string(kMostStrings) + " strings, 256 MiB): the file is damaged");
+  }
   if (H5Tis_variable_str(type.id()) > 0) {
     std::vector<char*> raw(static_cast<std::size_t>(count), nullptr);
     Handle memType = stringType();

@@ -42,6 +42,41 @@ void readAll(hid_t dataset, hid_t memType, void* out, const std::string& what) {
 
 }  // namespace
 
+// Note [untrusted sizes]
+// An HDF5 file declares the sizes of its datasets, and a chunked dataset may declare far more
+// than it stores (chunks never written read back as zeros), so a file of a few KB can declare
+// terabytes of images, labels or attributes. Nothing is allocated from a declared size before it
+// is checked: every size product is computed with overflow checks, and what a split declares
+// (images, labels, attributes) must fit in the file at deflate's best ratio (1032:1, plus a
+// little for tiny files); a file declaring more was never written that way. Attribute names are
+// capped the same way in h5::readStringListAttribute.
+namespace {
+
+constexpr int64_t kDeflateBest = 1032;
+
+/// The product of `dims` and `elementBytes`, or -1 when it does not fit in int64.
+int64_t bytesOf(const std::vector<hsize_t>& dims, int64_t elementBytes) {
+  int64_t bytes = elementBytes;
+  for (hsize_t d : dims) {
+    if (d > hsize_t(INT64_MAX) || __builtin_mul_overflow(bytes, int64_t(d), &bytes)) return -1;
+  }
+  return bytes;
+}
+
+/// Throws DataError unless `declared` bytes (-1: overflowed) can come from a file of `fileBytes`.
+void checkDeclared(const std::string& where, int64_t declared, int64_t fileBytes) {
+  const int64_t most = kDeflateBest * fileBytes + (int64_t(1) << 20);
+  if (declared >= 0 && declared <= most) return;
+  throw DataError(where + " declares " +
+                  (declared < 0 ? std::string("more bytes than fit in 64 bits")
+                                : std::to_string(declared) + " bytes of data") +
+                  ", more than its " + std::to_string(fileBytes) +
+                  "-byte file can hold even compressed: the file is damaged or was not written "
+                  "completely; import it again");
+}
+
+}  // namespace
+
 ImageDataset::ImageDataset(const std::string& path, const std::string& split, int64_t cacheBytes)
     : path_(path), split_(split) {
   file_ = h5::openFile(path);
@@ -60,37 +95,57 @@ ImageDataset::ImageDataset(const std::string& path, const std::string& split, in
   Handle access(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
   H5Pset_chunk_cache(access.id(), 10007, 64u << 20, 1.0);
   images_ = Handle(H5Dopen2(group.id(), "images", access.id()), H5Dclose);
-  const std::vector<hsize_t> shape = h5::dims(images_.id());
+  const std::vector<hsize_t> shape =
+      images_.valid() ? h5::dims(images_.id()) : std::vector<hsize_t>{};
   if (shape.size() != 4 || !isUint8(images_.id())) {
     throw DataError(where +
                     "/images must be uint8 [N, C, H, W]; re-import it with `gentrain "
                     "data` or see datasets/README.md");
   }
+  std::error_code noSize;
+  const int64_t fileBytes = static_cast<int64_t>(fs::file_size(path, noSize));
+  int64_t declared = bytesOf(shape, 1);  // Note [untrusted sizes]
+  checkDeclared(where + "/images", declared, noSize ? 0 : fileBytes);
   size_ = static_cast<int64_t>(shape[0]);
   channels_ = static_cast<int64_t>(shape[1]);
   height_ = static_cast<int64_t>(shape[2]);
   width_ = static_cast<int64_t>(shape[3]);
   if (size_ == 0) throw DataError(where + " is empty: it holds no images");
+  if (imageBytes() == 0) throw DataError(where + "/images has images of 0 pixels");
 
+  Handle labels, attributes;
   if (h5::exists(group.id(), "labels")) {
-    Handle labels = openDataset(group.id(), "labels");
+    labels = openDataset(group.id(), "labels");
     const std::vector<hsize_t> n = h5::dims(labels.id());
     if (n.size() != 1 || static_cast<int64_t>(n[0]) != size_) {
       throw DataError(where + "/labels must be [N] with N = " + std::to_string(size_) +
                       " (the number of images)");
     }
-    labels_.resize(static_cast<std::size_t>(size_));
-    readAll(labels.id(), H5T_NATIVE_INT64, labels_.data(), where + "/labels");
+    declared += size_ * int64_t(sizeof(int64_t));  // below the images' bytes times 8: no overflow
   }
   if (h5::exists(group.id(), "attributes")) {
-    Handle attributes = openDataset(group.id(), "attributes");
+    attributes = openDataset(group.id(), "attributes");
     const std::vector<hsize_t> n = h5::dims(attributes.id());
-    attributeNames_ = h5::readStringListAttribute(attributes.id(), "names");
-    if (n.size() != 2 || static_cast<int64_t>(n[0]) != size_ || n[1] != attributeNames_.size()) {
+    if (n.size() != 2 || static_cast<int64_t>(n[0]) != size_) {
       throw DataError(where + "/attributes must be [N, A] with N = " + std::to_string(size_) +
                       " and a 'names' attribute of A strings");
     }
-    attributes_.resize(static_cast<std::size_t>(size_) * n[1]);
+    const int64_t bytes = bytesOf(n, 1);
+    declared = bytes < 0 || __builtin_add_overflow(declared, bytes, &declared) ? -1 : declared;
+    checkDeclared(where + " (images, labels and attributes)", declared, noSize ? 0 : fileBytes);
+    attributeNames_ = h5::readStringListAttribute(attributes.id(), "names");
+    if (n[1] != attributeNames_.size()) {
+      throw DataError(where + "/attributes must be [N, A] with N = " + std::to_string(size_) +
+                      " and a 'names' attribute of A strings");
+    }
+  }
+  checkDeclared(where + " (images, labels and attributes)", declared, noSize ? 0 : fileBytes);
+  if (labels.valid()) {
+    labels_.resize(static_cast<std::size_t>(size_));
+    readAll(labels.id(), H5T_NATIVE_INT64, labels_.data(), where + "/labels");
+  }
+  if (attributes.valid()) {
+    attributes_.resize(static_cast<std::size_t>(size_) * attributeNames_.size());
     readAll(attributes.id(), H5T_NATIVE_UINT8, attributes_.data(), where + "/attributes");
   }
   if (size_ * imageBytes() <= cacheBytes) {
@@ -104,20 +159,51 @@ std::string ImageDataset::fileAttribute(const std::string& name) const {
   return h5::readStringAttribute(file_.id(), name);
 }
 
-void ImageDataset::readImages(const std::vector<int64_t>& indices, uint8_t* out) const {
+void ImageDataset::keepOnly(const std::vector<int64_t>& rows) {
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    if (rows[k] < 0 || rows[k] >= size_ || (k > 0 && rows[k] <= rows[k - 1])) {
+      throw DataError(path_ + ":/" + split_ + ": keepOnly needs increasing image indices below " +
+                      std::to_string(size_));
+    }
+  }
+  const auto compact = [&rows](auto& values, std::size_t width) {
+    if (values.empty()) return;
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      std::copy_n(values.begin() + rows[k] * width, width, values.begin() + k * width);
+    }
+    values.resize(rows.size() * width);
+  };
+  compact(labels_, 1);
+  compact(attributes_, attributeNames_.size());
+  compact(cache_, static_cast<std::size_t>(imageBytes()));
+  std::vector<int64_t> fileRows(rows);
+  if (!rows_.empty()) {
+    for (int64_t& row : fileRows) row = rows_[row];
+  }
+  rows_ = std::move(fileRows);
+  size_ = static_cast<int64_t>(rows.size());
+}
+
+void ImageDataset::readImages(const std::vector<int64_t>& wanted, uint8_t* out) const {
   const int64_t bytes = imageBytes();
-  for (int64_t index : indices) {
+  for (int64_t index : wanted) {
     if (index < 0 || index >= size_) {
       throw DataError(path_ + ":/" + split_ + ": image index " + std::to_string(index) +
                       " is out of range [0, " + std::to_string(size_) + ")");
     }
   }
   if (inMemory()) {
-    for (std::size_t k = 0; k < indices.size(); ++k) {
-      std::memcpy(out + k * bytes, cache_.data() + indices[k] * bytes, bytes);
+    for (std::size_t k = 0; k < wanted.size(); ++k) {
+      std::memcpy(out + k * bytes, cache_.data() + wanted[k] * bytes, bytes);
     }
     return;
   }
+  std::vector<int64_t> mapped;
+  if (!rows_.empty()) {
+    mapped.reserve(wanted.size());
+    for (int64_t index : wanted) mapped.push_back(rows_[index]);
+  }
+  const std::vector<int64_t>& indices = rows_.empty() ? wanted : mapped;
   // One hyperslab read per run of consecutive indices.
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   Handle fileSpace(H5Dget_space(images_.id()), H5Sclose);

@@ -40,6 +40,10 @@ class ImageDataset {
   /// A root attribute of the file (e.g. "binarize"), "" when absent.
   std::string fileAttribute(const std::string& name) const;
 
+  /// Narrows the split to the images at `rows` (increasing, in range): from then on image i is
+  /// the file's image rows[i], with its label and attributes. DataError for bad rows.
+  void keepOnly(const std::vector<int64_t>& rows);
+
   /// Copies the images at `indices`, in that order, to `out` (indices.size() * imageBytes()).
   void readImages(const std::vector<int64_t>& indices, uint8_t* out) const;
   /// Streams the whole split in order, `block` images at a time: visit(first, count, pixels).
@@ -56,6 +60,7 @@ class ImageDataset {
   std::vector<int64_t> labels_;
   std::vector<std::string> attributeNames_;
   std::vector<uint8_t> attributes_;
+  std::vector<int64_t> rows_;  // keepOnly(): the file's index of each image; empty: identity
 };
 
 /// Writes a file in the schema, split by split, streaming (nothing is held whole in memory).

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,14 @@ class ModelContext {
 class Model {
  public:
   virtual ~Model() = default;
+  /// The images of `split` this model trains or evaluates on: nothing for all of them (the
+  /// default), else their indices, increasing. Called before build(), on every rank alike and
+  /// before anything is written, so a SpecError here (data that does not suit the spec) leaves
+  /// the run directory as it was.
+  virtual std::optional<std::vector<int64_t>> selectImages(const Spec& /*spec*/,
+                                                           const ImageDataset& /*split*/) const {
+    return std::nullopt;
+  }
   /// Builds networks and optimizers through `context` (called once, on every rank).
   virtual void build(ModelContext& context, const DataShape& data) = 0;
   /// Runs on the data loader's thread, ahead of the step, for each training batch (still on the

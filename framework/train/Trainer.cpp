@@ -50,6 +50,8 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   // The sampler (made in run()) checks that the batch divides by the ranks: evaluation and
   // sampling from a checkpoint need not.
   data_ = std::make_unique<TrainingData>(spec_, comm.size());
+  model_ = ModelRegistry::instance().get(spec_.text("model.name")).make();
+  data_->select(*model_, spec_, comm.size());  // before the sizes below are taken
   const int64_t globalBatch = spec_.integer("train.global_batch");
   const int64_t stepsPerEpoch = data_->stepsPerEpoch(globalBatch);
   const int64_t totalSteps = spec_.integer("train.steps") > 0
@@ -88,7 +90,6 @@ std::string Trainer::runDir() const { return outputs_ ? outputs_->dir().path() :
 void Trainer::buildModel() {
   // The same seed on every rank gives the same initial values before the broadcast anyway.
   torch::manual_seed(seed());
-  model_ = ModelRegistry::instance().get(spec_.text("model.name")).make();
   model_->build(*this, data_->shape());
   networks_.agree();
 }

@@ -94,7 +94,8 @@ class Trainer : public ModelContext {
   bool writesRunDirectory() const {
     return options_.mode == TrainerMode::Fresh || options_.mode == TrainerMode::Resume;
   }
-  /// Builds the model on every rank from the same seed, then agrees on its networks.
+  /// Builds the model (made, and its images selected, in the constructor) on every rank from the
+  /// same seed, then agrees on its networks.
   void buildModel();
   RunSummary runSteps(int64_t maxSteps);
   /// The loader of this rank's shards from the current step on (checks the micro-batches).

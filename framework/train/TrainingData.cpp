@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "framework/base/Error.h"
+#include "framework/base/Log.h"
 #include "framework/config/Spec.h"
 
 namespace gentrain {
@@ -17,22 +18,42 @@ Transform transformOf(const Spec& spec) {
   return transform;
 }
 
+namespace {
+
+void requireImagePerRank(const ImageDataset& test, int world) {
+  if (test.size() < world) {
+    throw UsageError(test.path() + ":/" + test.split() + " has " + std::to_string(test.size()) +
+                     " images, fewer than the " + std::to_string(world) +
+                     " ranks: use fewer ranks or a larger test split");
+  }
+}
+
+}  // namespace
+
 TrainingData::TrainingData(const Spec& spec, int world) {
   const int64_t cacheBytes = spec.integer("data.cache_mb") << 20;
   const std::string path = spec.text("data.path");
   train_ = std::make_shared<ImageDataset>(path, spec.text("data.train_split"), cacheBytes);
   test_ = std::make_shared<ImageDataset>(path, spec.text("data.test_split"), cacheBytes);
-  if (test_->size() < world) {
-    throw UsageError(path + ":/" + test_->split() + " has " + std::to_string(test_->size()) +
-                     " images, fewer than the " + std::to_string(world) +
-                     " ranks: use fewer ranks or a larger test split");
-  }
+  requireImagePerRank(*test_, world);
   if (test_->channels() != train_->channels() || test_->height() != train_->height() ||
       test_->width() != train_->width()) {
     throw DataError(path + ": the train and test splits have different image shapes");
   }
   transform_ = transformOf(spec);
   transform_.check(train_->height(), train_->width());
+}
+
+void TrainingData::select(const Model& model, const Spec& spec, int world) {
+  for (ImageDataset* split : {train_.get(), test_.get()}) {
+    if (const auto rows = model.selectImages(spec, *split)) {
+      log::info(log::cat("data: ", split->path(), ":/", split->split(), ": ",
+                         spec.text("model.name"), " uses ", rows->size(), " of its ", split->size(),
+                         " images"));
+      split->keepOnly(*rows);
+    }
+  }
+  requireImagePerRank(*test_, world);
 }
 
 DataShape TrainingData::shape() const {

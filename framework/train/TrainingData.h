@@ -20,8 +20,12 @@ class TrainingData {
   /// data.resolution does not fit the images.
   TrainingData(const Spec& spec, int world);
 
-  const std::shared_ptr<const ImageDataset>& train() const { return train_; }
-  const std::shared_ptr<const ImageDataset>& test() const { return test_; }
+  /// Narrows both splits to the images `model` trains and evaluates on (Model::selectImages),
+  /// saying how many it keeps; the test split must still have an image per rank.
+  void select(const Model& model, const Spec& spec, int world);
+
+  std::shared_ptr<const ImageDataset> train() const { return train_; }
+  std::shared_ptr<const ImageDataset> test() const { return test_; }
   /// The training transform; evaluation uses it without flips.
   const Transform& transform() const { return transform_; }
   /// Channels, size after the transform, attributes, test size and binarization.
@@ -33,8 +37,8 @@ class TrainingData {
   Batch testBatch(int64_t first, int64_t count, int64_t step, c10::Device device) const;
 
  private:
-  std::shared_ptr<const ImageDataset> train_;
-  std::shared_ptr<const ImageDataset> test_;
+  std::shared_ptr<ImageDataset> train_;
+  std::shared_ptr<ImageDataset> test_;
   Transform transform_;
 };
 

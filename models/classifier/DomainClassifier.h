@@ -33,6 +33,10 @@ class DomainClassifier : public Model {
   /// The network a classifier experiment's resolved spec describes, for data of `channels`.
   static DomainClassifierNet netFromSpec(const Spec& spec, int64_t channels);
 
+  std::optional<std::vector<int64_t>> selectImages(const Spec& spec,
+                                                   const ImageDataset& split) const override {
+    return Domains::select(spec, split);
+  }
   void build(ModelContext& context, const DataShape& data) override;
   StepMetrics trainStep(const Batch& batch) override;
   /// Per image: `accuracy` (1 when the domains are right; for attributes the share right) and

@@ -21,6 +21,50 @@ void Domains::addKeys(Schema& s) {
          -big,
          big,
          {"categorical", "attributes"}});
+  s.add({"model.domain_filter", KeyType::Bool, "false",
+         "categorical domains: train and evaluate only on the images with exactly one of the "
+         "domains set (false: every image must have one)"});
+}
+
+std::optional<std::vector<int64_t>> Domains::select(const Spec& spec, const ImageDataset& split) {
+  const Domains d = fromSpec(spec, split.attributeNames());
+  const bool filter = spec.flag("model.domain_filter");
+  const std::string where = split.path() + ":/" + split.split();
+  if (!d.categorical_) {
+    if (!filter) return std::nullopt;
+    throw SpecError(spec.where("model.domain_filter") +
+                    ": applies to categorical domains only; with model.domain_type=attributes "
+                    "every image has a label");
+  }
+  const std::size_t width = split.attributeNames().size();
+  const std::vector<uint8_t>& table = split.attributes();
+  std::vector<int64_t> keep;
+  int64_t firstBad = -1, firstBadCount = 0;
+  for (int64_t i = 0; i < split.size(); ++i) {
+    int64_t set = 0;
+    for (int64_t column : d.columns_) set += table[i * width + column] != 0;
+    if (set == 1) {
+      keep.push_back(i);
+    } else if (firstBad < 0) {
+      firstBad = i;
+      firstBadCount = set;
+    }
+  }
+  const int64_t kept = static_cast<int64_t>(keep.size());
+  if (kept == split.size()) return std::nullopt;
+  if (!filter) {
+    throw SpecError(spec.where("model.domains") + ": " + std::to_string(split.size() - kept) +
+                    " of the " + std::to_string(split.size()) + " images of " + where +
+                    " have none or several of these categorical domains set (image " +
+                    std::to_string(firstBad) + " has " + std::to_string(firstBadCount) +
+                    "); set model.domain_filter=true to use the " + std::to_string(kept) +
+                    " images with exactly one, or model.domain_type=attributes");
+  }
+  if (kept == 0) {
+    throw SpecError(spec.where("model.domain_filter") + ": no image of " + where +
+                    " has exactly one of the domains set; pick other model.domains");
+  }
+  return keep;
 }
 
 Domains Domains::fromSpec(const Spec& spec, const std::vector<std::string>& attributeNames) {

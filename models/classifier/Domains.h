@@ -8,18 +8,25 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "framework/config/Schema.h"
 #include "framework/config/Spec.h"
+#include "framework/data/ImageFile.h"
 
 namespace gentrain::models {
 
 class Domains {
  public:
-  /// Adds model.domains and model.domain_type.
+  /// Adds model.domains, model.domain_type and model.domain_filter.
   static void addKeys(Schema& schema);
+  /// Model::selectImages for domains. Categorical domains must cover the split (exactly one of
+  /// the columns set in every image): SpecError naming how many do not and what to set, unless
+  /// model.domain_filter, which keeps just the images that have exactly one (SpecError when none
+  /// do). Attributes: every image.
+  static std::optional<std::vector<int64_t>> select(const Spec& spec, const ImageDataset& split);
   /// The spec's domains among the data's attribute names; SpecError naming the missing ones and
   /// listing those the file has.
   static Domains fromSpec(const Spec& spec, const std::vector<std::string>& attributeNames);

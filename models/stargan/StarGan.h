@@ -29,6 +29,10 @@ class StarGan : public Model {
 
   static void addKeys(Schema& schema);
 
+  std::optional<std::vector<int64_t>> selectImages(const Spec& spec,
+                                                   const ImageDataset& split) const override {
+    return Domains::select(spec, split);
+  }
   void build(ModelContext& context, const DataShape& data) override;
   void prepareBatch(Batch& batch) const override;
   StepMetrics trainStep(const Batch& batch) override;

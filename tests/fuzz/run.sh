@@ -24,7 +24,7 @@ cmake --build "$out" -j 2 >"$out/build.log" 2>&1 || { tail -30 "$out/build.log";
 
 # Seeds: one or two valid inputs per target, so that the fuzzer starts past the first checks.
 seeds=$out/seeds
-rm -rf "$seeds" "$out/crashes" && mkdir -p "$seeds"/{spec,idx,cifar,checkpoint} "$out/crashes"
+rm -rf "$seeds" "$out/crashes" && mkdir -p "$seeds"/{spec,idx,cifar,checkpoint,hdf5} "$out/crashes"
 cp "$root"/configs/*.yaml "$seeds/spec/"
 printf '#o train.epochs=3;model.hidden=[4, 2]\nname: x\ndata: {path: d.h5}\nsweep: {optim.net.lr: [0.1, 0.2], model.kind: [a, b]}\n' \
   > "$seeds/spec/sweep.yaml"
@@ -38,6 +38,13 @@ with open(f"{seeds}/cifar/ten", "wb") as f:           # CIFAR-10: label, 3072 pi
     f.write(b"\x00" + (b"\x03" + bytes(3072)) * 2)
 with open(f"{seeds}/cifar/hundred", "wb") as f:       # CIFAR-100: coarse, fine, 3072 pixels
     f.write(b"\x01" + (b"\x02\x07" + bytes(3072)) * 2)
+# Hdf5Fuzz's declarations (see Input there): flags (labels 4, attributes 16, cached 64), then
+# each size as (kind, small) or, for kind >= 200, (kind, _, base): (base + 1) << (kind % 56).
+with open(f"{seeds}/hdf5/small", "wb") as f:          # 2 images of 1x2x2, labels, attributes
+    f.write(bytes([4 | 16 | 64]) + bytes([0, 2, 0, 1, 0, 2, 0, 2]) + bytes([1]) + bytes(range(8))
+            + bytes([1]) + bytes(2 * 8) + bytes([0, 2, 1]) + bytes(4) + bytes([1, 2, 3]) + b"abcdef")
+with open(f"{seeds}/hdf5/declares-much", "wb") as f:  # 2^40 images, nothing written
+    f.write(bytes([0]) + bytes([208, 0, 0, 0, 1, 0, 2, 0, 2]))
 payload = b"a small payload"
 with open(f"{seeds}/checkpoint/state.bin", "wb") as f:
     f.write(b"GTCKPT\r\n" + struct.pack("<IQIQ", 1, 42, 2, len(payload)) + payload
@@ -46,7 +53,7 @@ PY
 
 status=0
 printf '%-12s %12s %8s %s\n' target executions crashes corpus
-for target in spec idx cifar checkpoint; do
+for target in spec idx cifar checkpoint hdf5; do
   corpus=$out/corpus/$target
   mkdir -p "$corpus"
   log=$out/$target.log

@@ -89,6 +89,11 @@ refused stargan-no-attributes "data.h5 has no attributes" -- \
 refused stargan-no-classifier "nowhere" -- \
   "$gentrain" train "$configs/stargan-smoke.yaml" data.path=color.h5 data.resolution=0 \
   model.classifier=runs/nowhere
+# Categorical domains that leave images without one: refused before the run directory is made
+# (model.domain_filter=true would keep just the images with exactly one).
+refused stargan-domains-miss-images "model.domains.*of the [0-9]+ images of color.h5:/train have none or several of these categorical domains set.*set model.domain_filter=true to use the" -- \
+  "$gentrain" train "$configs/stargan-smoke.yaml" data.path=color.h5 data.resolution=0 \
+  "model.domains=[fg_red, fg_green]"
 refused pgan-not-power-of-two "power-of-two side of at least 4, but the data is 6x6" -- \
   "$gentrain" train "$configs/pgan-smoke.yaml" data.path=color6.h5 data.resolution=0
 
@@ -118,6 +123,11 @@ with open("bomb/bomb.png", "wb") as f:
 PY
 refused decompression-bomb "bomb.png: 30000x30000 pixels, more than --max-pixels 40000000 allows.*--skip-bad" -- \
   "$gentrain" data import-folder --dir bomb --out bomb.h5 --size 4
+# An attribute table of file names, and two images of that name in different sub-folders.
+mkdir -p twins/a twins/b && cp png-bad/good.png twins/a/x.png && cp png-bad/good.png twins/b/x.png
+printf 'file,odd\nx.png,1\n' > twins.csv
+refused table-name-ambiguous "twins.csv: row 'x.png' could be .*twins/a/x.png or .*twins/b/x.png; name the images by their path" -- \
+  "$gentrain" data import-folder --dir twins --out twins.h5 --size 4 --attributes twins.csv
 refused import-overwrite "data.h5 already exists; pass --force" -- \
   "$gentrain" data import-idx --dir . --out data.h5
 

@@ -197,3 +197,44 @@ TEST(StarGan, RefusesUnknownDomainsAndAClassifierOfOtherDomains) {
     EXPECT_NE(std::string(e.what()).find("other domains"), std::string::npos) << e.what();
   }
 }
+
+TEST(StarGan, CategoricalDomainsThatMissImagesAreRefusedBeforeAnyWriteOrFiltered) {
+  Fixture f;
+  // Five foreground colours in the data; two of them as domains leave most images with none.
+  const std::string two = "model.domains=[fg_red, fg_green]";
+  try {
+    Trainer trainer(f.comm, c10::kCPU, f.spec("uncovered", {two}), {});
+    FAIL() << "images without a domain accepted";
+  } catch (const SpecError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("of the 48 images of " + f.dir +
+                        "/d.h5:/train have none or several of "
+                        "these categorical domains set"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("set model.domain_filter=true to use the "), std::string::npos) << what;
+  }
+  EXPECT_FALSE(std::filesystem::exists(f.dir + "/uncovered"));
+  // With the filter: exactly the images with one of the two colours, in both splits.
+  Trainer trainer(f.comm, c10::kCPU,
+                  f.spec("filtered", {two, "model.domain_filter=true", "train.global_batch=4"}),
+                  {});
+  // The test split keeps exactly its red and green images (10 of them at most).
+  const ImageDataset whole(f.dir + "/d.h5", "test", 1 << 20);
+  const std::size_t width = whole.attributeNames().size();
+  int64_t expected = 0;
+  for (int64_t i = 0; i < whole.size(); ++i) {
+    expected += whole.attributes()[i * width] + whole.attributes()[i * width + 1];  // red, green
+  }
+  ASSERT_GT(expected, 0);
+  ASSERT_LT(expected, 10);
+  const Batch test = trainer.testBatch(0, 10);
+  EXPECT_EQ(test.images.size(0), expected);
+  EXPECT_TRUE((test.attributes.narrow(1, 0, 2).sum(1) == 1).all().item<bool>());
+  trainer.run();
+  // The filter applies to categorical domains only.
+  EXPECT_THROW(
+      Trainer(f.comm, c10::kCPU,
+              f.spec("attrs", {"model.domain_type=attributes", "model.domain_filter=true"}), {}),
+      SpecError);
+}
