@@ -40,18 +40,22 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
     return comm.allReduceScalar(seconds, ReduceOp::Mean) * 1000.0 / steps;
   };
   const double data = ms(s.dataWait), compute = ms(s.compute), reduce = ms(s.reduce),
-               update = ms(s.update);
-  char line[512];
+               update = ms(s.update), check = ms(s.check), total = wall * 1000.0 / steps;
+  char line[600];
   std::snprintf(line, sizeof(line),
                 "bench train: %s, %s, %d rank(s) x %d thread(s), global batch %lld, %lld steps: "
                 "%.1f images/s total, %.1f images/s per rank | ms/step: data wait %.3f, "
-                "fwd+bwd %.3f, all-reduce %.3f, optimizer %.3f, total %.3f",
+                "fwd+bwd %.3f, all-reduce %.3f, optimizer %.3f (of which the non-finite check "
+                "%.3f, %.1f%% of the step), total %.3f",
                 runtime.device().str().c_str(), spec.text("train.precision").c_str(), comm.size(),
                 runtime.threads(), static_cast<long long>(s.globalBatch),
                 static_cast<long long>(steps), images / wall, images / wall / comm.size(), data,
-                compute, reduce, update, wall * 1000.0 / steps);
+                compute, reduce, update, check, 100.0 * check / total, total);
   log::info(line);
-  if (comm.rank() == 0) std::printf("RESULT images_per_s=%.2f\n", images / wall);
+  if (comm.rank() == 0) {
+    std::printf("RESULT images_per_s=%.2f nonfinite_check_share=%.4f\n", images / wall,
+                check / total);
+  }
   return 0;
 }
 

@@ -86,6 +86,9 @@ fi
 # 4. Benchmarks, interleaved, best of ROUNDS rounds each (BENCH=0 skips them).
 [ "${BENCH:-1}" = 0 ] && exit 0
 rate() { grep -o 'RESULT images_per_s=[0-9.]*' | tail -1 | cut -d= -f2; }
+# Both sides under gentrain's allocator settings (Note [fair peer] in side-by-side.sh).
+export MALLOC_MMAP_THRESHOLD_=$((256 << 20)) MALLOC_TRIM_THRESHOLD_=$((512 << 20))
+say "allocator: glibc, MALLOC_MMAP_THRESHOLD_=$MALLOC_MMAP_THRESHOLD_ MALLOC_TRIM_THRESHOLD_=$MALLOC_TRIM_THRESHOLD_ on both sides"
 ours() {  # tag [args...]
   local tag=$1; shift
   timeout 120 build-gpu/gentrain bench train configs/vae-fashion-mnist.yaml data.path="$data" \

@@ -51,11 +51,13 @@ void DistributedOptimizer::step() {
     if (times_ != nullptr) ++times_->skipped;
     return;  // Skip: the parameters and optimizer state stay as they were
   }
+  const double checked = monotonicSeconds();
   optimizer_->step();
   const double updated = monotonicSeconds();
   if (times_ != nullptr) {
     times_->reduce += reduced - start;
     times_->update += updated - reduced;
+    times_->check += checked - reduced;
   }
 }
 

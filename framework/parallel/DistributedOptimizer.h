@@ -27,6 +27,7 @@ namespace gentrain {
 struct StepTimes {
   double reduce = 0;
   double update = 0;
+  double check = 0;     ///< the part of `update` spent checking for non-finite gradients
   int64_t skipped = 0;  ///< updates skipped for non-finite gradients (train.nonfinite: skip)
 };
 

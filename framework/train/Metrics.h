@@ -27,6 +27,7 @@ struct RunSummary {
   int64_t globalBatch = 0;
   double seconds = 0;  ///< wall time of the training steps (evaluation excluded)
   double dataWait = 0, compute = 0, reduce = 0, update = 0;  ///< per-rank seconds, summed
+  double check = 0;   ///< the part of `update` that checked for non-finite gradients
   Scalars lastTrain;  ///< train metrics of the last logging interval
   Scalars lastEval;   ///< metrics of the last evaluation (a key "x:count" never appears)
   double imagesPerSecond() const {

@@ -304,6 +304,7 @@ std::unique_ptr<DataLoader> Trainer::openLoader(const DeviceStager& stager) {
 void Trainer::account(double t0, double t1, double t2, const StepTimes& before) {
   const double reduce = networks_.times().reduce - before.reduce;
   const double update = networks_.times().update - before.update;
+  summary_.check += networks_.times().check - before.check;
   summary_.lastStep = step_;
   summary_.dataWait += t1 - t0;
   summary_.reduce += reduce;

@@ -12,6 +12,7 @@ steps=${STEPS:-20}
 rounds=${ROUNDS:-3}
 config=configs/pgan-fashion-mnist-color32.yaml
 source launch/bench/side-by-side.sh
+allocator_line
 gan_setup
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(8:fade 16:fade 32:fade 32)

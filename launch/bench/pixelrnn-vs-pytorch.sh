@@ -10,6 +10,7 @@ steps=${STEPS:-30}
 rounds=${ROUNDS:-3}
 source launch/bench/peer-setup.sh
 source launch/bench/side-by-side.sh
+allocator_line
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(pixelcnn row_lstm diagonal_bilstm)
 for variant in "${variants[@]}"; do

@@ -4,6 +4,19 @@
 # the ratio of each side's best and the median of the rounds' own ratios (a round's two runs are
 # a minute apart at most, so a slow minute slows both).
 
+# Note [fair peer]
+# gentrain keeps freed blocks in the heap (keepFreedMemory() in framework/runtime/Runtime.cpp:
+# glibc's mmap threshold 256 MiB, trim threshold 512 MiB), so it does not pay page faults and
+# zeroing for the activations it frees and takes again every step. Python's PyTorch, with
+# glibc's defaults, would; a user who tunes PyTorch sets the same two knobs through glibc's
+# environment variables, and so do these benchmarks, for both sides (gentrain sets them again
+# itself). Without them the default VAE peer ran at about 40% of its speed (issue 22).
+export MALLOC_MMAP_THRESHOLD_=$((256 << 20)) MALLOC_TRIM_THRESHOLD_=$((512 << 20))
+allocator_line() {
+  echo "allocator: glibc malloc on both sides, MALLOC_MMAP_THRESHOLD_=$MALLOC_MMAP_THRESHOLD_" \
+    "MALLOC_TRIM_THRESHOLD_=$MALLOC_TRIM_THRESHOLD_ (the settings gentrain applies to itself)"
+}
+
 # The images/s a run printed (its RESULT line); fails, showing the run's end, when there is none.
 rate() {
   local out

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 steps=${STEPS:-40}
 rounds=${ROUNDS:-4}
 source launch/bench/side-by-side.sh
+allocator_line
 gan_setup
 run_ours() {
   $gentrain bench train configs/stargan-fashion-mnist-color32.yaml model.classifier=none \

@@ -1,6 +1,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/parallel/GradientReducer.h"
 
@@ -197,4 +199,26 @@ TEST(GradientReducer, RemovesItsHooksWhenDestroyed) {
   (params[2] * 7).sum().backward();
   second.reduce();
   EXPECT_TRUE(at::allclose(params[2].grad(), at::full({2, 2}, 7.0)));
+}
+
+TEST(GradientReducer, FindsNaNAndInfinityWhereverTheyAreAndOnlyThem) {
+  // Note [non-finite check]: one sum per bucket; inf and -inf in different buckets sum to NaN.
+  for (const bool active : {true, false}) {
+    MirrorCommunicator comm(active ? 2 : 1);  // one rank reduces nothing: the gradients are read
+    auto params = makeParams();
+    ReducerOptions options;
+    options.capBytes = 16;  // a bucket per parameter
+    GradientReducer reducer(comm, params, options);
+    const auto gradients = [&](float a, float b) {
+      reducer.zeroGrad();
+      reducer.arm();
+      (params[0].sum() * a + params[1].sum() * b + params[2].sum()).backward();
+      reducer.reduce();
+      return reducer.gradientsFinite();
+    };
+    EXPECT_TRUE(gradients(1e30f, -1e30f)) << active;  // large, finite
+    EXPECT_FALSE(gradients(std::nanf(""), 1)) << active;
+    EXPECT_FALSE(gradients(INFINITY, 1)) << active;
+    EXPECT_FALSE(gradients(INFINITY, -INFINITY)) << active;
+  }
 }
