@@ -17,9 +17,37 @@
 namespace gentrain {
 namespace {
 
-// The wait in progress on the main thread (the only one that waits on other ranks).
+// The wait in progress on the main thread (the only one that waits on other ranks), published
+// as one snapshot (Note [wait snapshot]).
+std::atomic<uint64_t> version{0};  // odd while the main thread is changing the two below
 std::atomic<const char*> current{nullptr};
 std::atomic<double> since{0};
+
+// Note [wait snapshot]
+// The name of the wait and its start are two values. Read one after the other, a scope ending
+// in between paired the old name with the start restored for the enclosing scope (0 when there
+// is none), and a wait looked as long as the machine's uptime: a healthy job was aborted. The
+// main thread, the one writer, makes the version odd while it changes them and even after (a
+// sequence lock); the watchdog reads both between two equal, even versions.
+void publish(const char* what, double start) {
+  version.fetch_add(1);
+  current.store(what);
+  since.store(start);
+  version.fetch_add(1);
+}
+
+std::pair<const char*, double> snapshot() {
+  for (;;) {
+    const uint64_t before = version.load();
+    if (before % 2 == 1) {
+      std::this_thread::yield();
+      continue;
+    }
+    const char* what = current.load();
+    const double start = since.load();
+    if (version.load() == before) return {what, start};
+  }
+}
 
 struct Thread {
   std::mutex mutex;
@@ -40,8 +68,8 @@ void watch() {
   std::unique_lock<std::mutex> lock(t.mutex);
   while (!t.stopping) {
     t.wake.wait_for(lock, std::chrono::milliseconds(250));
-    const char* what = current.load();
-    const double waited = monotonicSeconds() - since.load();
+    const auto [what, start] = snapshot();
+    const double waited = monotonicSeconds() - start;
     if (t.stopping || what == nullptr || t.timeout <= 0 || waited < t.timeout) continue;
     std::ostringstream line;
     line << what << " has not finished after " << static_cast<int64_t>(waited)
@@ -99,13 +127,15 @@ void Watchdog::stop() {
 }
 
 Watchdog::Scope::Scope(const char* what) : previous_(current.load()), previousStart_(since.load()) {
-  since.store(monotonicSeconds());
-  current.store(what);
+  publish(what, monotonicSeconds());
 }
 
-Watchdog::Scope::~Scope() {
-  since.store(previousStart_);
-  current.store(previous_);
+Watchdog::Scope::~Scope() { publish(previous_, previousStart_); }
+
+std::pair<std::string, double> Watchdog::currentWait() {
+  const auto [what, start] = snapshot();
+  if (what == nullptr) return {"", 0.0};
+  return {what, monotonicSeconds() - start};
 }
 
 }  // namespace gentrain

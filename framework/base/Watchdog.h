@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace gentrain {
 
@@ -22,6 +23,10 @@ class Watchdog {
   /// Runs just before the abort (from the watchdog's thread), e.g. ncclCommAbort, so that GPU
   /// collectives stuck on a dead peer are torn down too. One hook; nullptr removes it.
   static void setAbortHook(std::function<void()> hook);
+
+  /// The wait in progress (the innermost scope) and how long it has lasted, as the watchdog
+  /// sees it; ("", 0) when none.
+  static std::pair<std::string, double> currentWait();
 
   /// Marks a wait in progress on this thread; scopes nest (the innermost is reported).
   class Scope {
