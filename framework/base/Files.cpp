@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "framework/base/Error.h"
 
@@ -63,6 +65,19 @@ std::vector<std::string> listFilesRecursive(const std::string& dir) {
   std::vector<std::string> out;
   walk(dir, out);
   return out;
+}
+
+bool writeAtomically(const std::string& path, const std::string& text, std::error_code& error) {
+  {
+    std::ofstream out(path + ".tmp");
+    out << text;
+    if (!out.flush()) {
+      error = std::make_error_code(std::errc::io_error);
+      return false;
+    }
+  }
+  std::filesystem::rename(path + ".tmp", path, error);
+  return !error;
 }
 
 bool removeTree(const std::string& path, std::string* error) {

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace gentrain::files {
@@ -25,6 +26,10 @@ std::vector<std::string> listFilesRecursive(const std::string& dir);
 /// Removes `path` and everything under it (symlinks themselves, never their targets). A missing
 /// path is not an error. On failure returns false and, when given, sets `error`.
 bool removeTree(const std::string& path, std::string* error = nullptr);
+
+/// Writes `text` to `path` through `path.tmp` and a rename, so that a reader sees the old file or
+/// the new one, never a part. On failure returns false and sets `error`.
+bool writeAtomically(const std::string& path, const std::string& text, std::error_code& error);
 
 /// An exclusive lock on a file (flock), held while the object lives and released by the kernel
 /// when the process dies, however it dies. The file says who holds it.

@@ -28,16 +28,25 @@ class Watchdog {
   /// sees it; ("", 0) when none.
   static std::pair<std::string, double> currentWait();
 
-  /// Marks a wait in progress on this thread; scopes nest (the innermost is reported).
+  /// Logs `message` as an error, runs the abort hook (at most 10 s), and ends the whole job
+  /// (MPI_Abort). From any thread; does not return. The stall monitor ends jobs through it too.
+  [[noreturn]] static void abortJob(const std::string& message);
+
+  /// Whether a wait is for other ranks (a collective) or local (the loader, the device).
+  enum class Kind { Collective, Local };
+
+  /// Marks a wait in progress on the training thread; scopes nest (the innermost is reported).
+  /// The stall monitor reads it too (framework/base/Activity.h).
   class Scope {
    public:
-    explicit Scope(const char* what);
+    explicit Scope(const char* what, Kind kind = Kind::Collective);
     ~Scope();
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 
    private:
     const char* previous_;
+    bool previousCollective_;
     double previousStart_;
   };
 };

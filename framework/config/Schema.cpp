@@ -266,6 +266,25 @@ void addRunKeys(Schema& s) {
          "a rank that waits longer than this for a collective or for data aborts the job, "
          "naming the wait (0: never)",
          0, big});
+  s.add({"runtime.stall_floor_s", KeyType::Float, "5",
+         "the stall monitor's least bound: a collective that waits longer than "
+         "max(this, runtime.stall_factor x the slowest recent step) for a rank that is in a "
+         "training step, or silent, ends the job naming that rank (Note [stall bound])",
+         0.5, big});
+  s.add({"runtime.stall_monitor", KeyType::Bool, "true",
+         "publish each rank's phase to rank 0 over a TCP side channel, so that a stall names "
+         "the rank it waits for (false: only runtime.timeout_s, naming the wait)"});
+  s.add({"runtime.stall_factor", KeyType::Float, "10",
+         "the learned stall bound in slowest recent steps (see runtime.stall_floor_s)", 2, big});
+  s.add({"runtime.straggler_threshold", KeyType::Float, "0.2",
+         "a rank whose own work per step (not its waits) exceeds the median rank's by this "
+         "fraction for two progress lines in a row is named in the log (0: off)",
+         0, big});
+  s.add({"run.trace_steps", KeyType::IntList, "[]",
+         "[from, to]: every rank's phases and bucket all-reduces in steps from..to (inclusive) "
+         "go to <run>/trace.json (Chrome/Perfetto trace format; needs runtime.stall_monitor); []: "
+         "off",
+         0, big});
   s.add({"runtime.backend",
          KeyType::String,
          "auto",

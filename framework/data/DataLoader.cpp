@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "framework/base/Error.h"
+#include "framework/base/FaultInjection.h"
 #include "framework/base/Watchdog.h"
 #include "framework/random/CounterRng.h"
 
@@ -133,6 +134,10 @@ void DataLoader::run(int64_t epoch, int64_t stepInEpoch) {
     while (true) {
       const int64_t step = epoch * perEpoch + stepInEpoch;
       const int64_t firstSample = step * sampler_.globalBatch() + sampler_.rankOffset();
+      injectLoaderFault(sampler_.rank(), step, [this] {  // Note [fault injection]
+        std::lock_guard<std::mutex> lock(mutex_);
+        return stopping_;
+      });
       Batch batch = readBatch(*data_, sampler_.indices(epoch, stepInEpoch), transform_, step,
                               firstSample, pinMemory_);
       batch.epoch = epoch;
@@ -165,7 +170,7 @@ void DataLoader::run(int64_t epoch, int64_t stepInEpoch) {
 }
 
 Batch DataLoader::next() {
-  Watchdog::Scope wait("waiting for the data loader");
+  Watchdog::Scope wait("waiting for the data loader", Watchdog::Kind::Local);
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return !ready_.empty() || failure_; });
   if (ready_.empty()) std::rethrow_exception(failure_);

@@ -28,6 +28,7 @@ class DistributedSampler {
   int64_t globalBatch() const { return globalBatch_; }
   /// Position of this rank's first image within a global batch.
   int64_t rankOffset() const { return rank_ * localBatch(); }
+  int rank() const { return rank_; }
 
   /// Dataset indices of this rank's share of global batch `stepInEpoch` of `epoch`.
   std::vector<int64_t> indices(int64_t epoch, int64_t stepInEpoch);

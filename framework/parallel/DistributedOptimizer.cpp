@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "framework/base/Activity.h"
 #include "framework/base/Error.h"
 #include "framework/base/System.h"
 
@@ -35,11 +36,13 @@ void DistributedOptimizer::setMicroBatch(int index, int count) {
 }
 
 void DistributedOptimizer::zeroGrad() {
+  activity::setPhase(Phase::Forward);  // models clear gradients, then run forward
   if (micro_ == 0) reducer_.zeroGrad();
   if (micro_ == microCount_ - 1) reducer_.arm();
 }
 
 void DistributedOptimizer::step() {
+  activity::setPhase(Phase::Optimizer);
   if (micro_ != microCount_ - 1) return;  // Note [micro-batches]
   const double start = monotonicSeconds();
   reducer_.reduce();

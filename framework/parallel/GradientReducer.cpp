@@ -7,7 +7,10 @@
 #include <map>
 #include <string>
 
+#include "framework/base/Activity.h"
 #include "framework/base/Error.h"
+#include "framework/base/FaultInjection.h"
+#include "framework/base/Watchdog.h"
 #include "framework/parallel/BucketAssignment.h"
 
 namespace gentrain {
@@ -156,6 +159,11 @@ void GradientReducer::onGradient(std::size_t index, const at::Tensor& grad) {
     return;
   }
   arrived_[index] = 1;
+  if (activity::snapshot().phase != Phase::Backward) {  // the step's first gradient
+    activity::setPhase(Phase::Backward);
+    static const double slow = slowBackwardSeconds(comm_.rank());  // Note [fault injection]
+    if (slow > 0) spinFor(slow);
+  }
   Bucket& bucket = storage_[slot_[index].first];
   if (--bucket.pending == 0) {
     fill(bucket, index, grad);
@@ -171,8 +179,10 @@ void GradientReducer::launchReady() {
 
 void GradientReducer::launch(Bucket& bucket) {
   // The mean over ranks: averaged in the collective, or a sum of gradients scaled on the way in.
+  activity::setBucket(static_cast<int>(&bucket - storage_.data()));
   bucket.work = comm_.allReduceAsync(bucket.flat,
                                      comm_.averagesInCollective() ? ReduceOp::Mean : ReduceOp::Sum);
+  activity::setBucket(-1);
 }
 
 void GradientReducer::reduce() {
@@ -204,7 +214,9 @@ void GradientReducer::reduce() {
     launch(bucket);
   }
   for (Bucket& bucket : storage_) {
+    activity::setBucket(static_cast<int>(&bucket - storage_.data()));
     bucket.work->wait();
+    activity::setBucket(-1);
     bucket.work.reset();
     for (std::size_t position = 0; position < bucket.params.size(); ++position) {
       at::Tensor& p = params_[bucket.params[position]];
@@ -240,6 +252,7 @@ bool GradientReducer::gradientsFinite() const {
   }
   if (sums.empty()) return true;
   const at::Tensor total = sums.size() == 1 ? sums.front() : at::stack(sums).sum();
+  Watchdog::Scope wait("reading the gradient check back from the device", Watchdog::Kind::Local);
   return std::isfinite(total.item<float>());  // one transfer from the device
 }
 

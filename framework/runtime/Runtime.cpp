@@ -11,11 +11,13 @@
 #include <cstdlib>
 #include <thread>
 
+#include "framework/base/Activity.h"
 #include "framework/base/Error.h"
 #include "framework/base/Log.h"
 #include "framework/base/Preemption.h"
 #include "framework/base/Watchdog.h"
 #include "framework/comm/MpiCommunicator.h"
+#include "framework/comm/StallMonitor.h"
 #include "framework/config/Spec.h"
 #ifdef GENTRAIN_WITH_NCCL
 #include "framework/comm/NcclCommunicator.h"
@@ -24,8 +26,10 @@
 namespace gentrain {
 
 RuntimeOptions RuntimeOptions::fromSpec(const Spec& spec) {
-  return {spec.text("runtime.device"), static_cast<int>(spec.integer("runtime.threads")),
-          spec.text("runtime.backend"), spec.real("runtime.timeout_s")};
+  return {spec.text("runtime.device"),        static_cast<int>(spec.integer("runtime.threads")),
+          spec.text("runtime.backend"),       spec.real("runtime.timeout_s"),
+          spec.real("runtime.stall_floor_s"), spec.real("runtime.stall_factor"),
+          spec.flag("runtime.stall_monitor")};
 }
 
 void setComputeThreads(int threads) {
@@ -115,6 +119,7 @@ void Runtime::checkSlurmAgrees() {
 }
 
 Runtime::~Runtime() {
+  StallMonitor::stop();
   Watchdog::stop();
   comm_.reset();
   host_.reset();
@@ -176,6 +181,11 @@ void Runtime::configure(const RuntimeOptions& options) {
         "nccl.h at configure time): set runtime.backend=mpi");
   }
 #endif
+  activity::setEnabled(options.stallMonitor);
+  if (options.stallMonitor) {
+    StallMonitor::start(*host_, StallOptions{options.stallFloorSeconds, options.stallFactor,
+                                             options.timeoutSeconds});
+  }
   log::info(log::cat("runtime: ", world_, " rank(s), ", localSize_, " on this node; device ",
                      device_.str(), ", ", threads_, " thread(s) per rank, backend ",
                      comm_->backend()));

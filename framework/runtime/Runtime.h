@@ -24,8 +24,11 @@ struct RuntimeOptions {
   int threads = 0;               ///< intra-op threads per rank; 0 = cores / local ranks
   std::string backend = "auto";  ///< auto | mpi | nccl
   double timeoutSeconds = 300;   ///< stall watchdog (see Watchdog.h); <= 0: off
+  double stallFloorSeconds = 5;  ///< the stall monitor's least bound (StallMonitor.h)
+  double stallFactor = 10;       ///< its bound in slowest recent steps
+  bool stallMonitor = true;      ///< runtime.stall_monitor
 
-  /// runtime.device, runtime.threads, runtime.backend and runtime.timeout_s of a spec.
+  /// runtime.device, .threads, .backend, .timeout_s, .stall_floor_s, .stall_factor of a spec.
   static RuntimeOptions fromSpec(const Spec& spec);
 };
 

@@ -17,24 +17,6 @@
 namespace gentrain {
 namespace fs = std::filesystem;
 
-namespace {
-
-/// Writes `text` to `path` through `path.tmp` and a rename; false when it could not.
-bool writeAtomically(const std::string& path, const std::string& text, std::error_code& error) {
-  {
-    std::ofstream out(path + ".tmp");
-    out << text;
-    if (!out.flush()) {
-      error = std::make_error_code(std::errc::io_error);
-      return false;
-    }
-  }
-  fs::rename(path + ".tmp", path, error);
-  return !error;
-}
-
-}  // namespace
-
 RunDirectory RunDirectory::of(const Spec& spec) {
   std::string text = spec.text("run.dir");
   const std::string name = spec.text("name");
@@ -105,7 +87,7 @@ std::string RunDirectory::prepare(const std::string& resolvedSpec) const {
     fs::create_directories(fs::path(path_) / sub, error);
     if (error) return path_ + ": cannot create the run directory: " + error.message();
   }
-  if (!writeAtomically(specFile(), resolvedSpec, error)) {
+  if (!files::writeAtomically(specFile(), resolvedSpec, error)) {
     return specFile() + ": cannot write the resolved spec: " + error.message();
   }
   return {};
@@ -123,7 +105,7 @@ void RunDirectory::writeStatus(const std::string& state, int world,
       << static_cast<long>(::getpid()) << YAML::Key << "world" << YAML::Value << world << YAML::Key
       << "updated" << YAML::Value << stamp << YAML::EndMap;
   std::error_code ignored;
-  writeAtomically(statusFile(), std::string(out.c_str()) + "\n", ignored);
+  files::writeAtomically(statusFile(), std::string(out.c_str()) + "\n", ignored);
 }
 
 std::string RunDirectory::writePendingWork(int64_t step) const {
@@ -131,7 +113,7 @@ std::string RunDirectory::writePendingWork(int64_t step) const {
   if (step < 0) {
     fs::remove(pendingFile(), error);
   } else {
-    writeAtomically(pendingFile(), std::to_string(step) + "\n", error);
+    files::writeAtomically(pendingFile(), std::to_string(step) + "\n", error);
   }
   return error ? pendingFile() + ": " + error.message() : std::string();
 }

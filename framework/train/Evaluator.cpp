@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "framework/base/Watchdog.h"
 #include "framework/comm/Communicator.h"
 #include "framework/data/DistributedSampler.h"
 #include "framework/train/Model.h"
@@ -75,6 +76,7 @@ std::map<std::string, at::Tensor> gatherSets(
 /// Adds per-image values into fixed-point (sum, count) pairs, skipping NaN.
 void accumulate(const PerImage& values, std::map<std::string, std::pair<int64_t, int64_t>>& sums) {
   for (const auto& [name, tensor] : values) {
+    Watchdog::Scope wait("reading evaluation values back from the device", Watchdog::Kind::Local);
     const at::Tensor v = tensor.detach().to(at::kCPU, at::kDouble).contiguous();
     const double* data = v.data_ptr<double>();
     auto& [sum, count] = sums[name];
@@ -121,6 +123,7 @@ std::optional<Scalars> Evaluator::run(Model& model, const BatchSource& batches, 
     if (first >= end) continue;
     const Batch batch = batches(first, std::min(batchSize_, end - first));
     for (auto& [name, rows] : model.setRows(batch, final)) {
+      Watchdog::Scope wait("reading evaluation rows back from the device", Watchdog::Kind::Local);
       setParts[name].push_back(rows.detach().to(at::kCPU, at::kFloat).contiguous());
     }
     accumulate(model.evaluate(batch, final), sums);

@@ -6,7 +6,9 @@
 #include <iomanip>
 #include <sstream>
 
+#include "framework/base/Activity.h"
 #include "framework/base/Log.h"
+#include "framework/base/System.h"
 #include "framework/base/Watchdog.h"
 #include "framework/comm/Communicator.h"
 #include "framework/parallel/Consistency.h"
@@ -80,7 +82,7 @@ Scalars ProgressReporter::localMeans() const {
   }
   Scalars means;
   if (perMetric.empty()) return means;
-  Watchdog::Scope wait("reading training metrics back from the device");
+  Watchdog::Scope wait("reading training metrics back from the device", Watchdog::Kind::Local);
   const at::Tensor host = at::stack(perMetric).cpu();
   std::size_t k = 0;
   for (const auto& [name, pending] : pending_) means[name] = host[k++].item<double>();
@@ -93,7 +95,8 @@ Scalars ProgressReporter::progress(int64_t step, int64_t steps, double seconds,
   pending_.clear();
   means["images_per_s"] = static_cast<double>(steps * globalBatch_) / seconds;
   const double epoch = double(step) / double(stepsPerEpoch_);
-  log::info(line(step, totalSteps_, epoch, means, comm_.size(), summary));
+  const std::string ranks = comm_.size() > 1 ? rankSpread(steps) : std::string();
+  log::info(line(step, totalSteps_, epoch, means, comm_.size(), summary) + ranks);
   if (metrics_ || events_) {
     Scalars row = means;
     row["epoch"] = epoch;
@@ -104,6 +107,100 @@ Scalars ProgressReporter::progress(int64_t step, int64_t steps, double seconds,
     }
   }
   return means;
+}
+
+// Note [stragglers]
+// Each rank sums the time it spends per phase (framework/base/Activity.h), its collective waits
+// apart; at every progress line the ranks share these (one small all-reduce). A rank's "work"
+// is its time outside collective waits: data, forward, backward, optimizer. Waits are where the
+// fast ranks pay for a slow one, so comparing work, not waits, finds the rank that is slow
+// itself, even when its lateness hides inside overlapped bucket all-reduces. A rank whose work
+// exceeds the median rank's by more than runtime.straggler_threshold (and by at least 1 ms, so
+// that microsecond noise in tiny steps is not named) in two lines in a row is named, with the
+// phase where its excess is.
+RankSpread ProgressReporter::spread(const std::vector<RankTimes>& ranks, double threshold) {
+  RankSpread out;
+  if (ranks.size() < 2) return out;
+  const auto median = [&](double RankTimes::*field) {
+    std::vector<double> values;
+    for (const RankTimes& r : ranks) values.push_back(r.*field);
+    std::sort(values.begin(), values.end());
+    return values[values.size() / 2];
+  };
+  std::vector<double> work;
+  for (const RankTimes& r : ranks) work.push_back(r.work());
+  std::vector<double> sorted = work;
+  std::sort(sorted.begin(), sorted.end());
+  const double medianWork = sorted[sorted.size() / 2];
+  const auto slowest =
+      static_cast<std::size_t>(std::max_element(work.begin(), work.end()) - work.begin());
+  const RankTimes& s = ranks[slowest];
+  const double total = std::max(1e-12, s.work() + s.wait);
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(1) << " | ranks: work " << sorted.front() * 1000 << "-"
+       << sorted.back() * 1000 << " ms/step, slowest rank " << slowest << " (data "
+       << std::setprecision(0) << 100 * s.data / total << "%, compute "
+       << 100 * (s.forward + s.backward + s.optimizer) / total << "%, all-reduce wait "
+       << 100 * s.wait / total << "%)";
+  out.text = text.str();
+  const double excess = work[slowest] - medianWork;
+  if (threshold <= 0 || excess < 1e-3 || excess <= threshold * medianWork) return out;
+  out.slower = static_cast<int>(slowest);
+  out.excess = excess;
+  out.fraction = medianWork > 0 ? excess / medianWork : 0;
+  const std::pair<const char*, double RankTimes::*> phases[] = {
+      {"data loading", &RankTimes::data},
+      {"forward", &RankTimes::forward},
+      {"backward", &RankTimes::backward},
+      {"optimizer", &RankTimes::optimizer}};
+  double most = -1;
+  for (const auto& [name, field] : phases) {
+    const double over = s.*field - median(field);
+    if (over > most) {
+      most = over;
+      out.phase = name;
+    }
+  }
+  return out;
+}
+
+std::string ProgressReporter::rankSpread(int64_t steps) {
+  if (hosts_.empty()) hosts_ = comm_.allGatherBytes(hostName());
+  const PhaseTotals totals = activity::takeTotals();
+  const auto at = [&](Phase p) { return totals.seconds[static_cast<int>(p)]; };
+  const auto waitIn = [&](Phase p) { return totals.waits[static_cast<int>(p)]; };
+  constexpr int kFields = 5;
+  const std::size_t size = static_cast<std::size_t>(comm_.size());
+  std::vector<double> all(size * kFields, 0.0);
+  double* mine = &all[static_cast<std::size_t>(comm_.rank()) * kFields];
+  const double perStep = 1.0 / static_cast<double>(std::max<int64_t>(1, steps));
+  mine[0] = at(Phase::Data) * perStep;
+  mine[1] = at(Phase::Forward) * perStep;
+  mine[2] = at(Phase::Backward) * perStep;
+  mine[3] = at(Phase::Optimizer) * perStep;
+  mine[4] = (waitIn(Phase::Data) + waitIn(Phase::Forward) + waitIn(Phase::Backward) +
+             waitIn(Phase::Optimizer)) *
+            perStep;
+  comm_.allReduceHost(all.data(), all.size(), ReduceOp::Sum);
+  std::vector<RankTimes> ranks(size);
+  for (std::size_t r = 0; r < size; ++r) {
+    const double* v = &all[r * kFields];
+    ranks[r] = RankTimes{v[0], v[1], v[2], v[3], v[4]};
+  }
+  const RankSpread result = spread(ranks, stragglerThreshold_);
+  slowIntervals_ = result.slower < 0 ? 0 : result.slower == slowRank_ ? slowIntervals_ + 1 : 1;
+  slowRank_ = result.slower;
+  if (comm_.rank() == 0 && slowIntervals_ >= 2 && slowIntervals_ % 10 == 2) {
+    std::ostringstream warning;
+    warning << std::fixed << std::setprecision(0) << "straggler: rank " << result.slower
+            << " (host " << hosts_[static_cast<std::size_t>(result.slower)] << ") has been "
+            << 100 * result.fraction << "% slower than the median rank for " << slowIntervals_
+            << " progress lines: +" << std::setprecision(1) << result.excess * 1000
+            << " ms per step of its own work, most of it in " << result.phase
+            << " (the other ranks wait for it in the all-reduce)";
+    log::warn(warning.str());
+  }
+  return result.text;
 }
 
 std::string ProgressReporter::line(int64_t step, int64_t totalSteps, double epoch,

@@ -17,6 +17,21 @@ class Communicator;
 class EventWriter;
 class MetricsLog;
 
+/// One rank's seconds per step in an interval: its own work by phase, and its collective waits.
+struct RankTimes {
+  double data = 0, forward = 0, backward = 0, optimizer = 0, wait = 0;
+  double work() const { return data + forward + backward + optimizer; }
+};
+
+/// The spread of the ranks' step times over one interval (Note [stragglers]).
+struct RankSpread {
+  std::string text;     ///< appended to the progress line ("" on one rank)
+  int slower = -1;      ///< a rank over the threshold, or -1
+  std::string phase;    ///< where its excess is
+  double excess = 0;    ///< its work over the median rank's, seconds per step
+  double fraction = 0;  ///< that excess over the median rank's work
+};
+
 class ProgressReporter {
  public:
   /// `totalSteps` and `stepsPerEpoch` for the line's position and ETA.
@@ -34,8 +49,15 @@ class ProgressReporter {
   /// and returns the means with `images_per_s`.
   Scalars progress(int64_t step, int64_t steps, double seconds, const RunSummary& summary,
                    const Scalars& extra = {});
+  /// runtime.straggler_threshold (0: never name a straggler).
+  void setStragglerThreshold(double threshold) { stragglerThreshold_ = threshold; }
   /// Prints an evaluation's metrics and writes them to the sinks (split "test").
   void evaluation(int64_t step, bool final, const Scalars& metrics);
+
+  /// The spread over `ranks` (pure: tests call it): the work range, the slowest rank's shares,
+  /// and the rank whose work exceeds the median's by more than `threshold` (a fraction) and by
+  /// at least a millisecond.
+  static RankSpread spread(const std::vector<RankTimes>& ranks, double threshold);
 
   /// The progress line itself (pure: tests call it).
   static std::string line(int64_t step, int64_t totalSteps, double epoch, const Scalars& means,
@@ -51,6 +73,9 @@ class ProgressReporter {
   };
   /// The interval's means on this rank, in one transfer from the device.
   Scalars localMeans() const;
+  /// Every rank's phase times over the interval (collective), the spread text for the line,
+  /// and the straggler warning when one persists.
+  std::string rankSpread(int64_t steps);
 
   Communicator& comm_;
   int64_t globalBatch_;
@@ -59,6 +84,10 @@ class ProgressReporter {
   MetricsLog* metrics_ = nullptr;
   EventWriter* events_ = nullptr;
   std::map<std::string, Pending> pending_;
+  double stragglerThreshold_ = 0.2;
+  std::vector<std::string> hosts_;  // by rank, gathered at the first line
+  int slowRank_ = -1;               // the rank over the threshold in the last intervals
+  int slowIntervals_ = 0;           // in how many of them in a row
 };
 
 /// `seconds` as H:MM:SS.

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "framework/base/Watchdog.h"
 #include "framework/comm/Communicator.h"
 #include "framework/data/ImageGrid.h"
 #include "framework/tracking/EventFile.h"
@@ -30,7 +31,10 @@ at::Tensor sampleGrid(Communicator& comm, Model& model, int64_t count, int64_t s
   comm.allReduceHost(shape, 3, ReduceOp::Max);  // ranks with no share learn the image shape
   at::Tensor grid =
       at::zeros({count, int64_t(shape[0]), int64_t(shape[1]), int64_t(shape[2])}, at::kDouble);
-  if (mine > 0) grid.narrow(0, first, mine).copy_(part.to(at::kCPU));
+  if (mine > 0) {
+    Watchdog::Scope wait("reading samples back from the device", Watchdog::Kind::Local);
+    grid.narrow(0, first, mine).copy_(part.to(at::kCPU));
+  }
   comm.allReduceHost(grid.data_ptr<double>(), static_cast<std::size_t>(grid.numel()),
                      ReduceOp::Sum);
   return grid.to(at::kFloat);

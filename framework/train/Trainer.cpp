@@ -7,12 +7,15 @@
 #include <iomanip>
 #include <optional>
 #include <sstream>
+#include <thread>
 
+#include "framework/base/Activity.h"
 #include "framework/base/Error.h"
 #include "framework/base/FaultInjection.h"
 #include "framework/base/Log.h"
 #include "framework/base/Preemption.h"
 #include "framework/base/System.h"
+#include "framework/base/Watchdog.h"
 #include "framework/checkpoint/CheckpointStore.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/parallel/Consistency.h"
@@ -23,6 +26,7 @@
 #include "framework/train/RunOutputs.h"
 #include "framework/train/SampleGrid.h"
 #include "framework/train/Schedule.h"
+#include "framework/train/StepTrace.h"
 #include "framework/train/StopAgreement.h"
 #include "framework/train/TrainingData.h"
 #include "framework/train/TrainingState.h"
@@ -60,6 +64,8 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   schedule_ = std::make_unique<Schedule>(Schedule::everyFromSpec(spec_), stepsPerEpoch, totalSteps);
   progress_ = std::make_unique<ProgressReporter>(comm, globalBatch, stepsPerEpoch, totalSteps);
   stops_ = std::make_unique<StopAgreement>(comm, spec_.real("checkpoint.every_minutes"));
+  trace_ = std::make_unique<StepTrace>(spec_.integers("run.trace_steps"));
+  progress_->setStragglerThreshold(spec_.real("runtime.straggler_threshold"));
   microBatches_ = static_cast<int>(spec_.integer("train.micro_batches"));
   bf16_ = spec_.text("train.precision") == "bf16";
   buildModel();
@@ -119,9 +125,17 @@ void Trainer::restore(const LoadedCheckpoint& checkpoint, bool strict) {
 
 void Trainer::saveCheckpoint() {
   if (!outputs_) return;
+  PhaseScope phase(Phase::Checkpoint);
   const double start = monotonicSeconds();
-  outputs_->checkpoints().save(static_cast<uint64_t>(step_),
-                               TrainingState::encode(comm_, step_, spec_, networks_, *model_));
+  std::string payload;
+  {
+    // On a GPU the payload starts with copies to the host.
+    Watchdog::Scope wait("encoding the checkpoint (device to host copies)", Watchdog::Kind::Local);
+    payload = TrainingState::encode(comm_, step_, spec_, networks_, *model_);
+  }
+  static const double slow = slowCheckpointSeconds(comm_.rank());  // Note [fault injection]
+  if (slow > 0) std::this_thread::sleep_for(std::chrono::duration<double>(slow));
+  outputs_->checkpoints().save(static_cast<uint64_t>(step_), payload);
   lastCheckpointStep_ = step_;
   stops_->restartClock();
   log::info(log::cat("checkpoint: step ", step_, " written to ", outputs_->checkpoints().dir(),
@@ -131,6 +145,7 @@ void Trainer::saveCheckpoint() {
 Scalars Trainer::evaluate(bool final) { return *evaluate(final, {}); }
 
 std::optional<Scalars> Trainer::evaluate(bool final, const std::function<bool()>& stopRequested) {
+  PhaseScope phase(Phase::Eval);
   const Evaluator evaluator(comm_, data_->test()->size(), spec_.integer("eval.batch"));
   return evaluator.run(
       *model_, [this](int64_t first, int64_t count) { return testBatch(first, count); }, final,
@@ -142,6 +157,7 @@ at::Tensor Trainer::sampleGrid(int64_t count) {
 }
 
 void Trainer::writeSamples(const std::string& tag) {
+  PhaseScope phase(Phase::Sampling);
   if (!writesRunDirectory() || !model_->makesSamples()) return;
   const at::Tensor images = sampleGrid(spec_.integer("sample.count"));
   if (comm_.rank() != 0) return;
@@ -313,6 +329,12 @@ void Trainer::account(double t0, double t1, double t2, const StepTimes& before) 
   summary_.seconds += t2 - t0;
 }
 
+void Trainer::writeTrace() {
+  PhaseScope phase(Phase::Logging);
+  const std::string path = outputs_ ? outputs_->dir().path() + "/trace.json" : "trace.json";
+  trace_->write(comm_, path);
+}
+
 RunSummary Trainer::runSteps(int64_t maxSteps) {
   const int64_t end = maxSteps > 0 ? std::min(totalSteps(), step_ + maxSteps) : totalSteps();
   DeviceStager stager(device_);
@@ -335,25 +357,42 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
   Batch next;
   if (step_ < end) next = stager.stage(loader->next());
   while (step_ < end) {
+    trace_->beginStep(step_);
     const double t0 = monotonicSeconds();
+    activity::setStep(step_);
+    activity::setPhase(Phase::Data);
     Batch batch = std::move(next);
     stager.ready(batch);
-    if (step_ + 1 < end) next = stager.stage(loader->next());  // overlaps this step's compute
+    if (step_ + 1 < end) {
+      activity::setStep(step_ + 1);         // a stall here waits for the next step's batch
+      next = stager.stage(loader->next());  // overlaps this step's compute
+      activity::setStep(step_);
+    }
     const double t1 = monotonicSeconds();
+    activity::setPhase(Phase::Forward);
     const StepTimes before = networks_.times();
     guardedStep(batch);
     // Host-side timings end when the device has finished what they launched.
-    if (step_ + 1 == end && device_.is_cuda()) torch::cuda::synchronize(device_.index());
+    if (step_ + 1 == end && device_.is_cuda()) {
+      Watchdog::Scope wait("waiting for the GPU to finish the last step", Watchdog::Kind::Local);
+      torch::cuda::synchronize(device_.index());
+    }
+    const double t2 = monotonicSeconds();
+    activity::setPhase(Phase::Between);
+    activity::recordStep(t2 - t0);
+    trace_->endStep(step_, t0, t2);
     ++step_;
     ++intervalSteps;
-    account(t0, t1, monotonicSeconds(), before);
+    account(t0, t1, t2, before);
     if (step_ % logEvery == 0 || step_ == end) {
+      PhaseScope phase(Phase::Logging);
       summary_.lastTrain =
           progress_->progress(step_, intervalSteps, monotonicSeconds() - intervalStart, summary_,
                               networks_.learningRates());
       intervalStart = monotonicSeconds();
       intervalSteps = 0;
     }
+    if (trace_->due(step_) || (trace_->recording() && step_ == end)) writeTrace();
     bool cutShort = false;
     if (writesRunDirectory()) {
       const double pause = monotonicSeconds();
@@ -363,6 +402,8 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
     }
     if ((cutShort || (step_ < end && step_ % stopCheckSteps == 0)) && stopAgreed()) break;
   }
+  if (trace_->recording()) writeTrace();  // a stop inside the window
+  activity::setPhase(Phase::Finished);
   if (outputs_) outputs_->reportEventCost(summary_.seconds);
   return summary_;
 }

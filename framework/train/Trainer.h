@@ -22,6 +22,7 @@ class DeviceStager;
 class ProgressReporter;
 class RunOutputs;
 class Schedule;
+class StepTrace;
 class StopAgreement;
 class TrainingData;
 struct LoadedCheckpoint;
@@ -113,6 +114,8 @@ class Trainer : public ModelContext {
   /// evaluate(), or nothing when `stopRequested` (collective, asked before each batch) says stop.
   std::optional<Scalars> evaluate(bool final, const std::function<bool()>& stopRequested);
   void writeSamples(const std::string& tag);
+  /// Writes run.trace_steps' trace to <run>/trace.json (collective).
+  void writeTrace();
   /// Whether any rank got a stop signal (collective); if so checkpoints this step, and requeues
   /// the Slurm job when the signal asks for it (Note [stop signals]).
   /// Also writes the checkpoint.every_minutes checkpoint when rank 0's clock says it is due.
@@ -129,6 +132,7 @@ class Trainer : public ModelContext {
   std::unique_ptr<RunOutputs> outputs_;  // Fresh and Resume modes only
   std::unique_ptr<ProgressReporter> progress_;
   std::unique_ptr<StopAgreement> stops_;
+  std::unique_ptr<StepTrace> trace_;  // run.trace_steps
   int64_t step_ = 0;
   int microBatches_ = 1;
   bool bf16_ = false;

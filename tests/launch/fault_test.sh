@@ -1,8 +1,11 @@
 #!/bin/bash
 # Faults injected into a 3-rank training run (GENTRAIN_FAULT, see Note [fault injection] in
-# framework/base/FaultInjection.h): a rank killed, a rank throwing alone, a rank hanging. Each must
-# end the whole job non-zero within a bound, with a message naming what failed; the checkpoints
-# must survive; `--resume` must finish the run with the final metrics of an uninterrupted run.
+# framework/base/FaultInjection.h): a rank killed, a rank throwing alone, a rank hanging in
+# forward, in its data loader, or stopped (SIGSTOP). Each must end the whole job non-zero within
+# a bound, with default settings, with a message naming what failed (for a stall: the rank, its
+# host, phase and step, Note [stall monitor]); the checkpoints must survive; `--resume` must
+# finish the run with the final metrics of an uninterrupted run. Then what must not abort (clean
+# runs, a slow checkpoint, a rank at half speed), a straggler named, and a 3-rank trace checked.
 # Prints a table: fault, seconds to detect, steps lost, data lost.
 # Usage: fault_test.sh GENTRAIN "MPIEXEC FLAGS"
 gentrain=$1
@@ -50,8 +53,17 @@ case_() {
 }
 case_ killed "kill@2:7" 30 "process rank 2 .*(signal 9|Killed)"
 case_ throwing "throw@1:9" 30 "rank 1/3\] error: injected fault"
-# A short watchdog timeout for this case only (start-up on a loaded machine can take seconds).
-case_ hanging "hang@2:13" 30 "has not finished after [0-9]+ s" runtime.timeout_s=5
+# Stalls, with default settings (runtime.timeout_s stays 300 s): the stall monitor names the rank.
+host="host [^)]+"
+case_ hanging "hang@2:13" 15 \
+  "stalled at step 13, all-reduce bucket 0 \(ranks 0,1 waiting [0-9.]+ s\): rank 2 \($host\) last seen in forward, step 13"
+case_ hanging-data "hang-data@2:13" 15 \
+  "stalled at step 12, all-reduce bucket 0 \(ranks 0,1 waiting [0-9.]+ s\): rank 2 \($host\) last seen in data loading \(waiting for the data loader\), step 13"
+# A stopped rank tells nothing more: it is named silent, where its last heartbeat saw it.
+case_ stopped "stop@2:13" 15 \
+  "stalled at step 13, all-reduce bucket 0 \(ranks 0,1 waiting [0-9.]+ s\): rank 2 \($host\) silent for [0-9.]+ s .*, last seen in [a-z -]+.*, step 1[0-3]"
+case_ hanging-rank0 "hang@0:13" 15 \
+  "stalled at step 13, all-reduce bucket 0 \(ranks 1,2 waiting [0-9.]+ s\): rank 0 \($host\) last seen in forward, step 13"
 
 # NaN gradients (one rank's batch poisoned; the all-reduce spreads them): the default policy on
 # the CPU stops with a checkpoint of the state before the step, which resumes exactly; `skip`
@@ -80,6 +92,87 @@ if [ -n "$resumed" ] && [ "$resumed" = "$reference" ]; then
   table+="\n| signalled (SIGUSR1 to rank 1 before step 7, checks every 2) | $seconds s, exit 0 | 0 | none |"
 else
   fail "signalled: resume ended with '$resumed', uninterrupted '$reference'"
+fi
+
+# What must not abort: clean runs (no stall, no straggler named), a checkpoint write slowed to
+# 5 s, a rank at half speed (a busy process on its core).
+clean_ok=0
+for k in $(seq 1 10); do
+  out=$($mpiexec -np 3 "$gentrain" train spec.yaml run.dir="clean-$k" 2>&1)
+  rc=$?
+  if [ "$rc" -eq 0 ] && ! grep -qE "stall:|straggler:" <<<"$out" &&
+     [ "$(final <<<"$out")" = "$reference" ]; then
+    clean_ok=$((clean_ok + 1))
+  else
+    echo "clean run $k: exit $rc"; grep -E "stall:|straggler:|error" <<<"$out" | head -3
+  fi
+done
+[ "$clean_ok" -eq 10 ] && pass "10 clean runs: no stall, no straggler named" ||
+  fail "clean runs: $clean_ok of 10 clean"
+start=$(date +%s.%N)
+out=$(GENTRAIN_FAULT=slow-checkpoint@0:5 timeout 120 $mpiexec -np 3 "$gentrain" train spec.yaml \
+      run.dir=slow-checkpoint checkpoint.every_steps=10 2>&1)
+rc=$?
+seconds=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
+if [ "$rc" -eq 0 ] && [ "$(final <<<"$out")" = "$reference" ] && ! grep -q "stall:" <<<"$out"; then
+  pass "slow checkpoint (5 s on rank 0, twice): finished in $seconds s, no stall"
+else
+  fail "slow checkpoint: exit $rc after $seconds s"; echo "$out" | grep -E "stall|error" | head -3
+fi
+if [ "$(getconf _NPROCESSORS_ONLN)" -ge 2 ] && command -v taskset >/dev/null; then
+  taskset -c 1 sh -c 'while :; do :; done' &
+  busy=$!
+  out=$(timeout 120 $mpiexec -np 2 --bind-to core --map-by core "$gentrain" train spec.yaml \
+        run.dir=half-speed 2>&1)
+  rc=$?
+  kill "$busy"
+  if [ "$rc" -eq 0 ] && ! grep -q "stall:" <<<"$out"; then
+    pass "a rank at half speed (a busy process on its core): finished, no stall"
+  else
+    fail "half speed: exit $rc"; echo "$out" | grep -E "stall|error" | head -3
+  fi
+else
+  echo "skip half speed: needs 2 cores and taskset"
+fi
+
+# A straggler: 20 ms of extra work in every backward of rank 1, named within two progress
+# intervals (a line every 5 steps: by the line of step 10), with the phase.
+out=$(GENTRAIN_FAULT=slow@1:20 timeout 120 $mpiexec -np 3 "$gentrain" train spec.yaml \
+      run.dir=straggler checkpoint.every_steps=0 2>&1)
+named=$(grep -nE "straggler: rank 1 \($host\) has been [0-9]+% slower than the median rank for 2 progress lines: \+[0-9.]+ ms per step of its own work, most of it in backward" <<<"$out" | head -1 | cut -d: -f1)
+line10=$(grep -n "step 10/20" <<<"$out" | head -1 | cut -d: -f1)
+if [ -n "$named" ] && [ -n "$line10" ] && [ "$named" -lt "$line10" ]; then
+  pass "straggler: $(sed -n "${named}p" <<<"$out" | grep -oE 'straggler: .*backward')"
+else
+  fail "straggler not named by step 10"; echo "$out" | grep -E "straggler|ranks:" | head -4
+fi
+
+# The timeline of steps 5..8 of a 3-rank run: valid JSON, every rank, each step's phases and
+# waits adding up to the step, the clocks aligned (one host: the true offset is 0).
+$mpiexec -np 3 "$gentrain" train spec.yaml run.dir=traced checkpoint.every_steps=0 \
+  "run.trace_steps=[5,8]" >/dev/null 2>&1
+if python3 - traced/trace.json <<'PY'
+import json, sys
+events = [e for e in json.load(open(sys.argv[1]))["traceEvents"]]
+ranks = {e["pid"] for e in events if e.get("ph") == "X"}
+assert ranks == {0, 1, 2}, f"ranks {ranks}"
+offsets = [e["args"]["clock_offset_us"] for e in events if e.get("name") == "process_name"]
+assert len(offsets) == 3 and max(abs(o) for o in offsets) < 1000, f"clock offsets {offsets} us"
+spans = [e for e in events if e.get("cat") == "step"]
+assert len(spans) == 12, f"{len(spans)} step spans, want 4 steps x 3 ranks"
+for s in spans:
+    a, b = s["ts"], s["ts"] + s["dur"]
+    inner = [e for e in events if e.get("tid") == 1 and e.get("ph") == "X" and e["pid"] == s["pid"]]
+    covered = sum(max(0, min(b, e["ts"] + e["dur"]) - max(a, e["ts"])) for e in inner)
+    names = {e["name"] for e in inner if a <= e["ts"] < b}
+    assert abs(covered - s["dur"]) <= 0.05 * s["dur"], f"{s['name']} of rank {s['pid']}: {covered} of {s['dur']} us"
+    assert {"forward", "backward", "optimizer", "all-reduce bucket 0"} <= names, f"{s['name']}: {names}"
+print(f"{len(events)} events, offsets {[round(o, 1) for o in offsets]} us")
+PY
+then
+  pass "trace of steps 5..8: every rank, phases add up to each step within 5%, clocks aligned"
+else
+  fail "trace"
 fi
 
 echo -e "$table"

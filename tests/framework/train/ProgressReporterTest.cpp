@@ -52,3 +52,26 @@ TEST(ProgressReporter, AveragesEveryStepSinceTheLastLineAndWritesTheRow) {
   EXPECT_NE(first.find("\"split\": \"train\""), std::string::npos) << first;
   EXPECT_NE(first.find("\"epoch\": 1.5"), std::string::npos) << first;
 }
+
+// Note [stragglers]: the rank named is the one whose own work is slow, not the ones that wait
+// for it, with the phase its excess is in; noise under the threshold or under a millisecond is
+// not named.
+TEST(ProgressReporter, TheSpreadNamesTheRankWhoseOwnWorkIsSlowAndWhere) {
+  const RankTimes fast{0.001, 0.004, 0.004, 0.001, 0.021};  // waits 21 ms for the slow one
+  const RankTimes slow{0.001, 0.004, 0.024, 0.001, 0.001};  // 20 ms more backward
+  const RankSpread s = ProgressReporter::spread({fast, slow, fast}, 0.2);
+  EXPECT_EQ(s.slower, 1);
+  EXPECT_EQ(s.phase, "backward");
+  EXPECT_NEAR(s.excess, 0.020, 1e-9);
+  EXPECT_NEAR(s.fraction, 2.0, 1e-9);
+  EXPECT_NE(s.text.find("slowest rank 1"), std::string::npos) << s.text;
+  EXPECT_NE(s.text.find("work 10.0-30.0 ms/step"), std::string::npos) << s.text;
+
+  const RankTimes jitter{0.001, 0.0045, 0.004, 0.001, 0.0};  // 5% over the median
+  EXPECT_EQ(ProgressReporter::spread({fast, jitter, fast}, 0.2).slower, -1);
+  const RankTimes tiny{0.0, 0.0002, 0.0002, 0.0, 0.0};  // 2x, but 0.2 ms
+  const RankTimes tinySlow{0.0, 0.0006, 0.0002, 0.0, 0.0};
+  EXPECT_EQ(ProgressReporter::spread({tiny, tinySlow, tiny}, 0.2).slower, -1);
+  EXPECT_EQ(ProgressReporter::spread({fast, slow, fast}, 0).slower, -1);  // off
+  EXPECT_EQ(ProgressReporter::spread({fast}, 0.2).text, "");
+}
