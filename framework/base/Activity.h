@@ -40,11 +40,11 @@ bool isLongPhase(Phase phase);
 struct ActivitySnapshot {
   Phase phase = Phase::Startup;
   int64_t step = 0;
-  double phaseSeconds = 0;   ///< how long the phase has lasted
+  double phaseSeconds = 0;     ///< how long the phase has lasted
   const char* wait = nullptr;  ///< the innermost wait in progress (nullptr: none)
-  bool collective = false;   ///< that wait is for other ranks
-  int bucket = -1;           ///< the gradient bucket being reduced (-1: none)
-  double waitSeconds = 0;    ///< how long the wait has lasted
+  bool collective = false;     ///< that wait is for other ranks
+  int bucket = -1;             ///< the gradient bucket being reduced (-1: none)
+  double waitSeconds = 0;      ///< how long the wait has lasted
 };
 
 /// Seconds spent per phase since the last take: working (or in local waits), and in collective
@@ -58,8 +58,8 @@ struct PhaseTotals {
 struct TraceSegment {
   Phase phase;
   int64_t step;
-  int bucket;        ///< >= 0: a bucket's all-reduce
-  const char* wait;  ///< non-null: a wait (its name)
+  int bucket;         ///< >= 0: a bucket's all-reduce
+  const char* wait;   ///< non-null: a wait (its name)
   double start, end;  ///< monotonic seconds on this rank's clock
 };
 

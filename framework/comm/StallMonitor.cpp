@@ -234,9 +234,7 @@ Monitor& monitor() {
   return m;
 }
 
-void abortWith(const std::string& verdict) {
-  Watchdog::abortJob("stall: " + verdict);
-}
+void abortWith(const std::string& verdict) { Watchdog::abortJob("stall: " + verdict); }
 
 /// Rank 0: accept, read, answer, judge.
 void watchAll(Monitor& m) {
@@ -366,9 +364,7 @@ void beat(Monitor& m) {
 }  // namespace
 
 std::string stallVerdict(const std::vector<RankView>& ranks, const StallOptions& options) {
-  const auto silent = [](const RankView& v) {
-    return v.gone || v.silentSeconds >= kSilentSeconds;
-  };
+  const auto silent = [](const RankView& v) { return v.gone || v.silentSeconds >= kSilentSeconds; };
   const RankView* waiter = nullptr;
   double slowest = 0;
   long long seen = std::numeric_limits<long long>::max();
@@ -380,8 +376,8 @@ std::string stallVerdict(const std::vector<RankView>& ranks, const StallOptions&
     if (waiter == nullptr || v.waitSeconds > waiter->waitSeconds) waiter = &v;
   }
   if (waiter == nullptr) return "";
-  const double cap = options.hardCapSeconds > 0 ? options.hardCapSeconds
-                                                : std::numeric_limits<double>::infinity();
+  const double cap =
+      options.hardCapSeconds > 0 ? options.hardCapSeconds : std::numeric_limits<double>::infinity();
   const bool learned = seen >= 3;
   const double learnedBound =
       std::min(cap, std::max(options.floorSeconds, options.factor * slowest));
@@ -396,13 +392,14 @@ std::string stallVerdict(const std::vector<RankView>& ranks, const StallOptions&
     const double bound = useLearned ? learnedBound
                          : quiet    ? std::min(cap, 3 * options.floorSeconds)
                                     : cap;
-    const double stalled = quiet && !v.gone ? std::min(waiter->waitSeconds, v.silentSeconds)
-                                            : waiter->waitSeconds;
+    const double stalled =
+        quiet && !v.gone ? std::min(waiter->waitSeconds, v.silentSeconds) : waiter->waitSeconds;
     if (stalled < bound) continue;
     if (bound >= usedBound) {
       usedBound = bound;
-      why = useLearned ? "learned" : quiet ? "3 x runtime.stall_floor_s: steps not learned yet"
-                                           : "runtime.timeout_s";
+      why = useLearned ? "learned"
+            : quiet    ? "3 x runtime.stall_floor_s: steps not learned yet"
+                       : "runtime.timeout_s";
     }
     std::ostringstream line;
     line << "rank " << v.rank << " (host " << v.host << ")";
@@ -486,8 +483,8 @@ void StallMonitor::start(Communicator& comm, const StallOptions& options) {
     if (m.fd >= 0) break;
   }
   if (m.fd < 0) {
-    log::warn(log::cat("stall monitor: cannot reach rank 0 (host ", m.hosts[0], ") at port ",
-                       port, " on ", where.substr(where.find(' ') + 1),
+    log::warn(log::cat("stall monitor: cannot reach rank 0 (host ", m.hosts[0], ") at port ", port,
+                       " on ", where.substr(where.find(' ') + 1),
                        "; this rank's stalls are caught by runtime.timeout_s only"));
     return;
   }

@@ -17,8 +17,8 @@ namespace gentrain {
 class Communicator;
 
 struct StallOptions {
-  double floorSeconds = 5;    ///< runtime.stall_floor_s
-  double factor = 10;         ///< runtime.stall_factor
+  double floorSeconds = 5;      ///< runtime.stall_floor_s
+  double factor = 10;           ///< runtime.stall_factor
   double hardCapSeconds = 300;  ///< runtime.timeout_s (<= 0: no cap, long phases never time out)
 };
 

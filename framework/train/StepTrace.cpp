@@ -67,9 +67,8 @@ std::string StepTrace::events(int rank, const std::string& host, double clockOff
                               const std::vector<std::vector<double>>& steps) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(3);
-  out << "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":" << rank
-      << ",\"args\":{\"name\":\"rank " << rank << " (" << escaped(host)
-      << ")\",\"clock_offset_us\":" << clockOffset * 1e6 << "}},\n"
+  out << "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":" << rank << ",\"args\":{\"name\":\"rank "
+      << rank << " (" << escaped(host) << ")\",\"clock_offset_us\":" << clockOffset * 1e6 << "}},\n"
       << "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":" << rank
       << ",\"tid\":0,\"args\":{\"name\":\"steps\"}},\n"
       << "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":" << rank
@@ -77,8 +76,8 @@ std::string StepTrace::events(int rank, const std::string& host, double clockOff
   std::ostringstream body;
   body << std::fixed << std::setprecision(3);
   for (const std::vector<double>& s : steps) {
-    event(body, log::cat("step ", static_cast<int64_t>(s[0])), "step", rank, 0,
-          s[1] + clockOffset, s[2] + clockOffset, static_cast<int64_t>(s[0]), -1);
+    event(body, log::cat("step ", static_cast<int64_t>(s[0])), "step", rank, 0, s[1] + clockOffset,
+          s[2] + clockOffset, static_cast<int64_t>(s[0]), -1);
   }
   for (const TraceSegment& g : segments) {
     std::string name = phaseName(g.phase);

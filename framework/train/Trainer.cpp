@@ -254,6 +254,7 @@ bool Trainer::stopAgreed() {
     return false;
   }
   stopped_ = true;
+  PhaseScope phase(Phase::Checkpoint);  // the stop's checkpoint and requeue: may take long
   log::info(log::cat(
       "stop: ", agreed.signal.empty() ? "a stop signal reached another rank" : agreed.signal,
       "; checkpointing step ", step_, " and stopping"));

@@ -59,6 +59,9 @@ case_ hanging "hang@2:13" 15 \
   "stalled at step 13, all-reduce bucket 0 \(ranks 0,1 waiting [0-9.]+ s\): rank 2 \($host\) last seen in forward, step 13"
 case_ hanging-data "hang-data@2:13" 15 \
   "stalled at step 12, all-reduce bucket 0 \(ranks 0,1 waiting [0-9.]+ s\): rank 2 \($host\) last seen in data loading \(waiting for the data loader\), step 13"
+# Without the monitor, the watchdog's hard cap still ends a stall, naming the wait.
+case_ hanging-watchdog "hang@2:13" 30 "an MPI all-reduce has not finished after [0-9]+ s" \
+  runtime.stall_monitor=false runtime.timeout_s=5
 # A stopped rank tells nothing more: it is named silent, where its last heartbeat saw it.
 case_ stopped "stop@2:13" 15 \
   "stalled at step 13, all-reduce bucket 0 \(ranks 0,1 waiting [0-9.]+ s\): rank 2 \($host\) silent for [0-9.]+ s .*, last seen in [a-z -]+.*, step 1[0-3]"

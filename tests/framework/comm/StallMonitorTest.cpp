@@ -60,12 +60,10 @@ TEST(StallVerdict, WaitsUntilTheLearnedBound) {
 }
 
 TEST(StallVerdict, LongPhasesAndTheFirstStepsGetTheHardCap) {
-  for (Phase phase : {Phase::Checkpoint, Phase::Eval, Phase::Sampling, Phase::Logging,
-                      Phase::Startup}) {
-    EXPECT_EQ(stallVerdict({waiting(0, 100), in(1, phase, 100)}, defaults), "")
-        << phaseName(phase);
-    EXPECT_NE(stallVerdict({waiting(0, 301), in(1, phase, 301)}, defaults), "")
-        << phaseName(phase);
+  for (Phase phase :
+       {Phase::Checkpoint, Phase::Eval, Phase::Sampling, Phase::Logging, Phase::Startup}) {
+    EXPECT_EQ(stallVerdict({waiting(0, 100), in(1, phase, 100)}, defaults), "") << phaseName(phase);
+    EXPECT_NE(stallVerdict({waiting(0, 301), in(1, phase, 301)}, defaults), "") << phaseName(phase);
   }
   RankView early = in(1, Phase::Forward, 100);
   early.stepsSeen = 2;
