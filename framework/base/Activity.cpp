@@ -218,12 +218,6 @@ void setTracing(bool on) {
   s.tracing = on;
 }
 
-bool tracing() {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  return s.tracing;
-}
-
 std::vector<TraceSegment> takeTrace() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);

@@ -100,7 +100,6 @@ int64_t stepsSeen();
 
 /// Tracing: while on, every phase and collective wait is kept as a segment.
 void setTracing(bool on);
-bool tracing();
 std::vector<TraceSegment> takeTrace();
 /// Add to this rank's monotonic clock to read rank 0's (kept by the stall monitor).
 void setClockOffset(double seconds);
