@@ -3,12 +3,15 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
+#include "framework/base/Activity.h"
 #include "framework/base/Log.h"
 #include "framework/base/System.h"
 #include "framework/comm/MpiCommunicator.h"
+#include "framework/comm/StallMonitor.h"
 #include "framework/data/DataLoader.h"
 #include "framework/parallel/GradientReducer.h"
 #include "framework/runtime/Runtime.h"
@@ -17,6 +20,36 @@
 #include "models/common/InstanceNorm.h"
 
 namespace gentrain {
+namespace {
+
+// Note [what publishing costs]
+// Stall detection adds two things to a rank: the calls that publish its phase, step and bucket
+// (a clock read and an uncontended lock each), on the training thread; and the monitor thread,
+// which sends heartbeats (and on rank 0 answers and judges them). Their cost, measured inside
+// one run: the calls made during the timed steps times what one call takes (timed here, on the
+// same code path), plus the monitor thread's CPU time over those steps, as a share of the
+// rank's wall time. Charging the thread's CPU time to the step in full is the worst case: a
+// rank whose every core is busy computing. An A/B of whole runs (launch/bench/monitor-cost.sh)
+// cross-checks it, but its run-to-run noise on a shared 2-core machine is several percent.
+double publishingShare(int64_t calls, double monitorCpu, double wall) {
+  const Phase before = activity::snapshot().phase;
+  constexpr int kCalls = 200000;
+  const double start = monotonicSeconds();
+  for (int k = 0; k < kCalls / 2; ++k) {
+    activity::setPhase(Phase::Logging);
+    activity::setPhase(Phase::Between);
+  }
+  const double perCall = (monotonicSeconds() - start) / kCalls;
+  activity::setPhase(before);
+  const double share = (static_cast<double>(calls) * perCall + monitorCpu) / std::max(wall, 1e-9);
+  log::info(log::cat("bench train: stall monitor: ", calls, " publishing calls at ",
+                     static_cast<int>(perCall * 1e9), " ns, monitor thread ", monitorCpu * 1e3,
+                     " ms CPU over ", wall, " s: ", 100 * share, "% of this rank's time"));
+  return share;
+}
+
+}  // namespace
+
 int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
   std::vector<std::string> overrides = options.overrides;
   overrides.push_back("train.steps=" + std::to_string(options.steps + options.warmup));
@@ -30,7 +63,11 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
   trainerOptions.reduce = options.alwaysReduce ? ReduceMode::Always : ReduceMode::WhenDistributed;
   Trainer trainer(runtime.comm(), runtime.device(), spec, trainerOptions);
   if (options.warmup > 0) trainer.run(options.warmup);
+  const int64_t calls0 = activity::publishCalls();
+  const double monitor0 = StallMonitor::cpuSeconds();
   const RunSummary s = trainer.run(options.steps);
+  const double published = publishingShare(activity::publishCalls() - calls0,
+                                           StallMonitor::cpuSeconds() - monitor0, s.seconds);
   const double steps = static_cast<double>(s.lastStep - s.firstStep);
   // The slowest rank sets the pace: report it, with the split of its step time.
   Communicator& comm = runtime.comm();
@@ -52,9 +89,10 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
                 static_cast<long long>(steps), images / wall, images / wall / comm.size(), data,
                 compute, reduce, update, check, 100.0 * check / total, total);
   log::info(line);
+  const double publishedMax = comm.allReduceScalar(published, ReduceOp::Max);
   if (comm.rank() == 0) {
-    std::printf("RESULT images_per_s=%.2f nonfinite_check_share=%.4f\n", images / wall,
-                check / total);
+    std::printf("RESULT images_per_s=%.2f nonfinite_check_share=%.4f publishing_share=%.5f\n",
+                images / wall, check / total, publishedMax);
   }
   return 0;
 }

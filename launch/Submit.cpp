@@ -17,6 +17,7 @@
 #include "framework/base/Files.h"
 #include "framework/base/Log.h"
 #include "framework/tracking/RunDirectory.h"
+#include "launch/Supervise.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -69,24 +70,151 @@ std::string selfPath() {
   return std::string(buffer, static_cast<std::size_t>(n));
 }
 
+namespace {
+
+bool validHostName(const std::string& name) {
+  return !name.empty() && name.front() != '-' &&
+         name.find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-_") ==
+             std::string::npos;
+}
+
+/// "2" -> 2; anything but a whole number from 1 to 4096 -> 0.
+int slotCount(const std::string& text) {
+  if (text.empty() || text.size() > 4 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return 0;
+  }
+  const int n = std::stoi(text);
+  return n >= 1 && n <= 4096 ? n : 0;
+}
+
+}  // namespace
+
+std::vector<HostSlots> parseHostList(const std::string& text) {
+  std::vector<HostSlots> hosts;
+  std::istringstream in(text);
+  for (std::string entry; std::getline(in, entry, ',');) {
+    const std::size_t colon = entry.find(':');
+    HostSlots h{entry.substr(0, colon), 1};
+    if (colon != std::string::npos) h.slots = slotCount(entry.substr(colon + 1));
+    if (!validHostName(h.name) || h.slots == 0) {
+      throw UsageError("launch: --hosts entry '" + entry +
+                       "' is not NAME or NAME:RANKS (RANKS a whole number from 1 to 4096); "
+                       "write e.g. --hosts node1:2,node2:2");
+    }
+    hosts.push_back(h);
+  }
+  if (hosts.empty())
+    throw UsageError("launch: --hosts is empty; write e.g. --hosts node1:2,node2:2");
+  return hosts;
+}
+
+std::vector<HostSlots> parseHostfile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    throw UsageError("launch: cannot read the hostfile " + path + " (" + std::strerror(errno) +
+                     "); write one host a line: NAME slots=RANKS");
+  }
+  std::vector<HostSlots> hosts;
+  int number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    line = line.substr(0, line.find('#'));
+    std::istringstream words(line);
+    std::string name, word;
+    if (!(words >> name)) continue;
+    HostSlots h{name, 1};
+    bool ok = validHostName(name);
+    while (ok && (words >> word)) {
+      const std::size_t eq = word.find('=');
+      const std::string key = word.substr(0, eq);
+      const int n = eq == std::string::npos ? 0 : slotCount(word.substr(eq + 1));
+      if (key == "slots" && n > 0) {
+        h.slots = n;
+      } else if (key != "max_slots" || n == 0) {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      throw UsageError(log::cat("launch: ", path, " line ", number, " ('", line,
+                                "') is not NAME [slots=RANKS] [max_slots=N]; fix or remove it"));
+    }
+    hosts.push_back(h);
+  }
+  if (hosts.empty()) {
+    throw UsageError("launch: the hostfile " + path +
+                     " names no host; write NAME slots=RANKS lines");
+  }
+  return hosts;
+}
+
+namespace {
+
+/// mpirun's placement for a multi-host launch. Threads per rank are each node's own affair
+/// (Runtime: its cores / its ranks) unless --threads fixes them for every node.
+void addHosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
+              std::vector<std::string>& cmd) {
+  if (!o.hostfile.empty()) {
+    cmd.insert(cmd.end(), {"--hostfile", o.hostfile});
+  } else {
+    std::string list;
+    for (const HostSlots& h : hosts)
+      list += (list.empty() ? "" : ",") + h.name + ":" + std::to_string(h.slots);
+    cmd.insert(cmd.end(), {"--host", list});
+  }
+  const bool even = std::all_of(hosts.begin(), hosts.end(),
+                                [&](const HostSlots& h) { return h.slots == hosts[0].slots; });
+  // Ranks fill node by node: local ranks 0..K-1 on each, rank r on node r / K.
+  std::string map = even ? "ppr:" + std::to_string(hosts[0].slots) + ":node" : "slot";
+  if (o.threads > 0) {
+    cmd.insert(cmd.end(),
+               {"--map-by", map + ":PE=" + std::to_string(o.threads), "--bind-to", "core"});
+    const std::string t = std::to_string(o.threads);
+    cmd.insert(cmd.end(), {"-x", "OMP_NUM_THREADS=" + t, "-x", "OPENBLAS_NUM_THREADS=" + t});
+  } else {
+    cmd.insert(cmd.end(), {"--map-by", map, "--bind-to", "none"});
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> launchCommand(const LaunchOptions& options, const std::string& self) {
-  if (options.ranks < 1) throw UsageError("launch: -n must be at least 1");
+  if (options.ranks < 0) throw UsageError("launch: -n must be at least 1");
   if (options.command.empty()) {
     throw UsageError("launch: say what each rank runs, e.g. `gentrain launch -n 2 train SPEC`");
   }
-  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const int threads = options.threads > 0 ? options.threads : std::max(1, cores / options.ranks);
+  if (!options.hosts.empty() && !options.hostfile.empty()) {
+    throw UsageError("launch: give --hosts or --hostfile, not both");
+  }
+  std::vector<HostSlots> hosts;
+  if (!options.hosts.empty()) hosts = parseHostList(options.hosts);
+  if (!options.hostfile.empty()) hosts = parseHostfile(options.hostfile);
+  int slots = 0;
+  for (const HostSlots& h : hosts) slots += h.slots;
+  const int ranks = options.ranks > 0 ? options.ranks : hosts.empty() ? 2 : slots;
+  if (!hosts.empty() && ranks != slots) {
+    throw UsageError(log::cat("launch: -n ", ranks, " but the hosts have ", slots,
+                              " slots; drop -n (one rank a slot) or make the slots add up"));
+  }
   std::vector<std::string> cmd{"mpirun"};
   if (::geteuid() == 0) cmd.push_back("--allow-run-as-root");
-  cmd.insert(cmd.end(), {"-np", std::to_string(options.ranks)});
-  if (options.ranks * threads <= cores) {
-    // Each rank on cores of its own: its compute threads stay where their caches are.
-    cmd.insert(cmd.end(), {"--map-by", "slot:PE=" + std::to_string(threads), "--bind-to", "core"});
+  cmd.insert(cmd.end(), {"-np", std::to_string(ranks)});
+  if (!hosts.empty()) {
+    addHosts(options, hosts, cmd);
   } else {
-    cmd.insert(cmd.end(), {"--oversubscribe", "--bind-to", "none"});
+    const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int threads = options.threads > 0 ? options.threads : std::max(1, cores / ranks);
+    if (ranks * threads <= cores) {
+      // Each rank on cores of its own: its compute threads stay where their caches are.
+      cmd.insert(cmd.end(),
+                 {"--map-by", "slot:PE=" + std::to_string(threads), "--bind-to", "core"});
+    } else {
+      cmd.insert(cmd.end(), {"--oversubscribe", "--bind-to", "none"});
+    }
+    const std::string t = std::to_string(threads);
+    cmd.insert(cmd.end(), {"-x", "OMP_NUM_THREADS=" + t, "-x", "OPENBLAS_NUM_THREADS=" + t});
   }
-  const std::string t = std::to_string(threads);
-  cmd.insert(cmd.end(), {"-x", "OMP_NUM_THREADS=" + t, "-x", "OPENBLAS_NUM_THREADS=" + t});
   cmd.insert(cmd.end(), options.mpirunArgs.begin(), options.mpirunArgs.end());
   cmd.push_back(self);
   cmd.insert(cmd.end(), options.command.begin(), options.command.end());
@@ -97,12 +225,7 @@ int launch(const LaunchOptions& options) {
   const std::vector<std::string> cmd = launchCommand(options, selfPath());
   std::fprintf(stderr, "gentrain launch: %s\n", joinQuoted(cmd).c_str());
   if (options.dryRun) return 0;
-  std::vector<char*> argv;
-  for (const std::string& word : cmd) argv.push_back(const_cast<char*>(word.c_str()));
-  argv.push_back(nullptr);
-  ::execvp(argv[0], argv.data());
-  throw UsageError(std::string("launch: cannot run mpirun: ") + std::strerror(errno) +
-                   " (install Open MPI: apt-get install openmpi-bin)");
+  return superviseMpirun(cmd);  // Note [an abort that cannot finish]
 }
 
 namespace {

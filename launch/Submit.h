@@ -12,9 +12,22 @@
 
 namespace gentrain {
 
+/// One host of a multi-host launch and how many ranks it runs.
+struct HostSlots {
+  std::string name;
+  int slots = 1;
+};
+/// `node1:2,node2:2` (a bare name means one rank). Throws UsageError naming the bad entry.
+std::vector<HostSlots> parseHostList(const std::string& text);
+/// Open MPI's hostfile format: `NAME [slots=K] [max_slots=K]` a line, `#` comments. Throws
+/// UsageError naming the file and line.
+std::vector<HostSlots> parseHostfile(const std::string& path);
+
 struct LaunchOptions {
-  int ranks = 2;
+  int ranks = 0;                        ///< 0: 2 on this machine, every slot of the hosts
   int threads = 0;                      ///< per rank; 0: cores / ranks (at least 1)
+  std::string hosts;                    ///< node1:2,node2:2 (empty: this machine only)
+  std::string hostfile;                 ///< or Open MPI's hostfile
   std::vector<std::string> mpirunArgs;  ///< passed to mpirun before the program
   std::vector<std::string> command;     ///< gentrain's own arguments (train SPEC ...)
   bool dryRun = false;                  ///< print the command, run nothing
@@ -22,7 +35,7 @@ struct LaunchOptions {
 /// The mpirun command line for `options` (root and oversubscription flags when needed, threads
 /// per rank exported, binding to cores when ranks x threads fit the machine).
 std::vector<std::string> launchCommand(const LaunchOptions& options, const std::string& self);
-/// Prints the command, then replaces this process with it (or only prints, on dry runs).
+/// Prints the command, then runs it under watch (launch/Supervise.h), or only prints on dry runs.
 int launch(const LaunchOptions& options);
 
 struct SubmitOptions {

@@ -38,6 +38,7 @@ struct State {
   // Recent step times (a ring) and the count since the last reset.
   std::array<double, 32> recent{};
   int64_t seen = 0;
+  int64_t calls = 0;  // setStep, setPhase, setBucket, recordStep: what publishing adds
 };
 
 State& state() {
@@ -107,6 +108,7 @@ void setStep(int64_t step) {
   if (!enabled.load(std::memory_order_relaxed)) return;
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  ++s.calls;
   s.step = step;
 }
 
@@ -115,6 +117,7 @@ void setPhase(Phase phase) {
   State& s = state();
   const double now = monotonicSeconds();
   std::lock_guard<std::mutex> lock(s.mutex);
+  ++s.calls;
   if (phase == s.phase) return;
   closeSegment(s, now);
   s.phase = phase;
@@ -126,6 +129,7 @@ void setBucket(int bucket) {
   State& s = state();
   const double now = monotonicSeconds();
   std::lock_guard<std::mutex> lock(s.mutex);
+  ++s.calls;
   if (bucket == s.bucket) return;
   if (s.wait != nullptr && s.collective) closeSegment(s, now);
   s.bucket = bucket;
@@ -186,6 +190,7 @@ void recordStep(double seconds) {
   if (!enabled.load(std::memory_order_relaxed)) return;
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
+  ++s.calls;
   s.recent[static_cast<std::size_t>(s.seen % static_cast<int64_t>(s.recent.size()))] = seconds;
   ++s.seen;
 }
@@ -201,6 +206,12 @@ double slowestRecentStep() {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   return *std::max_element(s.recent.begin(), s.recent.end());
+}
+
+int64_t publishCalls() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return s.calls;
 }
 
 int64_t stepsSeen() {

@@ -97,6 +97,9 @@ void recordStep(double seconds);
 void resetStepTimes();
 double slowestRecentStep();
 int64_t stepsSeen();
+/// Calls of setStep, setPhase, setBucket and recordStep so far (published or not): with their
+/// cost per call, what publishing adds to a step (launch/bench/monitor-cost.sh).
+int64_t publishCalls();
 
 /// Tracing: while on, every phase and collective wait is kept as a segment.
 void setTracing(bool on);

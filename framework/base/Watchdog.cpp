@@ -76,7 +76,13 @@ void Watchdog::abortJob(const std::string& message) {
     }
   }
   // The caller may be the only thread awake to act; MPI_Abort is the one call that must work
-  // from here.
+  // from here. It may not return, and on a partitioned network it may not end this process
+  // either (it tells mpirun, which is on the other side): a process that is still here 10 s
+  // later ends itself, so that no rank is left running.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+    std::_Exit(3);
+  }).detach();
   MPI_Abort(MPI_COMM_WORLD, 3);
   std::_Exit(3);
 }

@@ -7,7 +7,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,20 +51,31 @@ namespace gentrain {
 // training step (data, forward, backward, optimizer, between steps) gets the bound learned from
 // the run: max(runtime.stall_floor_s, runtime.stall_factor x the slowest of every rank's recent
 // steps), at most runtime.timeout_s. Phases that are legitimately long (start-up, checkpoint,
-// evaluation, sampling, writing logs) and the first steps (fewer than three seen since start)
-// get runtime.timeout_s. A silent or gone rank gets the learned bound whatever its phase (three
-// floors before steps are learned): its process is not running, whatever it was doing. Every
+// evaluation, sampling, writing logs) and the first steps (fewer than three seen since start,
+// or since a network grew: NetworkSet::addOptimizer replacing an optimizer resets the count)
+// get runtime.timeout_s. A silent rank gets the learned bound whatever its phase (three floors
+// before steps are learned): its process is not running, whatever it was doing. A gone rank
+// (its connection closed without the goodbye every orderly exit sends, errors included) ends
+// the job at once, whoever waits: its process is dead, and nothing it was part of can finish.
+// On many nodes that is a lost node, and the verdict names its host and all its ranks before
+// the launcher's own message (which names the host only) and its kill arrive. Every
 // rank in a collective and none elsewhere is a network problem or a mismatch: the watchdog's
 // timeout_s names the wait.
 
 namespace {
 
-// Heartbeats: at least every kBeatSeconds, and every changedBeatSeconds(world) while the phase
-// or step changes, so that a rank that stops is last seen close to where it stopped. Rank 0
-// takes about world / 1 ms beats a second at most, however many ranks there are.
+// Heartbeats: every kBeatSeconds, whatever the rank does. A rank that hangs goes on beating
+// where it hangs; only one that stops (SIGSTOP, a dead host) is last seen up to a beat before it
+// stopped. Faster beats cost more than their CPU time: on a machine whose cores all compute, each
+// wake-up delays a rank, and in data parallel every rank then waits for it. Measured with
+// launch/bench/monitor-cost.sh (default VAE, 2 ranks on 2 cores): beats every 10 ms while steps
+// ran cost +3% (whole runs, median) and 1.8% in the monitor thread's CPU alone; every 50 ms
+// +2.7..5.6% and 0.5%; every 200 ms +0.8% and 0.16%. Rank 0 takes world x 5 beats a second.
 constexpr double kBeatSeconds = 0.2;
-double changedBeatSeconds(int world) { return std::clamp(world * 0.001, 0.01, kBeatSeconds); }
 constexpr double kSilentSeconds = 2.0;
+// A lost host takes all its ranks at once, but their connections close one after the other:
+// the verdict waits this long after the first, so that it names them all.
+constexpr double kLostGraceSeconds = 0.3;
 constexpr uint32_t kMagic = 0x67745354;  // "gtST"
 
 struct Beat {
@@ -305,6 +318,7 @@ void watchAll(Monitor& m) {
       RankView v = viewOf(slot.last, m.hosts[static_cast<std::size_t>(r)], now - slot.heardAt);
       if (slot.last.bye) v.phase = static_cast<int>(Phase::Finished), v.wait.clear();
       v.gone = slot.gone;
+      v.goneSeconds = slot.gone ? now - slot.goneAt : 0;
       views.push_back(v);
     }
     const std::string verdict = stallVerdict(views, m.options);
@@ -322,20 +336,15 @@ void beat(Monitor& m) {
   double bestRtt = std::numeric_limits<double>::infinity();
   int samples = 0;
   double lastSent = 0;
-  Beat sent;
-  const double changedBeat = changedBeatSeconds(m.size);
   while (!m.stopping.load()) {
     const double now = monotonicSeconds();
-    const Beat current = beatNow(m.rank);
-    const bool changed = current.phase != sent.phase || current.step != sent.step ||
-                         current.bucket != sent.bucket || current.collective != sent.collective;
-    if (now - lastSent >= kBeatSeconds || (changed && now - lastSent >= changedBeat)) {
-      if (!sendBeat(m.fd, current)) return;  // rank 0 is gone: mpirun acts on that
-      sent = current;
+    if (now - lastSent >= kBeatSeconds) {
+      if (!sendBeat(m.fd, beatNow(m.rank))) return;  // rank 0 is gone: mpirun acts on that
       lastSent = now;
     }
     pollfd p{m.fd, POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(changedBeat * 1000));
+    const double untilNext = lastSent + kBeatSeconds - monotonicSeconds();
+    ::poll(&p, 1, std::max(1, static_cast<int>(untilNext * 1000)));
     std::vector<Beat> replies;
     if ((p.revents & (POLLIN | POLLHUP | POLLERR)) && !readBeats(m.fd, buffer, replies)) return;
     const double received = monotonicSeconds();
@@ -363,7 +372,48 @@ void beat(Monitor& m) {
 
 }  // namespace
 
+namespace {
+
+/// Note [stall bound]: gone ranks, by host: "ranks 2,3 (host node2) gone ...", or "".
+std::string lostVerdict(const std::vector<RankView>& ranks) {
+  std::vector<std::pair<std::string, std::vector<const RankView*>>> hosts;  // in rank order
+  double longest = 0;
+  for (const RankView& v : ranks) {
+    if (!v.gone) continue;
+    longest = std::max(longest, v.goneSeconds);
+    auto it =
+        std::find_if(hosts.begin(), hosts.end(), [&](const auto& h) { return h.first == v.host; });
+    if (it == hosts.end()) it = hosts.insert(hosts.end(), {v.host, {}});
+    it->second.push_back(&v);
+  }
+  if (hosts.empty() || longest < kLostGraceSeconds) return "";
+  std::ostringstream out;
+  out << "lost ";
+  for (std::size_t h = 0; h < hosts.size(); ++h) {
+    const auto& members = hosts[h].second;
+    out << (h ? "; " : "") << (members.size() > 1 ? "ranks " : "rank ");
+    for (std::size_t k = 0; k < members.size(); ++k) out << (k ? "," : "") << members[k]->rank;
+    out << " (host " << hosts[h].first << ")";
+  }
+  const bool one = hosts.size() == 1 && hosts[0].second.size() == 1;
+  out << (one ? ": its process ended" : ": their processes ended")
+      << " without finishing (killed, crashed, or the host went down); ";
+  for (std::size_t h = 0; h < hosts.size(); ++h) {
+    for (const RankView* v : hosts[h].second) {
+      out << "rank " << v->rank << " last seen in " << phaseName(static_cast<Phase>(v->phase));
+      if (!v->wait.empty()) out << " (" << describeWait(*v) << ")";
+      out << ", step " << v->step << "; ";
+    }
+  }
+  out << "ending the job";
+  return out.str();
+}
+
+}  // namespace
+
 std::string stallVerdict(const std::vector<RankView>& ranks, const StallOptions& options) {
+  const std::string lost = lostVerdict(ranks);
+  if (!lost.empty()) return lost;
   const auto silent = [](const RankView& v) { return v.gone || v.silentSeconds >= kSilentSeconds; };
   const RankView* waiter = nullptr;
   double slowest = 0;
@@ -393,7 +443,7 @@ std::string stallVerdict(const std::vector<RankView>& ranks, const StallOptions&
                          : quiet    ? std::min(cap, 3 * options.floorSeconds)
                                     : cap;
     const double stalled =
-        quiet && !v.gone ? std::min(waiter->waitSeconds, v.silentSeconds) : waiter->waitSeconds;
+        quiet ? std::min(waiter->waitSeconds, v.silentSeconds) : waiter->waitSeconds;
     if (stalled < bound) continue;
     if (bound >= usedBound) {
       usedBound = bound;
@@ -403,9 +453,7 @@ std::string stallVerdict(const std::vector<RankView>& ranks, const StallOptions&
     }
     std::ostringstream line;
     line << "rank " << v.rank << " (host " << v.host << ")";
-    if (v.gone) {
-      line << " gone (its connection closed: the process or its host died)";
-    } else if (quiet) {
+    if (quiet) {
       line << " silent for " << seconds1(v.silentSeconds)
            << " s (stopped, or its host unreachable)";
     }
@@ -489,6 +537,18 @@ void StallMonitor::start(Communicator& comm, const StallOptions& options) {
     return;
   }
   m.thread = std::thread(beat, std::ref(m));
+}
+
+double StallMonitor::cpuSeconds() {
+  Monitor& m = monitor();
+  if (!m.thread.joinable()) return 0;
+  clockid_t clock;
+  timespec t{};
+  if (::pthread_getcpuclockid(m.thread.native_handle(), &clock) != 0 ||
+      ::clock_gettime(clock, &t) != 0) {
+    return 0;
+  }
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 void StallMonitor::stop() {

@@ -35,6 +35,7 @@ struct RankView {
   double waitSeconds = 0;
   double silentSeconds = 0;  ///< since its last heartbeat
   bool gone = false;         ///< its connection closed
+  double goneSeconds = 0;    ///< since it closed
   double slowestStep = 0;    ///< its slowest recent step, seconds
   long long stepsSeen = 0;
 };
@@ -51,6 +52,9 @@ class StallMonitor {
   static void start(Communicator& comm, const StallOptions& options);
   /// Says goodbye to rank 0 and stops (at exit).
   static void stop();
+  /// CPU seconds this rank's monitor thread has used (0 when it is not running): its share of
+  /// the step is what the heartbeats cost (launch/bench/monitor-cost.sh).
+  static double cpuSeconds();
 };
 
 }  // namespace gentrain

@@ -154,6 +154,43 @@ ImageDataset::ImageDataset(const std::string& path, const std::string& split, in
   }
 }
 
+namespace {
+
+/// FNV-1a, 64 bits: a content checksum, not a defence against anyone.
+uint64_t fnv1a(const uint8_t* data, std::size_t size, uint64_t hash = 1469598103934665603ULL) {
+  for (std::size_t i = 0; i < size; ++i) hash = (hash ^ data[i]) * 1099511628211ULL;
+  return hash;
+}
+
+}  // namespace
+
+// Note [same data]
+// On many nodes each node often reads its own copy of the dataset (a local disk, a staged
+// copy). A copy imported from other files, truncated, or of another resolution trains silently
+// wrong: every rank would shard a different set of images. The fingerprint catches that at
+// start without reading the data: the shape and names, the labels and attributes whole, and
+// three images. Two imports of the same source agree (HDF5 object headers carry times, so the
+// file's own bytes would not); a copy with one image changed in the middle may pass.
+std::string ImageDataset::fingerprint() const {
+  uint64_t hash = fnv1a(nullptr, 0);
+  for (int64_t label : labels_) {
+    hash = fnv1a(reinterpret_cast<const uint8_t*>(&label), sizeof(label), hash);
+  }
+  hash = fnv1a(attributes_.data(), attributes_.size(), hash);
+  std::vector<int64_t> probes;
+  if (size_ > 0) probes = {0, size_ / 2, size_ - 1};
+  std::vector<uint8_t> pixels(probes.size() * static_cast<std::size_t>(imageBytes()));
+  readImages(probes, pixels.data());
+  hash = fnv1a(pixels.data(), pixels.size(), hash);
+  std::ostringstream out;
+  out << split_ << ": " << size_ << " images " << channels_ << "x" << height_ << "x" << width_
+      << (hasLabels() ? ", labels" : ", no labels");
+  for (const std::string& name : attributeNames_)
+    out << (&name == &attributeNames_[0] ? ", attributes " : ",") << name;
+  out << ", checksum " << std::hex << std::setw(16) << std::setfill('0') << hash;
+  return out.str();
+}
+
 std::string ImageDataset::fileAttribute(const std::string& name) const {
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   return h5::readStringAttribute(file_.id(), name);

@@ -37,6 +37,10 @@ class ImageDataset {
   const std::vector<std::string>& attributeNames() const { return attributeNames_; }
   /// Row-major [N, A] of 0/1; empty when the split has no attributes.
   const std::vector<uint8_t>& attributes() const { return attributes_; }
+  /// What two copies of this split must share to train as one dataset: size, image shape, label
+  /// and attribute names, and a checksum of the labels, attributes and a few images spread over
+  /// the split (first, middle, last). One line, cheap to compute; see Note [same data].
+  std::string fingerprint() const;
   /// A root attribute of the file (e.g. "binarize"), "" when absent.
   std::string fileAttribute(const std::string& name) const;
 

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "framework/base/Error.h"
+#include "framework/base/System.h"
 
 namespace gentrain {
 namespace {
@@ -20,20 +21,28 @@ std::vector<std::string> lines(const std::string& text) {
 }  // namespace
 
 void requireSameOnAllRanks(Communicator& comm, const std::string& what,
-                           const std::string& description) {
+                           const std::string& description, const std::string& remedy) {
   if (comm.size() == 1) return;
-  const std::vector<std::string> all = comm.allGatherBytes(description);
+  // The host rides along on the first line: on many nodes it says which node's copy is off.
+  const std::vector<std::string> all = comm.allGatherBytes(hostName() + "\n" + description);
+  const auto hostOf = [&](int r) { return all[r].substr(0, all[r].find('\n')); };
+  const auto bodyOf = [&](int r) {
+    const std::size_t eol = all[r].find('\n');
+    return eol == std::string::npos ? std::string() : all[r].substr(eol + 1);
+  };
+  const std::string root = bodyOf(0);
   for (int r = 1; r < comm.size(); ++r) {
-    if (all[r] == all[0]) continue;
-    const std::vector<std::string> mine = lines(all[r]);
-    const std::vector<std::string> root = lines(all[0]);
+    const std::string body = bodyOf(r);
+    if (body == root) continue;
+    const std::vector<std::string> mine = lines(body);
+    const std::vector<std::string> ours = lines(root);
     std::size_t k = 0;
-    while (k < mine.size() && k < root.size() && mine[k] == root[k]) ++k;
-    const std::string theirs = k < mine.size() ? "'" + mine[k] + "'" : "nothing";
-    const std::string ours = k < root.size() ? "'" + root[k] + "'" : "nothing";
-    throw CommError("ranks disagree on " + what + ": rank " + std::to_string(r) + " has " + theirs +
-                    " where rank 0 has " + ours + " (line " + std::to_string(k + 1) +
-                    "); start every rank with the same spec, overrides and binary");
+    while (k < mine.size() && k < ours.size() && mine[k] == ours[k]) ++k;
+    const std::string a = k < mine.size() ? "'" + mine[k] + "'" : "nothing";
+    const std::string b = k < ours.size() ? "'" + ours[k] + "'" : "nothing";
+    throw CommError("ranks disagree on " + what + ": rank " + std::to_string(r) + " (host " +
+                    hostOf(r) + ") has " + a + " where rank 0 (host " + hostOf(0) + ") has " + b +
+                    " (line " + std::to_string(k + 1) + "); " + remedy);
   }
 }
 

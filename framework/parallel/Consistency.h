@@ -14,9 +14,11 @@
 namespace gentrain {
 
 /// Throws CommError on every rank unless all ranks pass the same `description` (newline-separated
-/// lines); the message names the first rank that differs from rank 0 and its first differing line.
-void requireSameOnAllRanks(Communicator& comm, const std::string& what,
-                           const std::string& description);
+/// lines); the message names the first rank that differs from rank 0, both ranks' hosts, the
+/// first differing line, and `remedy`.
+void requireSameOnAllRanks(
+    Communicator& comm, const std::string& what, const std::string& description,
+    const std::string& remedy = "start every rank with the same spec, overrides and binary");
 
 /// Every rank's tensors take root's values. Coalesced: one broadcast per dtype and device.
 void broadcastTensors(Communicator& comm, const std::vector<at::Tensor>& tensors, int root = 0);

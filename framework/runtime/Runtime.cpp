@@ -4,17 +4,20 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <mpi.h>
+#include <sched.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <sstream>
 #include <thread>
 
 #include "framework/base/Activity.h"
 #include "framework/base/Error.h"
 #include "framework/base/Log.h"
 #include "framework/base/Preemption.h"
+#include "framework/base/System.h"
 #include "framework/base/Watchdog.h"
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/comm/StallMonitor.h"
@@ -144,13 +147,7 @@ void Runtime::configure(const RuntimeOptions& options) {
   }
 
   Watchdog::start(options.timeoutSeconds);
-  const int cores = std::max(1u, std::thread::hardware_concurrency());
-  // Under Slurm with --cpus-per-task, that is this rank's share; else the node's cores / ranks.
-  const char* slurmCpus = std::getenv("SLURM_CPUS_PER_TASK");
-  const int slurmShare = slurmCpus ? std::atoi(slurmCpus) : 0;
-  threads_ = options.threads > 0 ? options.threads
-             : slurmShare > 0    ? slurmShare
-                                 : std::max(1, cores / localSize_);
+  threads_ = computeThreads(options.threads);
   setComputeThreads(threads_);
 
   // NCCL refuses two ranks on one GPU; more ranks than GPUs on a node must use MPI.
@@ -189,6 +186,52 @@ void Runtime::configure(const RuntimeOptions& options) {
   log::info(log::cat("runtime: ", world_, " rank(s), ", localSize_, " on this node; device ",
                      device_.str(), ", ", threads_, " thread(s) per rank, backend ",
                      comm_->backend()));
+  reportPlacement();
+}
+
+// Note [threads per rank]
+// Each rank sizes its own compute threads from what its own node gives it, so that a launch
+// across nodes of different sizes needs no per-node flags: runtime.threads when set; else
+// Slurm's --cpus-per-task; else, when the launcher bound the rank to some cores (mpirun
+// --bind-to core, a cpuset), those cores; else this node's cores / the ranks on this node.
+int Runtime::computeThreads(int asked) {
+  if (asked > 0) {
+    threadsRule_ = "runtime.threads";
+    return asked;
+  }
+  const char* slurmCpus = std::getenv("SLURM_CPUS_PER_TASK");
+  if (slurmCpus != nullptr && std::atoi(slurmCpus) > 0) {
+    threadsRule_ = "SLURM_CPUS_PER_TASK";
+    return std::atoi(slurmCpus);
+  }
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (::sched_getaffinity(0, sizeof(mask), &mask) == 0 && CPU_COUNT(&mask) < cores) {
+    threadsRule_ = "the cores it is bound to";
+    return std::max(1, CPU_COUNT(&mask));
+  }
+  threadsRule_ = log::cat(cores, " cores / ", localSize_, " rank(s) on the node");
+  return std::max(1, cores / localSize_);
+}
+
+// Note [who runs where]
+// One line per rank at start-up, printed by rank 0 in rank order: host, local rank, threads and
+// device. On many nodes it is the first thing to read when something is off (two ranks on one
+// GPU, a node with the wrong thread count, local ranks not 0..K-1).
+void Runtime::reportPlacement() {
+  const std::string mine = log::cat(hostName(), "\n", localRank_, "\n", localSize_, "\n", threads_,
+                                    "\n", threadsRule_, "\n", device_.str());
+  const std::vector<std::string> all = host_->allGatherBytes(mine);
+  if (rank_ != 0) return;
+  for (int r = 0; r < world_; ++r) {
+    std::vector<std::string> f;
+    std::istringstream in(all[static_cast<std::size_t>(r)]);
+    for (std::string line; std::getline(in, line);) f.push_back(line);
+    if (f.size() < 6) continue;
+    log::info(log::cat("rank ", r, ": host ", f[0], ", local rank ", f[1], " of ", f[2], ", ", f[3],
+                       " thread(s) (", f[4], "), device ", f[5]));
+  }
 }
 
 }  // namespace gentrain

@@ -58,12 +58,17 @@ class Runtime {
  private:
   /// Note [trust nothing about rank discovery] in Runtime.cpp.
   void checkSlurmAgrees();
+  /// Note [threads per rank] in Runtime.cpp; sets threadsRule_ to the rule that decided.
+  int computeThreads(int asked);
+  /// Note [who runs where] in Runtime.cpp.
+  void reportPlacement();
 
   int rank_ = 0;
   int world_ = 1;
   int localRank_ = 0;
   int localSize_ = 1;
   int threads_ = 1;
+  std::string threadsRule_;
   bool ownsMpi_ = false;
   c10::Device device_{c10::kCPU};
   std::shared_ptr<MpiCommunicator> host_;

@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 #include <hdf5.h>
 
+#include <cmath>
 #include <filesystem>
 #include <iomanip>
+#include <limits>
 #include <mutex>
 #include <sstream>
 
@@ -95,6 +97,71 @@ std::string exportWeights(const WeightsToExport& weights, const std::string& pat
   return "wrote " + path + ": " + std::to_string(weights.networks.size()) + " network(s), " +
          std::to_string(tensors) + " tensors, " + std::to_string(values) + " values (step " +
          std::to_string(weights.step) + "), digest " + hex.str();
+}
+
+namespace {
+
+h5::Handle openWeights(const std::string& path) {
+  h5::Handle file = h5::openFile(path);
+  if (h5::readStringAttribute(file.id(), "gentrain_format") != "gentrain-weights") {
+    throw DataError(path +
+                    ": not a weights file of `gentrain export` (no gentrain_format "
+                    "attribute 'gentrain-weights')");
+  }
+  return file;
+}
+
+std::vector<double> readValues(hid_t parent, const std::string& name, std::vector<hsize_t>& shape) {
+  h5::Handle dataset(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!dataset.valid()) return {};
+  shape = h5::dims(dataset.id());
+  hsize_t count = 1;
+  for (hsize_t d : shape) count *= d;
+  std::vector<double> values(count);
+  if (count > 0 &&
+      H5Dread(dataset.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0) {
+    throw DataError("cannot read dataset '" + name + "'");
+  }
+  return values;
+}
+
+}  // namespace
+
+WeightsDifference compareWeights(const std::string& a, const std::string& b) {
+  std::lock_guard<std::recursive_mutex> lock(h5::hdf5Lock());
+  h5::Handle fa = openWeights(a), fb = openWeights(b);
+  WeightsDifference out;
+  for (const std::string& net : h5::children(fa.id())) {
+    if (!h5::exists(fb.id(), net)) {
+      out.mismatch = b + " has no network '" + net + "'";
+      return out;
+    }
+    h5::Handle ga(H5Gopen2(fa.id(), net.c_str(), H5P_DEFAULT), H5Gclose);
+    h5::Handle gb(H5Gopen2(fb.id(), net.c_str(), H5P_DEFAULT), H5Gclose);
+    for (const std::string& name : h5::children(ga.id())) {
+      const std::string where = net + "/" + name;
+      if (!h5::exists(gb.id(), name)) {
+        out.mismatch = b + " has no '" + where + "'";
+        return out;
+      }
+      std::vector<hsize_t> sa, sb;
+      const std::vector<double> va = readValues(ga.id(), name, sa);
+      const std::vector<double> vb = readValues(gb.id(), name, sb);
+      if (sa != sb) {
+        out.mismatch = "'" + where + "' has different shapes in the two files";
+        return out;
+      }
+      ++out.tensors;
+      for (std::size_t i = 0; i < va.size(); ++i) {
+        const double d = std::fabs(va[i] - vb[i]);
+        if (d > out.largest || std::isnan(d)) {
+          out.largest = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
+          out.where = where;
+        }
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace gentrain

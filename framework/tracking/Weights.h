@@ -35,4 +35,14 @@ struct WeightsToExport {
 /// of the names and values written: equal digests, bit-identical weights.
 std::string exportWeights(const WeightsToExport& weights, const std::string& path, bool overwrite);
 
+/// How far apart two exports are: every dataset of `a` against the one of the same name in `b`.
+struct WeightsDifference {
+  int64_t tensors = 0;   ///< datasets compared
+  double largest = 0;    ///< max |a - b| over all values
+  std::string where;     ///< the dataset holding it (network/name)
+  std::string mismatch;  ///< non-empty when the files do not hold the same tensors
+};
+/// Compares two files written by exportWeights. DataError when either is not such a file.
+WeightsDifference compareWeights(const std::string& a, const std::string& b);
+
 }  // namespace gentrain

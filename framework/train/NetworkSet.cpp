@@ -2,6 +2,7 @@
 
 #include <c10/util/StringUtil.h>
 
+#include "framework/base/Activity.h"
 #include "framework/base/Error.h"
 #include "framework/config/Spec.h"
 #include "framework/parallel/Consistency.h"
@@ -37,6 +38,9 @@ DistributedOptimizer& NetworkSet::addOptimizer(const std::string& name,
   for (auto& existing : optimizers_) {
     if (existing->name() == name) {
       existing = std::move(optimizer);
+      // A network that grew: its steps are not the ones the stall bound learned (Note [stall
+      // bound]); until three new ones are seen, runtime.timeout_s bounds them.
+      activity::resetStepTimes();
       return *existing;
     }
   }

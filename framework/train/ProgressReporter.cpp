@@ -95,7 +95,7 @@ Scalars ProgressReporter::progress(int64_t step, int64_t steps, double seconds,
   pending_.clear();
   means["images_per_s"] = static_cast<double>(steps * globalBatch_) / seconds;
   const double epoch = double(step) / double(stepsPerEpoch_);
-  const std::string ranks = comm_.size() > 1 ? rankSpread(steps) : std::string();
+  const std::string ranks = comm_.size() > 1 ? rankSpread(step, steps) : std::string();
   log::info(line(step, totalSteps_, epoch, means, comm_.size(), summary) + ranks);
   if (metrics_ || events_) {
     Scalars row = means;
@@ -164,7 +164,7 @@ RankSpread ProgressReporter::spread(const std::vector<RankTimes>& ranks, double 
   return out;
 }
 
-std::string ProgressReporter::rankSpread(int64_t steps) {
+std::string ProgressReporter::rankSpread(int64_t step, int64_t steps) {
   if (hosts_.empty()) hosts_ = comm_.allGatherBytes(hostName());
   const PhaseTotals totals = activity::takeTotals();
   const auto at = [&](Phase p) { return totals.seconds[static_cast<int>(p)]; };
@@ -192,12 +192,12 @@ std::string ProgressReporter::rankSpread(int64_t steps) {
   slowRank_ = result.slower;
   if (comm_.rank() == 0 && slowIntervals_ >= 2 && slowIntervals_ % 10 == 2) {
     std::ostringstream warning;
-    warning << std::fixed << std::setprecision(0) << "straggler: rank " << result.slower
-            << " (host " << hosts_[static_cast<std::size_t>(result.slower)] << ") has been "
-            << 100 * result.fraction << "% slower than the median rank for " << slowIntervals_
-            << " progress lines: +" << std::setprecision(1) << result.excess * 1000
-            << " ms per step of its own work, most of it in " << result.phase
-            << " (the other ranks wait for it in the all-reduce)";
+    warning << std::fixed << std::setprecision(0) << "straggler at step " << step << ": rank "
+            << result.slower << " (host " << hosts_[static_cast<std::size_t>(result.slower)]
+            << ") has been " << 100 * result.fraction << "% slower than the median rank for "
+            << slowIntervals_ << " progress lines: +" << std::setprecision(1)
+            << result.excess * 1000 << " ms per step of its own work, most of it in "
+            << result.phase << " (the other ranks wait for it in the all-reduce)";
     log::warn(warning.str());
   }
   return result.text;

@@ -75,7 +75,7 @@ class ProgressReporter {
   Scalars localMeans() const;
   /// Every rank's phase times over the interval (collective), the spread text for the line,
   /// and the straggler warning when one persists.
-  std::string rankSpread(int64_t steps);
+  std::string rankSpread(int64_t step, int64_t steps);
 
   Communicator& comm_;
   int64_t globalBatch_;

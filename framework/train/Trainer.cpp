@@ -54,6 +54,9 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   // The sampler (made in run()) checks that the batch divides by the ranks: evaluation and
   // sampling from a checkpoint need not.
   data_ = std::make_unique<TrainingData>(spec_, comm.size());
+  requireSameOnAllRanks(comm, "the data at data.path", data_->fingerprint(),
+                        "give every node the same copy of " + spec_.text("data.path") +
+                            " (or one path that all nodes share)");
   model_ = ModelRegistry::instance().get(spec_.text("model.name")).make();
   data_->select(*model_, spec_, comm.size());  // before the sizes below are taken
   const int64_t globalBatch = spec_.integer("train.global_batch");

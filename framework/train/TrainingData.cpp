@@ -56,6 +56,10 @@ void TrainingData::select(const Model& model, const Spec& spec, int world) {
   requireImagePerRank(*test_, world);
 }
 
+std::string TrainingData::fingerprint() const {
+  return train_->fingerprint() + "\n" + test_->fingerprint();
+}
+
 DataShape TrainingData::shape() const {
   DataShape shape;
   shape.channels = train_->channels();

@@ -28,6 +28,8 @@ class TrainingData {
   std::shared_ptr<const ImageDataset> test() const { return test_; }
   /// The training transform; evaluation uses it without flips.
   const Transform& transform() const { return transform_; }
+  /// Both splits' fingerprints (ImageDataset::fingerprint), a line each.
+  std::string fingerprint() const;
   /// Channels, size after the transform, attributes, test size and binarization.
   DataShape shape() const;
   /// Steps in an epoch of `globalBatch` images (at least 1).

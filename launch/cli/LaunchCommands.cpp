@@ -11,9 +11,18 @@ namespace {
 void addLaunch(CLI::App& app, CommandList& commands) {
   auto local = std::make_shared<LaunchOptions>();
   auto* cmd = app.add_subcommand(
-      "launch", "start N ranks on this machine with mpirun: gentrain launch -n 2 train SPEC ...");
-  cmd->add_option("-n,--ranks", local->ranks, "ranks to start");
-  cmd->add_option("--threads", local->threads, "compute threads per rank (default: cores / N)");
+      "launch",
+      "start the ranks with mpirun, on this machine or on hosts: gentrain launch -n 2 train "
+      "SPEC ... | gentrain launch --hosts node1:2,node2:2 train SPEC ...");
+  cmd->add_option("-n,--ranks", local->ranks,
+                  "ranks to start (default: 2 here; one a slot of --hosts/--hostfile)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--hosts", local->hosts,
+                  "run on these hosts, RANKS each: node1:2,node2:2 (the same binary, spec and "
+                  "data path on every host)");
+  cmd->add_option("--hostfile", local->hostfile, "run on the hosts of an Open MPI hostfile");
+  cmd->add_option("--threads", local->threads,
+                  "compute threads per rank (default: each node's cores / its ranks)");
   cmd->add_option("--mpirun", local->mpirunArgs,
                   "an option for mpirun, e.g. --mpirun=--report-bindings (repeatable)")
       ->allow_extra_args(false);

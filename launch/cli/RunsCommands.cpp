@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "framework/tracking/Runs.h"
+#include "framework/tracking/Weights.h"
 #include "framework/train/Model.h"
 #include "launch/cli/Commands.h"
 
@@ -34,6 +35,34 @@ void addRuns(CLI::App& app, CommandList& commands) {
   });
 }
 
+void addCompareWeights(CLI::App& app, CommandList& commands) {
+  struct Args {
+    std::string a, b;
+    double tolerance = 0;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "compare-weights",
+      "the largest difference between two weight files of `gentrain export` (exit 1 when over "
+      "--tolerance, or when they hold different tensors)");
+  cmd->add_option("a", args->a, "weights file")->required();
+  cmd->add_option("b", args->b, "weights file")->required();
+  cmd->add_option("--tolerance", args->tolerance, "largest difference allowed (default 0: equal)")
+      ->check(CLI::NonNegativeNumber);
+  commands.add(cmd, false, [args](Runtime*) {
+    const WeightsDifference d = compareWeights(args->a, args->b);
+    if (!d.mismatch.empty()) {
+      std::cout << "different tensors: " << d.mismatch << "\n";
+      return 1;
+    }
+    const bool within = d.largest <= args->tolerance;
+    std::cout << d.tensors << " tensors compared; largest difference " << d.largest
+              << (d.where.empty() ? "" : " in " + d.where) << (within ? ", within " : ", over ")
+              << "the tolerance " << args->tolerance << "\n";
+    return within ? 0 : 1;
+  });
+}
+
 void addKeys(CLI::App& app, CommandList& commands) {
   auto model = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("keys", "list every spec key with type, default and help");
@@ -59,6 +88,7 @@ void addModels(CLI::App& app, CommandList& commands) {
 
 void addRunsCommands(CLI::App& app, CommandList& commands) {
   addRuns(app, commands);
+  addCompareWeights(app, commands);
   addKeys(app, commands);
   addModels(app, commands);
 }

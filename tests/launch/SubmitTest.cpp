@@ -1,13 +1,16 @@
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
 #include "TestUtil.h"
 #include "framework/base/Error.h"
 #include "framework/base/Files.h"
+#include "framework/base/System.h"
 #include "framework/train/Model.h"
 #include "launch/Submit.h"
+#include "launch/Supervise.h"
 
 using namespace gentrain;
 namespace fs = std::filesystem;
@@ -143,4 +146,103 @@ TEST(Launch, CommandHasThreadsRootFlagsAndTheRanksCommand) {
   EXPECT_NE(std::find(one.begin(), one.end(), "slot:PE=1"), one.end());
   o.command.clear();
   EXPECT_THROW(launchCommand(o, "/opt/gentrain"), UsageError);
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string s;
+  for (const auto& w : words) s += w + " ";
+  return s;
+}
+
+std::string launchError(const LaunchOptions& o) {
+  try {
+    launchCommand(o, "/opt/gentrain");
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Launch, HostsFillNodeByNodeAndLeaveThreadsToEachNode) {
+  LaunchOptions o;
+  o.hosts = "node1:2,node2:2";
+  o.command = {"train", "s.yaml"};
+  const std::string line = joined(launchCommand(o, "/opt/gentrain"));
+  EXPECT_NE(line.find("-np 4 --host node1:2,node2:2 --map-by ppr:2:node --bind-to none "
+                      "/opt/gentrain train s.yaml"),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(line.find("OMP_NUM_THREADS"), std::string::npos) << line;  // each node sizes its own
+  o.threads = 3;
+  const std::string fixed = joined(launchCommand(o, "/opt/gentrain"));
+  EXPECT_NE(fixed.find("--map-by ppr:2:node:PE=3 --bind-to core -x OMP_NUM_THREADS=3"),
+            std::string::npos)
+      << fixed;
+  o.hosts = "node1:2,node2";  // uneven: fill slot by slot
+  EXPECT_NE(
+      joined(launchCommand(o, "/opt/gentrain")).find("-np 3 --host node1:2,node2:1 --map-by slot"),
+      std::string::npos);
+  o.ranks = 4;
+  EXPECT_NE(launchError(o).find("-n 4 but the hosts have 3 slots"), std::string::npos)
+      << launchError(o);
+  o.ranks = 0;
+  for (const std::string bad : {"node1:0", "node1:x", ":2", "-oops:1", "node1:2,,node2:2"}) {
+    o.hosts = bad;
+    EXPECT_NE(launchError(o).find("is not NAME or NAME:RANKS"), std::string::npos) << bad;
+  }
+  o.hosts = "node1:2";
+  o.hostfile = "hosts.txt";
+  EXPECT_NE(launchError(o).find("not both"), std::string::npos);
+}
+
+TEST(Launch, HostfileIsReadAndItsErrorsNameFileAndLine) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("gentrain-hostfile-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "hosts").string();
+  std::ofstream(path) << "# the cluster\nnode1 slots=2\n\nnode2 slots=2 max_slots=4  # two\n";
+  const std::vector<HostSlots> hosts = parseHostfile(path);
+  ASSERT_EQ(hosts.size(), 2u);
+  EXPECT_EQ(hosts[1].name, "node2");
+  EXPECT_EQ(hosts[1].slots, 2);
+  LaunchOptions o;
+  o.hostfile = path;
+  o.command = {"train", "s.yaml"};
+  EXPECT_NE(joined(launchCommand(o, "/opt/gentrain")).find("-np 4 --hostfile " + path),
+            std::string::npos);
+  std::ofstream(path) << "node1 slots=2\nnode2 cpus=2\n";
+  EXPECT_NE(launchError(o).find(path + " line 2 ('node2 cpus=2')"), std::string::npos)
+      << launchError(o);
+  std::ofstream(path) << "# nothing\n";
+  EXPECT_NE(launchError(o).find("names no host"), std::string::npos);
+  o.hostfile = (dir / "missing").string();
+  EXPECT_NE(launchError(o).find("cannot read the hostfile " + o.hostfile), std::string::npos);
+  files::removeTree(dir.string());  // Note [no std::filesystem walks]
+}
+
+TEST(Launch, TheSupervisorKnowsAnEndingJobFromMpirunsWords) {
+  EXPECT_TRUE(saysJobIsEnding("MPI_ABORT was invoked on rank 0 in communicator MPI_COMM_WORLD"));
+  EXPECT_TRUE(saysJobIsEnding("ORTE has lost communication with a remote daemon."));
+  EXPECT_TRUE(saysJobIsEnding("[rank 0/4] error: stall: lost ranks 2,3 (host node2): ..."));
+  EXPECT_FALSE(saysJobIsEnding("[rank 0/4] step 8/24 (epoch 1.00) | loss 11.4"));
+  EXPECT_FALSE(saysJobIsEnding("[rank 1/4] warning: straggler: rank 0 (host node1) ..."));
+}
+
+TEST(Launch, SupervisedCommandsPassTheirExitStatus) {
+  EXPECT_EQ(superviseMpirun({"sh", "-c", "echo to stderr >&2; exit 7"}), 7);
+  EXPECT_EQ(superviseMpirun({"sh", "-c", "kill -TERM $$"}), 128 + SIGTERM);
+  EXPECT_EQ(superviseMpirun({"no-such-program-gentrain"}), 127);
+}
+
+TEST(Launch, AnAbortThatHangsIsEndedAfterTheGrace) {
+  // Says the job is ending, then hangs ignoring the first SIGTERM as a stuck mpirun would.
+  const double start = monotonicSeconds();
+  const int status = superviseMpirun(
+      {"sh", "-c", "trap '' TERM; echo 'MPI_ABORT was invoked on rank 0' >&2; exec sleep 30"}, 0.5);
+  EXPECT_EQ(status, 3);  // the job's abort, however mpirun ended
+  EXPECT_LT(monotonicSeconds() - start, 5.0);
 }

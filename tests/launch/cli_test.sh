@@ -76,6 +76,14 @@ check sample-h5-no-overwrite 1 "samples.h5.*--force" -- "$gentrain" sample runs/
 check export 0 "wrote weights.h5: 1 network\(s\), [0-9]+ tensors" -- \
   "$gentrain" export runs/cli -o weights.h5
 check export-no-overwrite 1 "weights.h5 exists; pass --force" -- "$gentrain" export runs/cli -o weights.h5
+# compare-weights: the step-16 checkpoint against the final one differ; a file against itself not.
+"$gentrain" export runs/cli/checkpoints/step-000000000016 -o weights16.h5 >/dev/null 2>&1
+check compare-weights-same 0 "tensors compared; largest difference 0, within the tolerance 0" -- \
+  "$gentrain" compare-weights weights.h5 weights.h5
+check compare-weights-differ 1 "largest difference [0-9.e-]+ in vae/[a-z0-9.]+, over the tolerance 1e-06" -- \
+  "$gentrain" compare-weights weights.h5 weights16.h5 --tolerance 1e-6
+check compare-weights-not-weights 1 "data.h5: not a weights file of .gentrain export." -- \
+  "$gentrain" compare-weights weights.h5 data.h5
 py=""
 for candidate in python3 /usr/bin/python3; do
   if "$candidate" -c 'import h5py' 2>/dev/null; then py=$candidate; break; fi

@@ -4,6 +4,7 @@
 
 #include "MpiUtil.h"
 #include "framework/base/Error.h"
+#include "framework/base/System.h"
 #include "framework/parallel/Consistency.h"
 
 using namespace gentrain;
@@ -38,8 +39,9 @@ TEST(Mpi, DisagreementIsAnErrorOnEveryRankNotAHang) {
     requireSameOnAllRanks(world(), "shapes", mine);
     ADD_FAILURE() << "no error";
   } catch (const CommError& e) {
-    EXPECT_NE(std::string(e.what()).find("rank " + std::to_string(last) +
-                                         " has 'B' where rank 0 has 'b'"),
+    const std::string host = " (host " + hostName() + ")";
+    EXPECT_NE(std::string(e.what()).find("rank " + std::to_string(last) + host +
+                                         " has 'B' where rank 0" + host + " has 'b'"),
               std::string::npos)
         << e.what();
   }

@@ -82,11 +82,25 @@ TEST(StallVerdict, ASilentRankIsNamedWhateverItsLastPhase) {
   EXPECT_EQ(stallVerdict({waiting(0, 6), stopped}, defaults), "");
 }
 
-TEST(StallVerdict, AGoneRankIsNamedAsGone) {
-  RankView gone = in(1, Phase::Forward, 6);
-  gone.gone = true;
-  const std::string verdict = stallVerdict({waiting(0, 6), gone}, defaults);
-  EXPECT_NE(verdict.find("rank 1 (host node2) gone"), std::string::npos) << verdict;
+TEST(StallVerdict, GoneRanksEndTheJobAtOnceNamedByHost) {
+  RankView a = in(2, Phase::Backward, 0.1), b = in(3, Phase::Forward, 0.1);
+  a.gone = b.gone = true;
+  a.host = b.host = "node2";
+  a.goneSeconds = 0.1;  // the first to close waits a moment for the others of its host
+  EXPECT_EQ(stallVerdict({in(0, Phase::Forward, 0.1), a, b}, defaults), "");
+  a.goneSeconds = 0.5;
+  // Nobody waits yet, and the learned bound is far off: a dead process is not waited for.
+  const std::string verdict =
+      stallVerdict({in(0, Phase::Forward, 0.1), in(1, Phase::Forward, 0.1), a, b}, defaults);
+  EXPECT_EQ(
+      verdict.rfind("lost ranks 2,3 (host node2): their processes ended without finishing", 0), 0u)
+      << verdict;
+  EXPECT_NE(verdict.find("rank 2 last seen in backward, step 13; rank 3 last seen in forward"),
+            std::string::npos)
+      << verdict;
+  EXPECT_EQ(stallVerdict({in(0, Phase::Forward, 0.1), a}, defaults)
+                .rfind("lost rank 2 (host node2): its process ended", 0),
+            0u);
 }
 
 TEST(StallVerdict, HealthyOrAllWaitingIsNoVerdict) {
