@@ -235,6 +235,10 @@ void checkSubmitOptions(const SubmitOptions& o) {
   if (o.nodes < 1 || o.tasksPerNode < 1) {
     throw UsageError("submit: --nodes and --ntasks-per-node must be at least 1");
   }
+  if (o.minNodes < 0 || o.minNodes > o.nodes) {
+    throw UsageError(log::cat("submit: --min-nodes ", o.minNodes,
+                              " must be between 1 and --nodes (", o.nodes, ")"));
+  }
   if (o.gpusPerNode < 0 || o.cpusPerTask < 0) {
     throw UsageError("submit: --gpus-per-node and --cpus-per-task cannot be negative");
   }
@@ -286,7 +290,10 @@ std::string scriptHeader(const SubmitOptions& o, const Spec& spec, const SubmitP
     s << "#SBATCH " << text << "\n";
   };
   directive("--job-name=" + quote(spec.text("name")));
-  directive("--nodes=" + std::to_string(o.nodes));
+  // --min-nodes: a range; Slurm gives as many as it can, and a requeued job starts on fewer.
+  directive("--nodes=" + (o.minNodes > 0 && o.minNodes < o.nodes
+                              ? std::to_string(o.minNodes) + "-" + std::to_string(o.nodes)
+                              : std::to_string(o.nodes)));
   directive("--ntasks-per-node=" + std::to_string(o.tasksPerNode));
   if (o.cpusPerTask > 0) directive("--cpus-per-task=" + std::to_string(o.cpusPerTask));
   if (o.gpusPerNode > 0) directive("--gpus-per-node=" + std::to_string(o.gpusPerNode));
@@ -298,6 +305,8 @@ std::string scriptHeader(const SubmitOptions& o, const Spec& spec, const SubmitP
   directive(std::string("--signal=") + (o.launcher == "srun" ? "" : "B:") + "USR1@" +
             std::to_string(o.signalSeconds));
   directive("--requeue");
+  // Note [shrink and go on] in the script: a failed node does not end the job.
+  if (o.minNodes > 0 && o.minNodes < o.nodes) directive("--no-kill");
   directive("--open-mode=append");
   directive("--chdir=" + quote(fs::current_path().string()));
   directive("--output=" +
@@ -311,6 +320,7 @@ std::string scriptHeader(const SubmitOptions& o, const Spec& spec, const SubmitP
 /// The script's body: start the ranks with the launcher, pass stop signals on, wait for them.
 std::string scriptBody(const SubmitOptions& o, const SubmitPlan& plan, const std::string& self) {
   const bool array = plan.tasks > 0;
+  const bool shrink = o.minNodes > 0 && o.minNodes < o.nodes;
   std::ostringstream s;
   std::vector<std::string> args{"train", plan.specFile, "--resume"};
   s << "\nset -u\n"
@@ -322,27 +332,66 @@ std::string scriptBody(const SubmitOptions& o, const SubmitPlan& plan, const std
   }
   s << "args=(" << joinQuoted(args) << (array ? " --sweep-task \"$SLURM_ARRAY_TASK_ID\"" : "")
     << ")\n";
+  s << "rundir=" << quote(plan.runDir) << (array ? "/task-\"$SLURM_ARRAY_TASK_ID\"" : "") << "\n"
+    << "nodes=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | paste -sd, -)\n";
   s << "pid=\npass_on() {\n"
        "  echo \"gentrain job: $1 at $(date -Is); passing it on to the ranks\"\n"
        "  [ -z \"$pid\" ] || kill -s \"$1\" \"$pid\" 2>/dev/null\n}\n"
        "trap 'pass_on USR1' USR1\ntrap 'pass_on TERM' TERM\n";
+  // The ranks on $nodes, tasks-per-node each; `pid` is the launcher's.
+  s << "start_ranks() {\n"
+    << "  local count ntasks\n"
+    << "  count=$(tr , '\\n' <<<\"$nodes\" | grep -c .)\n"
+    << "  ntasks=$((count * " << o.tasksPerNode << "))\n"
+    << "  rm -f \"$rundir/aborted\"  # a rank that ends the job writes its verdict there\n";
   if (o.launcher == "srun") {
-    s << "srun --mpi=" << o.mpi << " --kill-on-bad-exit=1 " << quote(self) << " \"${args[@]}\" &\n";
+    s << "  srun --mpi=" << o.mpi << " --kill-on-bad-exit=1 ${overlap:-}--nodes=\"$count\" "
+      << "--ntasks=\"$ntasks\" --nodelist=\"$nodes\" " << quote(self) << " \"${args[@]}\" &\n";
   } else {
-    s << "root=()\n[ \"$(id -u)\" -ne 0 ] || root=(--allow-run-as-root)\n"
-      << "mpirun \"${root[@]}\" -np \"$SLURM_NTASKS\" --bind-to none " << quote(self)
+    s << "  local root=()\n  [ \"$(id -u)\" -ne 0 ] || root=(--allow-run-as-root)\n"
+      << "  mpirun \"${root[@]}\" -np \"$ntasks\" --host \"$(sed 's/,/:" << o.tasksPerNode
+      << ",/g; s/$/:" << o.tasksPerNode << "/' <<<\"$nodes\")\" --bind-to none " << quote(self)
       << " \"${args[@]}\" &\n";
   }
-  s << "pid=$!\n"
-       "# A trap cuts wait short (status > 128 with the launcher still there): wait again.\n"
-       "status=\n"
-       "while [ -z \"$status\" ]; do\n"
-       "  wait \"$pid\"\n  code=$?\n"
-       "  if [ \"$code\" -gt 128 ] && kill -0 \"$pid\" 2>/dev/null; then continue; fi\n"
-       "  status=$code\n"
-       "done\n"
-       "echo \"gentrain job: ranks exited with status $status at $(date -Is)\"\n"
-       "exit \"$status\"\n";
+  s << "  pid=$!\n}\n";
+  s << "# A trap cuts wait short (status > 128 with the launcher still there): wait again.\n"
+       "wait_ranks() {\n"
+       "  status=\n"
+       "  while [ -z \"$status\" ]; do\n"
+       "    wait \"$pid\"\n    code=$?\n"
+       "    if [ \"$code\" -gt 128 ] && kill -0 \"$pid\" 2>/dev/null; then continue; fi\n"
+       "    status=$code\n"
+       "  done\n"
+       "  echo \"gentrain job: ranks exited with status $status at $(date -Is)\"\n"
+       "}\n"
+       "# Note [shrink and go on]: the hosts whose ranks were lost, from the verdict of the rank\n"
+       "# that ended the job (it names them: \"lost ranks 2,3 (host node2)\").\n"
+       "lost_hosts() {\n"
+       "  [ \"$status\" -ne 0 ] && [ -f \"$rundir/aborted\" ] || return 0\n"
+       "  grep -oE 'lost ranks? [0-9,]+ \\(host [^)]+\\)' \"$rundir/aborted\" |\n"
+       "    grep -oE 'host [^)]+' | cut -d' ' -f2 | sort -u\n"
+       "}\n"
+       "start_ranks\nwait_ranks\n";
+  if (shrink) {
+    // --no-kill: Slurm keeps the job when a node of it fails and drops that node from the
+    // allocation; the script starts the ranks again on the nodes left, which resume from the
+    // newest checkpoint with the same global batch.
+    s << "while lost=$(lost_hosts) && [ -n \"$lost\" ]; do\n"
+      << "  nodes=$(tr , '\\n' <<<\"$nodes\" | grep -vxF -f <(echo \"$lost\") | paste -sd, -)\n"
+      << "  left=$(tr , '\\n' <<<\"$nodes\" | grep -c .)\n"
+      << "  if [ \"$left\" -lt " << o.minNodes << " ]; then\n"
+      << "    echo \"gentrain job: lost host(s) $(paste -sd, <<<\"$lost\"); $left node(s) left, "
+         "fewer than --min-nodes "
+      << o.minNodes << "\"\n"
+      << "    break\n  fi\n"
+      << "  echo \"gentrain job: lost host(s) $(paste -sd, <<<\"$lost\"); going on with $left "
+         "node(s): $nodes\"\n"
+      << "  # The lost step may hold its CPUs until Slurm has given up on the lost node.\n"
+      << "  overlap='--overlap '\n"
+      << "  start_ranks\n  wait_ranks\n"
+      << "done\n";
+  }
+  s << "exit \"$status\"\n";
   return s.str();
 }
 

@@ -42,6 +42,7 @@ struct SubmitOptions {
   std::string spec;
   std::vector<std::string> overrides;
   int nodes = 1;
+  int minNodes = 0;  ///< 0: nodes; fewer lets a requeued job go on with the nodes left
   int tasksPerNode = 1;
   int gpusPerNode = 0;
   int cpusPerTask = 0;  ///< 0: leave it to the cluster's default

@@ -9,9 +9,11 @@
 #include <memory>
 #include <mutex>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include "framework/base/Activity.h"
+#include "framework/base/Files.h"
 #include "framework/base/Log.h"
 #include "framework/base/System.h"
 
@@ -25,6 +27,7 @@ struct Thread {
   bool stopping = false;
   double timeout = 0;
   std::function<void()> abortHook;
+  std::string abortRecord;
 };
 
 Thread& state() {
@@ -55,10 +58,16 @@ void watch() {
 void Watchdog::abortJob(const std::string& message) {
   log::error(message);
   std::function<void()> hook;
+  std::string record;
   {
     Thread& t = state();
     std::lock_guard<std::mutex> lock(t.mutex);
     hook = t.abortHook;
+    record = t.abortRecord;
+  }
+  if (!record.empty()) {
+    std::error_code error;  // the abort matters more than its record
+    files::writeAtomically(record, message + "\n", error);
   }
   if (hook) {
     // On a thread of its own and given at most 10 s: the abort below must happen whatever the
@@ -101,6 +110,12 @@ void Watchdog::setAbortHook(std::function<void()> hook) {
   Thread& t = state();
   std::lock_guard<std::mutex> lock(t.mutex);
   t.abortHook = std::move(hook);
+}
+
+void Watchdog::setAbortRecord(const std::string& path) {
+  Thread& t = state();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  t.abortRecord = path;
 }
 
 void Watchdog::stop() {

@@ -5,6 +5,7 @@
 ///   <run>/spec.yaml          the resolved spec, written when training starts
 ///   <run>/submitted.yaml     the spec a Slurm job trains (`gentrain submit`); job.sbatch beside
 ///   <run>/status             YAML: state, host, pid, world, updated (rank 0 keeps it)
+///   <run>/aborted            the verdict of the rank that ended the job, if one did
 ///   <run>/metrics.jsonl      metrics, a JSON object a line (rank 0)
 ///   <run>/checkpoints/       step-<12 digits>/ folders (CheckpointStore)
 ///   <run>/samples/           sample grids, <run>/logs/ a log file per rank,
@@ -46,6 +47,8 @@ class RunDirectory {
   std::string submittedSpec() const { return join("submitted.yaml"); }
   std::string jobScript() const { return join("job.sbatch"); }
   std::string statusFile() const { return join("status"); }
+  /// Written by a rank that ends the job (Watchdog::abortJob): the verdict, one line.
+  std::string abortedFile() const { return join("aborted"); }
   std::string metricsFile() const { return join("metrics.jsonl"); }
   std::string checkpoints() const { return join("checkpoints"); }
   std::string samples() const { return join("samples"); }

@@ -88,9 +88,10 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   }
   outputs_->prepare(step_);
   progress_->setSinks(outputs_->metrics(), outputs_->events());
+  Watchdog::setAbortRecord(outputs_->dir().abortedFile());
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() { Watchdog::setAbortRecord(""); }
 
 int64_t Trainer::totalSteps() const { return schedule_->totalSteps(); }
 

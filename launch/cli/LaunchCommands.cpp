@@ -45,6 +45,9 @@ void addSubmit(CLI::App& app, CommandList& commands) {
   cmd->add_option("spec", job->spec, "YAML experiment spec")->required();
   cmd->add_option("overrides", job->overrides, "key.path=value overrides");
   cmd->add_option("--nodes", job->nodes, "nodes");
+  cmd->add_option("--min-nodes", job->minNodes,
+                  "fewest nodes the job may run on (--nodes=MIN-MAX): after a lost node it is "
+                  "requeued and resumes on the nodes left, with the same global batch");
   cmd->add_option("--ntasks-per-node", job->tasksPerNode, "ranks per node");
   cmd->add_option("--gpus-per-node", job->gpusPerNode, "GPUs per node (0: none asked)");
   cmd->add_option("--cpus-per-task", job->cpusPerTask, "cores per rank (0: cluster default)");

@@ -61,6 +61,9 @@ cluster_up() {
     ip -n "$cluster_id-sw" link add "p$k" type veth peer name "eth0" netns "$ns" || return 1
     ip -n "$cluster_id-sw" link set "p$k" master br0
     ip -n "$cluster_id-sw" link set "p$k" up
+    # IPv4 only: Open MPI's TCP transport otherwise also offers the veth's link-local IPv6
+    # address, and jobs it starts under Slurm hang in their first collective.
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     ip -n "$ns" addr add "$cluster_subnet.$k/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up

@@ -69,12 +69,34 @@ TEST_F(Submit, ScriptAsksForWhatWasSaid) {
         "#SBATCH --signal=USR1@90\n", "#SBATCH --requeue\n", "#SBATCH --mem=32G\n",
         "#SBATCH --output=runs/job/slurm-%j.out\n",
         "args=(train runs/job/submitted.yaml --resume)\n",
-        "srun --mpi=pmix --kill-on-bad-exit=1 /opt/gentrain \"${args[@]}\" &\n",
-        "trap 'pass_on USR1' USR1\n"}) {
+        "srun --mpi=pmix --kill-on-bad-exit=1 ${overlap:-}--nodes=\"$count\" --ntasks=\"$ntasks\" "
+        "--nodelist=\"$nodes\" /opt/gentrain \"${args[@]}\" &\n",
+        "ntasks=$((count * 4))\n", "trap 'pass_on USR1' USR1\n"}) {
     EXPECT_NE(plan.script.find(line), std::string::npos) << line << "\n" << plan.script;
   }
   EXPECT_EQ(plan.script.find("--array"), std::string::npos);
+  EXPECT_EQ(plan.script.find("--no-kill"), std::string::npos);
+  EXPECT_EQ(plan.script.find("going on with"), std::string::npos);
   EXPECT_FALSE(fs::exists("runs"));  // planning writes nothing
+}
+
+TEST_F(Submit, MinNodesAskForARangeAndGoOnWithoutALostNode) {
+  SubmitOptions o;
+  o.spec = "spec.yaml";
+  o.nodes = 4;
+  o.minNodes = 2;
+  const SubmitPlan plan = planSubmission(o, schemas(), "/opt/gentrain");
+  for (const char* line :
+       {"#SBATCH --nodes=2-4\n", "#SBATCH --no-kill\n", "rundir=runs/job\n",
+        "rm -f \"$rundir/aborted\"",
+        "grep -oE 'lost ranks? [0-9,]+ \\(host [^)]+\\)' \"$rundir/aborted\"",
+        "while lost=$(lost_hosts) && [ -n \"$lost\" ]; do\n", "if [ \"$left\" -lt 2 ]; then\n",
+        "going on with $left node(s): $nodes"}) {
+    EXPECT_NE(plan.script.find(line), std::string::npos) << line << "\n" << plan.script;
+  }
+  o.minNodes = 5;
+  EXPECT_NE(errorOf(o).find("--min-nodes 5 must be between 1 and --nodes (4)"), std::string::npos)
+      << errorOf(o);
 }
 
 TEST_F(Submit, SweepBecomesAnArrayAndMpirunGetsTheSignalThroughTheShell) {

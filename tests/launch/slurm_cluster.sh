@@ -20,6 +20,15 @@ slurm_missing() {
   grep -qs " /sys/fs/cgroup" /proc/mounts || echo "no cgroup filesystem at /sys/fs/cgroup (slurmd needs one)"
 }
 
+# slurm_conf_plugins: the slurm.conf lines every test cluster shares: no cgroups (processes
+# tracked by parent), plain scheduling of CPUs, and nodes that may claim more CPUs than they have.
+slurm_conf_plugins() {
+  printf '%s\n' ProctrackType=proctrack/linuxproc TaskPlugin=task/none \
+    JobAcctGatherType=jobacct_gather/none SchedulerType=sched/backfill \
+    SelectType=select/cons_tres SelectTypeParameters=CR_CPU MpiDefault=none ReturnToService=2 \
+    SlurmdParameters=config_overrides
+}
+
 # slurm_start DIR [CPUS]: starts the daemons with everything in DIR; waits until the node is idle.
 slurm_start() {
   slurm_dir=$1
@@ -54,15 +63,7 @@ SlurmctldPidFile=$slurm_dir/slurmctld.pid
 SlurmdPidFile=$slurm_dir/slurmd.pid
 SlurmctldLogFile=$slurm_dir/slurmctld.log
 SlurmdLogFile=$slurm_dir/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-MpiDefault=none
-ReturnToService=2
-SlurmdParameters=config_overrides
+$(slurm_conf_plugins)
 JobRequeue=1
 KillWait=10
 MinJobAge=600
