@@ -53,10 +53,11 @@ namespace gentrain {
 // steps), at most runtime.timeout_s. Phases that are legitimately long (start-up, checkpoint,
 // evaluation, sampling, writing logs) and the first steps (fewer than three seen since start,
 // or since a network grew: NetworkSet::addOptimizer replacing an optimizer resets the count)
-// get runtime.timeout_s. A silent rank gets the learned bound whatever its phase (three floors
-// before steps are learned): its process is not running, whatever it was doing. A gone rank
-// (its connection closed without the goodbye every orderly exit sends, errors included) ends
-// the job at once, whoever waits: its process is dead, and nothing it was part of can finish.
+// get runtime.timeout_s. A laggard counts from when it entered its phase (or fell silent), not
+// from when the others began to wait. A silent rank gets the learned bound whatever its phase
+// (three floors before steps are learned): its process is not running, whatever it was doing. A
+// gone rank (its connection closed without the goodbye every orderly exit sends, errors included)
+// ends the job at once, whoever waits: its process is dead, and nothing it was part of can finish.
 // On many nodes that is a lost node, and the verdict names its host and all its ranks before
 // the launcher's own message (which names the host only) and its kill arrive. Every
 // rank in a collective and none elsewhere is a network problem or a mismatch: the watchdog's
@@ -442,8 +443,10 @@ std::string stallVerdict(const std::vector<RankView>& ranks, const StallOptions&
     const double bound = useLearned ? learnedBound
                          : quiet    ? std::min(cap, 3 * options.floorSeconds)
                                     : cap;
-    const double stalled =
-        quiet ? std::min(waiter->waitSeconds, v.silentSeconds) : waiter->waitSeconds;
+    // A laggard holds the others up only as long as it has been where it is: the waiters'
+    // views are up to a heartbeat old, and one that has just moved on (a long checkpoint over,
+    // the next step begun) is no culprit, however long the stale wait reads.
+    const double stalled = std::min(waiter->waitSeconds, quiet ? v.silentSeconds : v.phaseSeconds);
     if (stalled < bound) continue;
     if (bound >= usedBound) {
       usedBound = bound;

@@ -53,7 +53,7 @@ TEST(StallVerdict, NamesTheRankTheOthersWaitForWithItsPhaseStepAndHost) {
 TEST(StallVerdict, WaitsUntilTheLearnedBound) {
   EXPECT_EQ(stallVerdict({waiting(0, 4.9), in(1, Phase::Forward, 5)}, defaults), "");
   // Slow steps raise the bound: 10 x 1.2 s.
-  RankView slow = in(1, Phase::Forward, 11);
+  RankView slow = in(1, Phase::Forward, 13);  // in forward since before the others waited
   slow.slowestStep = 1.2;
   EXPECT_EQ(stallVerdict({waiting(0, 11), slow}, defaults), "");
   EXPECT_NE(stallVerdict({waiting(0, 12.5), slow}, defaults), "");
@@ -101,6 +101,14 @@ TEST(StallVerdict, GoneRanksEndTheJobAtOnceNamedByHost) {
   EXPECT_EQ(stallVerdict({in(0, Phase::Forward, 0.1), a}, defaults)
                 .rfind("lost rank 2 (host node2): its process ended", 0),
             0u);
+}
+
+TEST(StallVerdict, ALaggardThatJustMovedOnIsNoCulprit) {
+  // The waiters' last heartbeats still show the long wait for rank 0's checkpoint; rank 0 has
+  // finished it and began the next step's forward a moment ago.
+  EXPECT_EQ(stallVerdict({in(0, Phase::Forward, 0.05), waiting(1, 6), waiting(2, 6)}, defaults),
+            "");
+  EXPECT_NE(stallVerdict({in(0, Phase::Forward, 6), waiting(1, 6), waiting(2, 6)}, defaults), "");
 }
 
 TEST(StallVerdict, HealthyOrAllWaitingIsNoVerdict) {
