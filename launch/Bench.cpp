@@ -28,9 +28,10 @@ namespace {
 // which sends heartbeats (and on rank 0 answers and judges them). Their cost, measured inside
 // one run: the calls made during the timed steps times what one call takes (timed here, on the
 // same code path), plus the monitor thread's CPU time over those steps, as a share of the
-// rank's wall time. Charging the thread's CPU time to the step in full is the worst case: a
-// rank whose every core is busy computing. An A/B of whole runs (launch/bench/monitor-cost.sh)
-// cross-checks it, but its run-to-run noise on a shared 2-core machine is several percent.
+// rank's wall time. That is what the rank itself spends; it does not see what a wake-up of the
+// monitor costs the others when every core computes (the woken rank is late, and in data
+// parallel every rank waits for it). An A/B of whole runs (launch/bench/monitor-cost.sh) does,
+// within its run-to-run noise of several percent on a shared 2-core machine: read both.
 double publishingShare(int64_t calls, double monitorCpu, double wall) {
   const Phase before = activity::snapshot().phase;
   constexpr int kCalls = 200000;

@@ -24,7 +24,7 @@ class Watchdog {
   /// collectives stuck on a dead peer are torn down too. One hook; nullptr removes it.
   static void setAbortHook(std::function<void()> hook);
   /// Where abortJob also writes its message (one line, atomically; "" for nowhere): a training
-  /// run's `<run>/aborted`, which a batch script reads to requeue without a lost node.
+  /// run's `<run>/aborted`, which a batch script reads to go on without a lost node.
   static void setAbortRecord(const std::string& path);
 
   /// The wait in progress (the innermost scope) and how long it has lasted, as the watchdog

@@ -375,7 +375,7 @@ void beat(Monitor& m) {
 
 namespace {
 
-/// Note [stall bound]: gone ranks, by host: "ranks 2,3 (host node2) gone ...", or "".
+/// Note [stall bound]: gone ranks, by host: "lost ranks 2,3 (host node2): ...", or "".
 std::string lostVerdict(const std::vector<RankView>& ranks) {
   std::vector<std::pair<std::string, std::vector<const RankView*>>> hosts;  // in rank order
   double longest = 0;

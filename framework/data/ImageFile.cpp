@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "framework/base/Error.h"
+#include "framework/base/Hash.h"
 
 namespace gentrain {
 namespace fs = std::filesystem;
@@ -154,16 +155,6 @@ ImageDataset::ImageDataset(const std::string& path, const std::string& split, in
   }
 }
 
-namespace {
-
-/// FNV-1a, 64 bits: a content checksum, not a defence against anyone.
-uint64_t fnv1a(const uint8_t* data, std::size_t size, uint64_t hash = 1469598103934665603ULL) {
-  for (std::size_t i = 0; i < size; ++i) hash = (hash ^ data[i]) * 1099511628211ULL;
-  return hash;
-}
-
-}  // namespace
-
 // Note [same data]
 // On many nodes each node often reads its own copy of the dataset (a local disk, a staged
 // copy). A copy imported from other files, truncated, or of another resolution trains silently
@@ -172,16 +163,14 @@ uint64_t fnv1a(const uint8_t* data, std::size_t size, uint64_t hash = 1469598103
 // three images. Two imports of the same source agree (HDF5 object headers carry times, so the
 // file's own bytes would not); a copy with one image changed in the middle may pass.
 std::string ImageDataset::fingerprint() const {
-  uint64_t hash = fnv1a(nullptr, 0);
-  for (int64_t label : labels_) {
-    hash = fnv1a(reinterpret_cast<const uint8_t*>(&label), sizeof(label), hash);
-  }
-  hash = fnv1a(attributes_.data(), attributes_.size(), hash);
+  uint64_t hash = kFnv1aOffset;
+  fnv1aMix(hash, labels_.data(), labels_.size() * sizeof(int64_t));
+  fnv1aMix(hash, attributes_.data(), attributes_.size());
   std::vector<int64_t> probes;
   if (size_ > 0) probes = {0, size_ / 2, size_ - 1};
   std::vector<uint8_t> pixels(probes.size() * static_cast<std::size_t>(imageBytes()));
   readImages(probes, pixels.data());
-  hash = fnv1a(pixels.data(), pixels.size(), hash);
+  fnv1aMix(hash, pixels.data(), pixels.size());
   std::ostringstream out;
   out << split_ << ": " << size_ << " images " << channels_ << "x" << height_ << "x" << width_
       << (hasLabels() ? ", labels" : ", no labels");

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "framework/base/Error.h"
+#include "framework/base/Hash.h"
 #include "framework/config/Spec.h"
 #include "framework/data/Hdf5.h"
 
@@ -18,13 +19,6 @@ namespace gentrain {
 namespace fs = std::filesystem;
 
 namespace {
-
-/// FNV-1a over bytes: a digest of exactly what was written, so that two exports can be compared
-/// bit for bit from their one-line summaries.
-void mix(uint64_t& hash, const void* data, std::size_t bytes) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (std::size_t i = 0; i < bytes; ++i) hash = (hash ^ p[i]) * 1099511628211ull;
-}
 
 void writeTensor(hid_t group, const std::string& name, const at::Tensor& value,
                  const std::string& file, uint64_t& digest) {
@@ -51,8 +45,8 @@ void writeTensor(hid_t group, const std::string& name, const at::Tensor& value,
                                                      H5P_DEFAULT, t.data_ptr()) < 0)) {
     throw DataError(file + ": cannot write dataset '" + name + "' (disk full?)");
   }
-  mix(digest, name.data(), name.size());
-  mix(digest, t.data_ptr(), static_cast<std::size_t>(t.numel()) * t.element_size());
+  fnv1aMix(digest, name.data(), name.size());
+  fnv1aMix(digest, t.data_ptr(), static_cast<std::size_t>(t.numel()) * t.element_size());
 }
 
 }  // namespace
@@ -63,7 +57,7 @@ std::string exportWeights(const WeightsToExport& weights, const std::string& pat
   }
   const std::string partial = path + ".partial";
   int64_t tensors = 0, values = 0;
-  uint64_t digest = 14695981039346656037ull;
+  uint64_t digest = kFnv1aOffset;  // of exactly what was written: equal digests, equal bits
   {
     std::lock_guard<std::recursive_mutex> lock(h5::hdf5Lock());
     h5::Handle file = h5::createFile(partial);
@@ -75,7 +69,7 @@ std::string exportWeights(const WeightsToExport& weights, const std::string& pat
       h5::Handle group(H5Gcreate2(file.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                        H5Gclose);
       if (!group.valid()) throw DataError(partial + ": cannot create group '" + name + "'");
-      mix(digest, name.data(), name.size());
+      fnv1aMix(digest, name.data(), name.size());
       for (const auto& item : net->named_parameters()) {
         writeTensor(group.id(), item.key(), item.value(), partial, digest);
         ++tensors;
