@@ -94,10 +94,14 @@ void Runtime::checkSlurmAgrees() {
   const char* stepTasks = std::getenv("SLURM_STEP_NUM_TASKS");
   const char* procId = std::getenv("SLURM_PROCID");
   const char* localId = std::getenv("SLURM_LOCALID");
-  if (stepTasks == nullptr) return;
-  const int tasks = std::atoi(stepTasks);
+  // No early return without the vote below: under mpirun inside an allocation the ranks on the
+  // batch host see no step variables while those under srun-started daemons see a step of one
+  // task per node, and a rank that skipped the vote would meet the others in another collective.
+  const int tasks = stepTasks == nullptr ? 0 : std::atoi(stepTasks);
   std::string problem;
-  if (tasks > 1 && world_ == 1) {
+  if (stepTasks == nullptr) {
+    // Not a Slurm step: nothing to compare.
+  } else if (tasks > 1 && world_ == 1) {
     problem = log::cat("srun started ", tasks,
                        " tasks (SLURM_STEP_NUM_TASKS) but MPI sees a "
                        "world of 1 in each: they are not one MPI job (mpirun under srun?). Launch "

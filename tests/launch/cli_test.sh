@@ -40,6 +40,13 @@ check slurm-singletons 1 "srun started 3 tasks \(SLURM_STEP_NUM_TASKS\) but MPI 
   env SLURM_STEP_NUM_TASKS=3 SLURM_PROCID=2 "$gentrain" train spec.yaml
 check slurm-procid 1 "SLURM_PROCID is 1 but MPI made this process rank 0 of 2" -- \
   env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=1 $mpiexec -np 2 "$gentrain" train spec.yaml
+# mpirun inside an allocation: the ranks under daemons that srun started on other nodes see a
+# step of one task per node, the ones on the batch host none. They must still start together
+# (the start-up check once had only the first kind vote, and the job hung).
+check slurm-step-on-some-ranks 0 "bench allreduce: 2 ranks" -- \
+  timeout 60 $mpiexec -np 1 "$gentrain" bench allreduce --mb 0.01 --iterations 1 : \
+  -np 1 env SLURM_STEP_NUM_TASKS=1 SLURM_PROCID=0 SLURM_LOCALID=0 "$gentrain" bench allreduce \
+  --mb 0.01 --iterations 1
 (mkdir -p small && cd small && make_idx 3 9 2 "0 255" &&
  "$gentrain" data import-idx --dir . --out ../small.h5 >/dev/null 2>&1)
 check more-ranks-than-test-images 1 "small.h5:/test has 2 images, fewer than the 3 ranks" -- \
