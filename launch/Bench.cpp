@@ -104,29 +104,52 @@ int benchLoader(Runtime& runtime, const TrainBenchOptions& options) {
   });
   runtime.configure(RuntimeOptions::fromSpec(spec));
   Communicator& comm = runtime.comm();
+  const double opened = monotonicSeconds();
   auto data = std::make_shared<ImageDataset>(spec.text("data.path"), spec.text("data.train_split"),
                                              spec.integer("data.cache_mb") << 20);
   const Transform transform = transformOf(spec);
   transform.check(data->height(), data->width());
+  const ShuffleOrder order = shuffleOf(spec, *data);
+  if (order.blocked() && !data->inMemory()) data->setChunkCache(0);
   DistributedSampler sampler(data->size(), spec.integer("train.global_batch"), comm.rank(),
-                             comm.size(), transform.seed);
-  DataLoader loader(data, sampler, 0, 0, static_cast<int>(spec.integer("data.prefetch")),
-                    transform);
+                             comm.size(), transform.seed, order);
+  const int64_t batches = options.steps > 0 ? options.steps : sampler.stepsPerEpoch();
+  DataLoader loader(data, sampler, 0, 0, static_cast<int>(spec.integer("data.prefetch")), transform,
+                    false, {}, readaheadOf(spec));
   for (int64_t k = 0; k < options.warmup; ++k) loader.next();
-  const double start = monotonicSeconds();
+  // Without warm-up the clock starts before the file is opened: a cold read, whole.
+  const double start = options.warmup > 0 ? monotonicSeconds() : opened;
   int64_t images = 0;
-  for (int64_t k = 0; k < options.steps; ++k) images += loader.next().size();
-  const double perRank = images / (monotonicSeconds() - start);
+  for (int64_t k = 0; k < batches; ++k) images += loader.next().size();
+  const double seconds = monotonicSeconds() - start;
+  const double perRank = images / seconds;
   const double slowest = comm.allReduceScalar(perRank, ReduceOp::Min);
-  char line[300];
+  // Stored bytes the ranks consumed together per second of the slowest rank's wall time.
+  const double wall = comm.allReduceScalar(seconds, ReduceOp::Max);
+  const double bytes = comm.allReduceScalar(double(images * data->imageBytes()), ReduceOp::Sum);
+  const double peak =
+      comm.allReduceScalar(double(loader.readaheadPeakBytes()), ReduceOp::Max) / (1 << 20);
+  const std::string how =
+      order.blocked()
+          ? log::cat("blocks of ", order.blockRows, ", window ", order.window,
+                     loader.streaming() ? ", streamed" : ", in memory")
+          : std::string(data->inMemory() ? "global, in memory" : "global, per batch from disk");
+  char line[400];
   std::snprintf(line, sizeof(line),
-                "bench loader: %s [%lldx%lldx%lld], flip %s, normalize %s, resolution %lld: "
-                "%.0f images/s per rank (slowest rank), %d rank(s)",
+                "bench loader: %s [%lldx%lldx%lld], order %s, flip %s, normalize %s, resolution "
+                "%lld: %.0f images/s per rank (slowest rank), %d rank(s); %lld batches in %.2f s, "
+                "%.1f MB/s of stored images (all ranks), readahead peak %.1f MB, read %.1f MB",
                 spec.text("data.path").c_str(), static_cast<long long>(data->channels()),
                 static_cast<long long>(data->height()), static_cast<long long>(data->width()),
-                transform.flip ? "on" : "off", spec.text("data.normalize").c_str(),
-                static_cast<long long>(transform.resolution), slowest, comm.size());
+                how.c_str(), transform.flip ? "on" : "off", spec.text("data.normalize").c_str(),
+                static_cast<long long>(transform.resolution), slowest, comm.size(),
+                static_cast<long long>(batches), wall, bytes / wall / 1e6, peak,
+                comm.allReduceScalar(double(loader.readaheadBytesRead()), ReduceOp::Sum) / 1e6);
   log::info(line);
+  if (comm.rank() == 0) {
+    std::printf("RESULT images_per_s=%.2f stored_mb_per_s=%.2f readahead_peak_mb=%.2f\n", slowest,
+                bytes / wall / 1e6, peak);
+  }
   return 0;
 }
 

@@ -176,6 +176,24 @@ void addDataKeys(Schema& s) {
          big,
          {"unit", "symmetric"}});
   s.add({"data.prefetch", KeyType::Int, "4", "batches the loader thread prepares ahead", 1, 64});
+  s.add({"data.shuffle",
+         KeyType::String,
+         "auto",
+         "epoch order: global = one uniform permutation; blocks = lanes of chunk-aligned blocks, "
+         "read once per epoch (for splits larger than memory); auto = blocks when the training "
+         "split is larger than data.cache_mb",
+         -big,
+         big,
+         {"auto", "global", "blocks"}});
+  s.add({"data.shuffle_window", KeyType::Int, "2",
+         "blocks order: blocks each lane shuffles together (more: better mixed, more memory)", 1,
+         1024});
+  s.add({"data.readahead_mb", KeyType::Int, "256",
+         "blocks order from disk: most MB of blocks read ahead and held per rank", 1});
+  s.add({"data.read_threads", KeyType::Int, "2",
+         "blocks order from disk: reads in flight per rank (deflated blocks inflate on as many "
+         "cores)",
+         1, 64});
 }
 
 /// train.*: the optimization and how gradients travel.

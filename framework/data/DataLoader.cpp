@@ -6,6 +6,7 @@
 
 #include "framework/base/Error.h"
 #include "framework/base/FaultInjection.h"
+#include "framework/base/Log.h"
 #include "framework/base/Watchdog.h"
 #include "framework/random/CounterRng.h"
 
@@ -73,13 +74,18 @@ void convert(const uint8_t* raw, int64_t count, int64_t c, int64_t h, int64_t w,
 
 Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
                 const Transform& transform, int64_t step, int64_t firstSample, bool pinned) {
+  std::vector<uint8_t> raw(indices.size() * static_cast<std::size_t>(data.imageBytes()));
+  data.readImages(indices, raw.data());
+  return batchFromPixels(data, indices, raw.data(), transform, step, firstSample, pinned);
+}
+
+Batch batchFromPixels(const ImageDataset& data, const std::vector<int64_t>& indices,
+                      const uint8_t* raw, const Transform& transform, int64_t step,
+                      int64_t firstSample, bool pinned) {
   const auto options = [&](at::ScalarType type) {
     return at::TensorOptions(type).pinned_memory(pinned);
   };
   const int64_t count = static_cast<int64_t>(indices.size());
-  std::vector<uint8_t> raw(static_cast<std::size_t>(count * data.imageBytes()));
-  data.readImages(indices, raw.data());
-
   Batch batch;
   const int64_t h = data.height(), w = data.width(), f = transform.factor(h);
   batch.images = at::empty({count, data.channels(), h / f, w / f}, options(at::kFloat));
@@ -87,7 +93,7 @@ Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
   if (transform.flip) {
     coins = counterUniform({transform.seed, kFlipStream, uint64_t(step)}, firstSample, count, {1});
   }
-  convert(raw.data(), count, data.channels(), h, w, transform,
+  convert(raw, count, data.channels(), h, w, transform,
           coins.defined() ? coins.data_ptr<float>() : nullptr, batch.images.data_ptr<float>());
 
   if (data.hasLabels()) {
@@ -108,13 +114,40 @@ Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
 
 DataLoader::DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
                        int64_t startEpoch, int64_t startStepInEpoch, int prefetch,
-                       Transform transform, bool pinMemory, BatchPreparation prepare)
+                       Transform transform, bool pinMemory, BatchPreparation prepare,
+                       Readahead readahead)
     : data_(std::move(data)),
       sampler_(std::move(sampler)),
       transform_(transform),
       pinMemory_(pinMemory),
       prepare_(std::move(prepare)),
       capacity_(static_cast<std::size_t>(std::max(1, prefetch))) {
+  if (sampler_.order().blocked() && !data_->inMemory()) {
+    const int64_t perEpoch = sampler_.stepsPerEpoch();
+    const int64_t start = startEpoch * perEpoch + startStepInEpoch;
+    // A block's images are taken within two windows of its lane (Note [lanes of blocks]): plan
+    // that far ahead, so that it is read once.
+    const ShuffleOrder& order = sampler_.order();
+    // What the lanes of this rank hold at once (Note [lanes of blocks]).
+    const int64_t need = sampler_.localBatch() * (order.window + 1) *
+                         std::min(order.blockRows, data_->size()) * data_->imageBytes();
+    if (readahead.bytes < need) {
+      log::warn(log::cat("data.readahead_mb = ", readahead.bytes >> 20, " holds less than the ",
+                         (need >> 20) + 1, " MB this rank's ", sampler_.localBatch(),
+                         " lanes of blocks of ", order.blockRows,
+                         " images need at once: memory will go that far beyond it; raise "
+                         "data.readahead_mb, lower data.shuffle_window, or import with a smaller "
+                         "--chunk-kb"));
+    }
+    const int64_t horizon =
+        2 * (order.window + 1) * order.blockRows + static_cast<int64_t>(capacity_) + 2;
+    reader_ = std::make_unique<BlockReader>(
+        data_, order.blockRows, readahead.bytes, horizon,
+        [sampler = sampler_, start, perEpoch](int64_t k) mutable {
+          return sampler.indices((start + k) / perEpoch, (start + k) % perEpoch);
+        },
+        readahead.threads);
+  }
   worker_ =
       std::thread([this, startEpoch, startStepInEpoch] { run(startEpoch, startStepInEpoch); });
 }
@@ -126,11 +159,14 @@ DataLoader::~DataLoader() {
   }
   changed_.notify_all();
   worker_.join();
+  reader_.reset();
 }
 
 void DataLoader::run(int64_t epoch, int64_t stepInEpoch) {
   try {
     const int64_t perEpoch = sampler_.stepsPerEpoch();
+    std::vector<uint8_t> raw;
+    int64_t taken = 0;  // steps taken from the block reader
     while (true) {
       const int64_t step = epoch * perEpoch + stepInEpoch;
       const int64_t firstSample = step * sampler_.globalBatch() + sampler_.rankOffset();
@@ -138,8 +174,16 @@ void DataLoader::run(int64_t epoch, int64_t stepInEpoch) {
         std::lock_guard<std::mutex> lock(mutex_);
         return stopping_;
       });
-      Batch batch = readBatch(*data_, sampler_.indices(epoch, stepInEpoch), transform_, step,
-                              firstSample, pinMemory_);
+      const std::vector<int64_t> indices = sampler_.indices(epoch, stepInEpoch);
+      Batch batch;
+      if (reader_) {
+        raw.resize(indices.size() * static_cast<std::size_t>(data_->imageBytes()));
+        reader_->take(taken++, indices, raw.data());
+        batch =
+            batchFromPixels(*data_, indices, raw.data(), transform_, step, firstSample, pinMemory_);
+      } else {
+        batch = readBatch(*data_, indices, transform_, step, firstSample, pinMemory_);
+      }
       batch.epoch = epoch;
       batch.stepInEpoch = stepInEpoch;
       batch.step = step;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "framework/data/BlockReader.h"
 #include "framework/data/DistributedSampler.h"
 #include "framework/data/ImageFile.h"
 
@@ -65,6 +66,17 @@ struct Transform {
 Batch readBatch(const ImageDataset& data, const std::vector<int64_t>& indices,
                 const Transform& transform = {}, int64_t step = 0, int64_t firstSample = 0,
                 bool pinned = false);
+/// The same from the images' pixels already read (`raw`: indices.size() images of `data`).
+Batch batchFromPixels(const ImageDataset& data, const std::vector<int64_t>& indices,
+                      const uint8_t* raw, const Transform& transform, int64_t step,
+                      int64_t firstSample, bool pinned);
+
+/// How a split read from disk in a block order is read ahead (data.readahead_mb,
+/// data.read_threads).
+struct Readahead {
+  int64_t bytes = 256 << 20;
+  int threads = 2;
+};
 
 /// Work a model does on each training batch on the loader's thread (Model::prepareBatch).
 using BatchPreparation = std::function<void(Batch&)>;
@@ -72,12 +84,13 @@ using BatchPreparation = std::function<void(Batch&)>;
 /// Endless stream of training batches from a resume position, prepared `prefetch` ahead on a
 /// background thread. The thread does no MPI and no multi-threaded tensor work. An error on the
 /// thread is rethrown by next(). With `pinMemory` (for a CUDA device) batches come page-locked;
-/// `prepare`, when given, runs on each batch on the thread before it is queued.
+/// `prepare`, when given, runs on each batch on the thread before it is queued. A split read from
+/// disk in a block order (sampler.order().blocked()) is read through a BlockReader.
 class DataLoader {
  public:
   DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSampler sampler,
              int64_t startEpoch, int64_t startStepInEpoch, int prefetch, Transform transform = {},
-             bool pinMemory = false, BatchPreparation prepare = {});
+             bool pinMemory = false, BatchPreparation prepare = {}, Readahead readahead = {});
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -85,6 +98,10 @@ class DataLoader {
   /// The next batch, in order; blocks until it is ready.
   Batch next();
   const DistributedSampler& sampler() const { return sampler_; }
+  /// Whether batches come through a BlockReader, and the most bytes it has held at once.
+  bool streaming() const { return reader_ != nullptr; }
+  int64_t readaheadPeakBytes() const { return reader_ ? reader_->peakBytes() : 0; }
+  int64_t readaheadBytesRead() const { return reader_ ? reader_->bytesRead() : 0; }
 
  private:
   void run(int64_t epoch, int64_t stepInEpoch);
@@ -94,6 +111,7 @@ class DataLoader {
   Transform transform_;
   bool pinMemory_ = false;
   BatchPreparation prepare_;
+  std::unique_ptr<BlockReader> reader_;
   std::size_t capacity_;
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -1,6 +1,11 @@
 #include "framework/data/ImageFile.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -113,6 +118,27 @@ ImageDataset::ImageDataset(const std::string& path, const std::string& split, in
   width_ = static_cast<int64_t>(shape[3]);
   if (size_ == 0) throw DataError(where + " is empty: it holds no images");
   if (imageBytes() == 0) throw DataError(where + "/images has images of 0 pixels");
+  {
+    Handle create(H5Dget_create_plist(images_.id()), H5Pclose);
+    hsize_t chunk[4] = {0, 0, 0, 0};
+    if (create.valid() && H5Pget_layout(create.id()) == H5D_CHUNKED &&
+        H5Pget_chunk(create.id(), 4, chunk) == 4 && chunk[0] > 0) {
+      chunkRows_ = static_cast<int64_t>(chunk[0]);
+      // Whole-image chunks, stored plain or deflated: readChunk can take them as they are.
+      const int filters = H5Pget_nfilters(create.id());
+      unsigned flags = 0;
+      std::size_t values = 0;
+      const H5Z_filter_t first = filters == 1 ? H5Pget_filter2(create.id(), 0, &flags, &values,
+                                                               nullptr, 0, nullptr, nullptr)
+                                              : H5Z_FILTER_NONE;
+      rawChunks_ = chunk[1] == shape[1] && chunk[2] == shape[2] && chunk[3] == shape[3] &&
+                   (filters == 0 || first == H5Z_FILTER_DEFLATE);
+      deflatedChunks_ = rawChunks_ && filters == 1;
+      if (rawChunks_) raw_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    } else if (imageBytes() > 0) {
+      chunkRows_ = std::max<int64_t>(1, (int64_t(256) << 10) / imageBytes());
+    }
+  }
 
   Handle labels, attributes;
   if (h5::exists(group.id(), "labels")) {
@@ -173,7 +199,7 @@ std::string ImageDataset::fingerprint() const {
   fnv1aMix(hash, pixels.data(), pixels.size());
   std::ostringstream out;
   out << split_ << ": " << size_ << " images " << channels_ << "x" << height_ << "x" << width_
-      << (hasLabels() ? ", labels" : ", no labels");
+      << (hasLabels() ? ", labels" : ", no labels") << ", chunks of " << chunkRows_;
   for (const std::string& name : attributeNames_)
     out << (&name == &attributeNames_[0] ? ", attributes " : ",") << name;
   out << ", checksum " << std::hex << std::setw(16) << std::setfill('0') << hash;
@@ -183,6 +209,91 @@ std::string ImageDataset::fingerprint() const {
 std::string ImageDataset::fileAttribute(const std::string& name) const {
   std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
   return h5::readStringAttribute(file_.id(), name);
+}
+
+ImageDataset::Descriptor::~Descriptor() {
+  if (fd >= 0) ::close(fd);
+}
+
+bool ImageDataset::readChunk(int64_t chunk, int64_t count, uint8_t* out) const {
+  if (!rawChunks_ || raw_.fd < 0 || !rows_.empty() || chunk < 0 || count < 1 ||
+      count > chunkRows_ || chunk * chunkRows_ + count > size_) {
+    return false;
+  }
+  const std::string where = path_ + ":/" + split_ + "/images";
+  const int64_t wholeBytes = chunkRows_ * imageBytes();  // a chunk is stored whole, even the last
+  const hsize_t offset[4] = {hsize_t(chunk * chunkRows_), 0, 0, 0};
+  unsigned mask = 0;
+  haddr_t address = HADDR_UNDEF;
+  hsize_t storedBytes = 0;
+  {
+    std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+    if (H5Dget_chunk_info_by_coord(images_.id(), offset, &mask, &address, &storedBytes) < 0) {
+      return false;
+    }
+  }
+  if (mask != 0) return false;  // a filter skipped for this chunk: let HDF5 decide
+  // Note [untrusted sizes]: a stored chunk is at most its data plus deflate's overhead.
+  if (address == HADDR_UNDEF || storedBytes == 0 ||
+      storedBytes > hsize_t(wholeBytes) + hsize_t(wholeBytes) / 1000 + 4096) {
+    throw DataError(where + ": chunk " + std::to_string(chunk) + " is stored with " +
+                    std::to_string(storedBytes) + " bytes for " + std::to_string(wholeBytes) +
+                    " bytes of images: the file is damaged or was not written completely; "
+                    "import it again");
+  }
+  const auto readStored = [&](uint8_t* into) {
+    std::size_t done = 0;
+    while (done < storedBytes) {
+      const ssize_t got = ::pread(raw_.fd, into + done, storedBytes - done, off_t(address + done));
+      if (got <= 0) {
+        if (got < 0 && errno == EINTR) continue;
+        throw DataError(where + ": read failed at chunk " + std::to_string(chunk) +
+                        " (is the file truncated?)");
+      }
+      done += static_cast<std::size_t>(got);
+    }
+  };
+  const std::size_t want = static_cast<std::size_t>(count * imageBytes());
+  if (!deflatedChunks_ && storedBytes == hsize_t(wholeBytes) && count == chunkRows_) {
+    readStored(out);  // plain and whole: straight into the caller's buffer
+    return true;
+  }
+  std::vector<uint8_t> stored(static_cast<std::size_t>(storedBytes));
+  readStored(stored.data());
+  if (!deflatedChunks_) {
+    if (storedBytes != hsize_t(wholeBytes)) {
+      throw DataError(where + ": chunk " + std::to_string(chunk) + " has " +
+                      std::to_string(storedBytes) + " bytes, not " + std::to_string(wholeBytes) +
+                      ": the file is damaged; import it again");
+    }
+    std::memcpy(out, stored.data(), want);
+    return true;
+  }
+  // Inflate into a whole-chunk buffer unless the caller's holds the whole chunk.
+  std::vector<uint8_t> whole;
+  uint8_t* target = out;
+  if (count < chunkRows_) {
+    whole.resize(static_cast<std::size_t>(wholeBytes));
+    target = whole.data();
+  }
+  uLongf produced = static_cast<uLongf>(wholeBytes);
+  if (uncompress(target, &produced, stored.data(), static_cast<uLong>(stored.size())) != Z_OK ||
+      produced != uLongf(wholeBytes)) {
+    throw DataError(where + ": chunk " + std::to_string(chunk) +
+                    " does not inflate to its size: the file is damaged; import it again");
+  }
+  if (target != out) std::memcpy(out, target, want);
+  return true;
+}
+
+void ImageDataset::setChunkCache(int64_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(hdf5Lock());
+  Handle access(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  H5Pset_chunk_cache(access.id(), 10007, static_cast<std::size_t>(std::max<int64_t>(0, bytes)),
+                     1.0);
+  Handle reopened(H5Dopen2(file_.id(), (split_ + "/images").c_str(), access.id()), H5Dclose);
+  if (!reopened.valid()) throw DataError(path_ + ":/" + split_ + "/images: cannot reopen");
+  images_ = std::move(reopened);
 }
 
 void ImageDataset::keepOnly(const std::vector<int64_t>& rows) {
@@ -309,8 +420,8 @@ void appendRows(hid_t dataset, hsize_t first, hsize_t rows, hid_t memType, const
 
 }  // namespace
 
-ImageFileWriter::ImageFileWriter(std::string path, bool overwrite)
-    : path_(std::move(path)), partial_(path_ + ".partial") {
+ImageFileWriter::ImageFileWriter(std::string path, bool overwrite, ImageWriterOptions options)
+    : path_(std::move(path)), partial_(path_ + ".partial"), options_(options) {
   if (!overwrite && fs::exists(path_)) {
     throw DataError(path_ +
                     " already exists; pass --force to replace it, or choose another "
@@ -339,10 +450,13 @@ void ImageFileWriter::beginSplit(const std::string& name, int64_t channels, int6
       Handle(H5Gcreate2(file_.id(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
   if (!split_->group.valid()) throw DataError(partial_ + ": cannot create split '" + name + "'");
   split_->imageBytes = channels * height * width;
-  // About 1 MiB of images per chunk: large enough to compress well, small enough to cache.
-  const hsize_t rows = std::max<hsize_t>(1, (1u << 20) / hsize_t(split_->imageBytes));
-  split_->images = extensible(split_->group.id(), "images", H5T_STD_U8LE,
-                              {hsize_t(channels), hsize_t(height), hsize_t(width)}, rows, true);
+  // 256 KiB of images per chunk by default: large enough to compress well and to read at disk
+  // speed, small enough that a block order's G lanes fit in memory (Note [lanes of blocks]).
+  const hsize_t rows =
+      std::max<hsize_t>(1, hsize_t(options_.chunkBytes) / hsize_t(split_->imageBytes));
+  split_->images =
+      extensible(split_->group.id(), "images", H5T_STD_U8LE,
+                 {hsize_t(channels), hsize_t(height), hsize_t(width)}, rows, options_.compress);
   if (withLabels) {
     split_->labels = extensible(split_->group.id(), "labels", H5T_STD_I64LE, {}, 4096, true);
   }

@@ -29,6 +29,18 @@ class ImageDataset {
   int64_t width() const { return width_; }
   int64_t imageBytes() const { return channels_ * height_ * width_; }
   bool inMemory() const { return !cache_.empty(); }
+  /// Images per HDF5 chunk of the stored images (what one chunk read decompresses); for a file
+  /// stored unchunked, the images in 256 KiB.
+  int64_t chunkRows() const { return chunkRows_; }
+  /// Reads the `count` images of chunk `chunk` (images chunk*chunkRows() ..) into `out`, past
+  /// HDF5's chunk machinery: HDF5 only says where the chunk is stored; one pread of it and, for
+  /// a deflated one, one inflate follow outside the HDF5 lock (reader threads overlap). False when
+  /// this split cannot be read that way (other filters, a narrowed split, not chunked): use
+  /// readImages.
+  bool readChunk(int64_t chunk, int64_t count, uint8_t* out) const;
+  /// Sets the HDF5 chunk cache of the images (64 MiB at open). The streaming path reads whole
+  /// chunks into blocks of its own and sets it to 0, so nothing is held twice.
+  void setChunkCache(int64_t bytes);
   const std::string& path() const { return path_; }
   const std::string& split() const { return split_; }
 
@@ -55,11 +67,26 @@ class ImageDataset {
                     const std::function<void(int64_t, int64_t, const uint8_t*)>& visit) const;
 
  private:
+  /// The file opened once more, plainly: readChunk reads stored chunks with pread, outside
+  /// the HDF5 lock, so that reads of several threads are in flight at once.
+  struct Descriptor {
+    int fd = -1;
+    Descriptor() = default;
+    explicit Descriptor(int f) : fd(f) {}
+    ~Descriptor();
+    Descriptor(Descriptor&& other) noexcept : fd(other.fd) { other.fd = -1; }
+    Descriptor& operator=(Descriptor&&) = delete;
+  };
+
   std::string path_;
   std::string split_;
   h5::Handle file_;
   h5::Handle images_;
+  Descriptor raw_;
   int64_t size_ = 0, channels_ = 0, height_ = 0, width_ = 0;
+  int64_t chunkRows_ = 0;
+  bool rawChunks_ = false;       // chunks readable by readChunk
+  bool deflatedChunks_ = false;  // ... and stored deflated
   std::vector<uint8_t> cache_;
   std::vector<int64_t> labels_;
   std::vector<std::string> attributeNames_;
@@ -70,9 +97,17 @@ class ImageDataset {
 /// Writes a file in the schema, split by split, streaming (nothing is held whole in memory).
 /// It writes to `<path>.partial` and renames on commit(), so an existing file is never left
 /// half-written; without `overwrite`, an existing `path` is refused up front.
+struct ImageWriterOptions {
+  /// Bytes of images per HDF5 chunk (rounded to whole images): the unit a streaming reader
+  /// reads and decompresses, and the block of the block shuffle order.
+  int64_t chunkBytes = 256 << 10;
+  /// Deflate (level 1) the images; off where the disk reads faster than one core inflates.
+  bool compress = true;
+};
+
 class ImageFileWriter {
  public:
-  ImageFileWriter(std::string path, bool overwrite);
+  ImageFileWriter(std::string path, bool overwrite, ImageWriterOptions options = {});
   ~ImageFileWriter();
   ImageFileWriter(const ImageFileWriter&) = delete;
   ImageFileWriter& operator=(const ImageFileWriter&) = delete;
@@ -93,6 +128,7 @@ class ImageFileWriter {
   struct Split;
   std::string path_;
   std::string partial_;
+  ImageWriterOptions options_;
   h5::Handle file_;
   std::unique_ptr<Split> split_;
   bool committed_ = false;

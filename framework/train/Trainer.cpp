@@ -307,8 +307,17 @@ RunSummary Trainer::run(int64_t maxSteps) {
 }
 
 std::unique_ptr<DataLoader> Trainer::openLoader(const DeviceStager& stager) {
+  const ShuffleOrder order = shuffleOf(spec_, *data_->train());
   DistributedSampler sampler(data_->train()->size(), spec_.integer("train.global_batch"),
-                             comm_.rank(), comm_.size(), seed());
+                             comm_.rank(), comm_.size(), seed(), order);
+  if (order.blocked()) {
+    log::info(log::cat("data: block order (Note [lanes of blocks]): blocks of ", order.blockRows,
+                       " images, windows of ", order.window, " blocks",
+                       data_->train()->inMemory()
+                           ? std::string(", split in memory")
+                           : log::cat(", read from disk with ", spec_.integer("data.readahead_mb"),
+                                      " MB of readahead per rank")));
+  }
   if (sampler.localBatch() % microBatches_ != 0) {
     throw SpecError(spec_.where("train.micro_batches") + ": " + std::to_string(microBatches_) +
                     " micro-batches do not divide the " + std::to_string(sampler.localBatch()) +
@@ -316,10 +325,10 @@ std::unique_ptr<DataLoader> Trainer::openLoader(const DeviceStager& stager) {
   }
   const Model& model = *model_;
   const int64_t perEpoch = schedule_->stepsPerEpoch();
-  return std::make_unique<DataLoader>(data_->train(), sampler, step_ / perEpoch, step_ % perEpoch,
-                                      static_cast<int>(spec_.integer("data.prefetch")),
-                                      data_->transform(), stager.wantsPinned(),
-                                      [&model](Batch& batch) { model.prepareBatch(batch); });
+  return std::make_unique<DataLoader>(
+      data_->train(), sampler, step_ / perEpoch, step_ % perEpoch,
+      static_cast<int>(spec_.integer("data.prefetch")), data_->transform(), stager.wantsPinned(),
+      [&model](Batch& batch) { model.prepareBatch(batch); }, readaheadOf(spec_));
 }
 
 void Trainer::account(double t0, double t1, double t2, const StepTimes& before) {

@@ -18,6 +18,21 @@ Transform transformOf(const Spec& spec) {
   return transform;
 }
 
+ShuffleOrder shuffleOf(const Spec& spec, const ImageDataset& train) {
+  const std::string mode = spec.text("data.shuffle");
+  ShuffleOrder order;
+  if (mode == "blocks" || (mode == "auto" && !train.inMemory())) {
+    order.blockRows = train.chunkRows();
+    order.window = spec.integer("data.shuffle_window");
+  }
+  return order;
+}
+
+Readahead readaheadOf(const Spec& spec) {
+  return {spec.integer("data.readahead_mb") << 20,
+          static_cast<int>(spec.integer("data.read_threads"))};
+}
+
 namespace {
 
 void requireImagePerRank(const ImageDataset& test, int world) {
@@ -42,6 +57,8 @@ TrainingData::TrainingData(const Spec& spec, int world) {
   }
   transform_ = transformOf(spec);
   transform_.check(train_->height(), train_->width());
+  // Read from disk in blocks, the blocks are the cache: HDF5's would only hold them twice.
+  if (!train_->inMemory() && shuffleOf(spec, *train_).blocked()) train_->setChunkCache(0);
 }
 
 void TrainingData::select(const Model& model, const Spec& spec, int world) {

@@ -47,4 +47,11 @@ class TrainingData {
 /// The loader transform a spec asks for (data.resolution, data.flip, data.normalize, seed).
 Transform transformOf(const Spec& spec);
 
+/// The epoch order a spec asks for on `train` (data.shuffle, data.shuffle_window): auto is the
+/// block order for a split read from disk, the global permutation for one held in memory.
+ShuffleOrder shuffleOf(const Spec& spec, const ImageDataset& train);
+
+/// data.readahead_mb and data.read_threads.
+Readahead readaheadOf(const Spec& spec);
+
 }  // namespace gentrain

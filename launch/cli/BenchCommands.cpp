@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "launch/Bench.h"
+#include "launch/ShuffleBench.h"
 #include "launch/cli/Commands.h"
 
 namespace gentrain {
@@ -25,8 +26,23 @@ void addLoaderBench(CLI::App& bench, CommandList& commands) {
   auto* cmd = bench.add_subcommand("loader", "loader images/s with transforms");
   cmd->add_option("spec", options->spec, "YAML experiment spec")->required();
   cmd->add_option("overrides", options->overrides, "key.path=value overrides");
-  cmd->add_option("--batches", options->steps, "timed batches");
+  cmd->add_option("--batches", options->steps, "timed batches (0: one epoch)");
+  cmd->add_option("--warmup", options->warmup,
+                  "untimed batches first (0: the clock starts before the file opens)");
   commands.add(cmd, true, [options](Runtime* runtime) { return benchLoader(*runtime, *options); });
+}
+
+void addShuffleBench(CLI::App& bench, CommandList& commands) {
+  auto options = std::make_shared<ShuffleBenchOptions>();
+  auto* cmd = bench.add_subcommand("shuffle", "how random the block order is, on a file's labels");
+  cmd->add_option("file", options->file, "HDF5 image file with labels")->required();
+  cmd->add_option("--split", options->split, "split to measure");
+  cmd->add_option("--batch", options->batch, "global batch");
+  cmd->add_option("--window", options->window, "data.shuffle_window");
+  cmd->add_option("--block-rows", options->blockRows, "images per block (0: the file's chunks)");
+  cmd->add_option("--seed", options->seed, "seed");
+  cmd->add_option("--epochs", options->epochs, "epochs measured");
+  commands.add(cmd, false, [options](Runtime*) { return benchShuffle(*options); });
 }
 
 void addAllReduceBench(CLI::App& bench, CommandList& commands) {
@@ -56,6 +72,7 @@ void addBenchCommands(CLI::App& app, CommandList& commands) {
   bench->require_subcommand(1);
   addTrainBench(*bench, commands);
   addLoaderBench(*bench, commands);
+  addShuffleBench(*bench, commands);
   addAllReduceBench(*bench, commands);
   addInstanceNormBench(*bench, commands);
 }

@@ -11,6 +11,7 @@
 #include "framework/data/IdxImport.h"
 #include "framework/data/ImageFile.h"
 #include "framework/data/ImageGrid.h"
+#include "framework/data/Synth.h"
 #include "launch/cli/Commands.h"
 
 namespace gentrain {
@@ -111,6 +112,43 @@ void addImportFolder(CLI::App& data, CommandList& commands) {
   });
 }
 
+/// --chunk-kb and --no-compress: how a writer lays out the images it stores.
+void addWriterOptions(CLI::App* cmd, ImageWriterOptions& writer, int64_t& chunkKb) {
+  cmd->add_option("--chunk-kb", chunkKb,
+                  "KiB of images per HDF5 chunk: the unit of streaming reads and of the block "
+                  "shuffle order");
+  cmd->add_flag(
+      "--no-compress", [&writer](int64_t) { writer.compress = false; },
+      "store the images uncompressed (where the disk reads faster than a core "
+      "inflates)");
+}
+
+void addSynth(CLI::App& data, CommandList& commands) {
+  struct Args {
+    SynthOptions synth;
+    int64_t chunkKb = 256;
+  };
+  auto args = std::make_shared<Args>();
+  SynthOptions& synth = args->synth;
+  auto* cmd = data.add_subcommand("synth", "write a synthetic labelled image dataset of any size");
+  cmd->add_option("--out", synth.out, "HDF5 file to write")->required();
+  cmd->add_option("--images", synth.images, "training images");
+  cmd->add_option("--test-images", synth.testImages, "test images (default: a tenth, <= 10000)");
+  cmd->add_option("--size", synth.size, "side of the square images");
+  cmd->add_option("--channels", synth.channels, "1 or 3");
+  cmd->add_option("--classes", synth.classes, "labels 0 .. classes-1");
+  cmd->add_flag("--sorted-by-label", synth.sortedByLabel,
+                "store the training split sorted by label (to measure shuffle quality)");
+  cmd->add_option("--seed", synth.seed, "seed of the images");
+  cmd->add_option("--threads", synth.threads, "generating threads (0: all cores)");
+  addWriterOptions(cmd, synth.writer, args->chunkKb);
+  cmd->add_flag("--force", synth.overwrite, "replace OUT if it exists");
+  commands.add(cmd, false, [args](Runtime*) {
+    args->synth.writer.chunkBytes = args->chunkKb << 10;
+    return say(synthesize(args->synth));
+  });
+}
+
 void addColorize(CLI::App& data, CommandList& commands) {
   auto color = std::make_shared<ColorizeOptions>();
   auto* cmd = data.add_subcommand(
@@ -164,6 +202,7 @@ void addDataCommands(CLI::App& app, CommandList& commands) {
   addBinarize(*data, commands);
   addImportCifar(*data, commands);
   addImportFolder(*data, commands);
+  addSynth(*data, commands);
   addColorize(*data, commands);
   addGrid(*data, commands);
   addInfo(*data, commands);

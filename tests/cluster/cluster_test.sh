@@ -72,7 +72,7 @@ echo "   $("$gentrain" compare-weights reference.h5 two.h5)"
 mkdir other && (cd other && make_idx 5 64 16 "0 255" &&
   "$gentrain" data import-idx --dir . --out data.h5 >/dev/null 2>&1)
 cp other/data.h5 "$cluster_dir/disk/node2/data.h5"
-check data-differs 1 "ranks disagree on the data at data.path: rank 2 \(host node2\) has 'train: 64 images 1x4x4, labels, checksum [0-9a-f]+' where rank 0 \(host node1\) has 'train: 64 images 1x4x4, labels, checksum [0-9a-f]+'.*give every node the same copy of $local_data" -- \
+check data-differs 1 "ranks disagree on the data at data.path: rank 2 \(host node2\) has 'train: 64 images 1x4x4, labels, chunks of [0-9]+, checksum [0-9a-f]+' where rank 0 \(host node1\) has 'train: 64 images 1x4x4, labels, chunks of [0-9]+, checksum [0-9a-f]+'.*give every node the same copy of $local_data" -- \
   on_nodes train spec.yaml name=differs data.path="$local_data"
 cp data.h5 "$cluster_dir/disk/node2/data.h5"
 
