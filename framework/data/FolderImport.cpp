@@ -13,6 +13,7 @@
 #include "framework/base/Error.h"
 #include "framework/base/Files.h"
 #include "framework/base/Log.h"
+#include "framework/base/ProgressLog.h"
 #include "framework/data/ImageCodec.h"
 #include "framework/data/ImageFile.h"
 
@@ -90,6 +91,31 @@ AttributeTable readAttributes(const std::string& path) {
     }
   }
   return table;
+}
+
+/// CelebA's list_eval_partition.txt: "000001.jpg 0" a line; 0 train, 1 valid, 2 test.
+std::map<std::string, std::string> readPartition(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw DataError(path + ": partition list missing or unreadable");
+  std::map<std::string, std::string> splits;
+  std::string line;
+  for (int lineNumber = 1; std::getline(in, line); ++lineNumber) {
+    const std::vector<std::string> fields =
+        splitFields(line, line.find(',') != std::string::npos ? ',' : ' ');
+    if (fields.empty()) continue;
+    if (lineNumber == 1 && fields[0] == "image_id") continue;  // the CSV copies' header
+    if (fields.size() != 2 || (fields[1] != "0" && fields[1] != "1" && fields[1] != "2")) {
+      throw DataError(path + ":" + std::to_string(lineNumber) + ": '" + line +
+                      "' is not 'file 0|1|2' (0 train, 1 valid, 2 test)");
+    }
+    static const char* names[] = {"train", "valid", "test"};
+    if (!splits.emplace(fields[0], names[fields[1][0] - '0']).second) {
+      throw DataError(path + ":" + std::to_string(lineNumber) + ": a second row for '" + fields[0] +
+                      "'");
+    }
+  }
+  if (splits.empty()) throw DataError(path + ": no rows");
+  return splits;
 }
 
 std::vector<fs::path> imageFiles(const fs::path& dir) {
@@ -235,7 +261,8 @@ struct FolderContents {
 /// adds unreadable files skipped to `skipped`.
 int64_t writeSplit(ImageFileWriter& writer, const std::string& split,
                    const std::vector<fs::path>& mine, const FolderContents& folder,
-                   const FolderImportOptions& options, int64_t& skipped) {
+                   const FolderImportOptions& options, int64_t& skipped, ProgressLog& progress,
+                   int64_t& done) {
   const int64_t imageBytes = 3 * options.size * options.size;
   writer.beginSplit(split, 3, options.size, options.size, options.labelsFromFolders,
                     folder.table.names);
@@ -269,6 +296,8 @@ int64_t writeSplit(ImageFileWriter& writer, const std::string& split,
     writer.append(images.data(), count, labels.empty() ? nullptr : labels.data(),
                   attributes.empty() ? nullptr : attributes.data());
     written += count;
+    done += static_cast<int64_t>(block.size());
+    progress.update(done);
   }
   return written;
 }
@@ -301,29 +330,81 @@ std::string importFolder(const FolderImportOptions& options) {
   std::vector<std::string> labelNames;
   for (const auto& [name, index] : folder.classes) labelNames.push_back(name);
 
-  ImageFileWriter writer(options.out, options.overwrite);
+  if (!options.partition.empty() && options.testEvery > 0) {
+    throw UsageError("--partition and --test-every both choose the splits: give one");
+  }
+  // The split of each file: every n-th to test, or the partition list's.
+  std::map<std::string, std::vector<fs::path>> bySplit;
+  if (options.partition.empty()) {
+    for (std::size_t k = 0; k < folder.files.size(); ++k) {
+      const bool test = options.testEvery > 0 && k % options.testEvery == options.testEvery - 1;
+      bySplit[test ? "test" : "train"].push_back(folder.files[k]);
+    }
+  } else {
+    const std::map<std::string, std::string> splits = readPartition(options.partition);
+    std::map<std::string, const fs::path*> present;
+    for (const fs::path& f : folder.files) present.emplace(f.filename().string(), &f);
+    for (const auto& [name, split] : splits) {
+      if (!present.count(name) && !onlyListed) {
+        throw DataError(options.partition + ": row for '" + name + "', which is not an image in " +
+                        options.dir + "; remove the row or add the file");
+      }
+    }
+    for (const fs::path& f : folder.files) {
+      const auto found = splits.find(f.filename().string());
+      if (found == splits.end()) {
+        throw DataError(f.string() + ": no row in " + options.partition +
+                        " (every image needs its split)");
+      }
+      bySplit[found->second].push_back(f);
+    }
+  }
+
+  ImageFileWriter writer(options.out, options.overwrite, options.writer);
   writer.setFileAttribute("source", "folder:" + fs::absolute(dir).string());
   writer.setFileAttribute("binarize", std::string("none"));
   if (!labelNames.empty()) writer.setFileAttribute("label_names", labelNames);
-  int64_t skipped = 0;
+  int64_t skipped = 0, done = 0;
+  ProgressLog progress("import-folder", static_cast<int64_t>(folder.files.size()));
   std::map<std::string, int64_t> splitCounts;
-  for (const std::string split : {"train", "test"}) {
-    std::vector<fs::path> mine;
-    for (std::size_t k = 0; k < folder.files.size(); ++k) {
-      const bool test = options.testEvery > 0 && k % options.testEvery == options.testEvery - 1;
-      if (test == (split == "test")) mine.push_back(folder.files[k]);
+  for (const char* split : {"train", "valid", "test"}) {
+    const std::vector<fs::path>& mine = bySplit[split];
+    if (!mine.empty()) {
+      splitCounts[split] =
+          writeSplit(writer, split, mine, folder, options, skipped, progress, done);
     }
-    if (!mine.empty())
-      splitCounts[split] = writeSplit(writer, split, mine, folder, options, skipped);
   }
   writer.commit();
   std::string summary = "wrote " + options.out + " (";
-  for (const auto& [split, n] : splitCounts) summary += split + " " + std::to_string(n) + ", ";
+  for (const char* split : {"train", "valid", "test"}) {
+    if (splitCounts.count(split))
+      summary += split + (" " + std::to_string(splitCounts[split])) + ", ";
+  }
   return summary + "3x" + std::to_string(options.size) + "x" + std::to_string(options.size) + ", " +
          std::to_string(labelNames.size()) + " labels, " +
          std::to_string(folder.table.names.size()) + " attributes; " + std::to_string(skipped) +
          " unreadable file(s) skipped" +
          (onlyListed ? ", " + std::to_string(leftOut) + " not in the table left out" : "") + ")";
+}
+
+std::string importCelebA(FolderImportOptions options) {
+  const fs::path dir(options.dir);
+  // The first of `candidates` (relative to the folder) that exists.
+  const auto find = [&dir](std::initializer_list<const char*> candidates, bool folder) {
+    for (const char* c : candidates) {
+      const fs::path p = dir / c;
+      if (folder ? fs::is_directory(p) : fs::is_regular_file(p)) return p.string();
+    }
+    std::string tried;
+    for (const char* c : candidates) tried += (tried.empty() ? "" : ", ") + (dir / c).string();
+    throw UsageError("CelebA: none of " + tried +
+                     " exists; --dir must hold CelebA as distributed (Img/, Anno/, Eval/) or "
+                     "those files side by side");
+  };
+  options.dir = find({"img_align_celeba", "Img/img_align_celeba"}, true);
+  options.attributes = find({"list_attr_celeba.txt", "Anno/list_attr_celeba.txt"}, false);
+  options.partition = find({"list_eval_partition.txt", "Eval/list_eval_partition.txt"}, false);
+  return importFolder(options);
 }
 
 }  // namespace gentrain

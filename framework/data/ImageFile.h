@@ -103,6 +103,8 @@ struct ImageWriterOptions {
   int64_t chunkBytes = 256 << 10;
   /// Deflate (level 1) the images; off where the disk reads faster than one core inflates.
   bool compress = true;
+  /// Threads that deflate whole chunks (Note [chunks deflated in parallel]); 0: every core.
+  int threads = 0;
 };
 
 class ImageFileWriter {
@@ -126,6 +128,9 @@ class ImageFileWriter {
 
  private:
   struct Split;
+  void appendImages(const uint8_t* images, int64_t count);
+  /// Writes the split's last, partial chunk.
+  void finishSplit();
   std::string path_;
   std::string partial_;
   ImageWriterOptions options_;

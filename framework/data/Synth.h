@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "framework/base/ProgressLog.h"
 #include "framework/data/ImageFile.h"
 
 namespace gentrain {
@@ -29,18 +30,5 @@ struct SynthOptions {
 /// drawn per image, and a little pixel noise (so that it compresses like photographs, about
 /// 2:1, rather than to nothing). The result does not depend on the thread count.
 std::string synthesize(const SynthOptions& options);
-
-/// Logs progress of a long job every few seconds: count, rate and time left.
-class ProgressLog {
- public:
-  ProgressLog(std::string what, int64_t total);
-  /// `done` items of the total are finished.
-  void update(int64_t done);
-
- private:
-  std::string what_;
-  int64_t total_;
-  double start_, last_;
-};
 
 }  // namespace gentrain

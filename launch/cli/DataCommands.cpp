@@ -37,6 +37,17 @@ int say(const std::string& line) {
   return 0;
 }
 
+/// --chunk-kb and --no-compress: how a writer lays out the images it stores.
+void addWriterOptions(CLI::App* cmd, ImageWriterOptions& writer, int64_t& chunkKb) {
+  cmd->add_option("--chunk-kb", chunkKb,
+                  "KiB of images per HDF5 chunk: the unit of streaming reads and of the block "
+                  "shuffle order");
+  cmd->add_flag(
+      "--no-compress", [&writer](int64_t) { writer.compress = false; },
+      "store the images uncompressed (where the disk reads faster than a core "
+      "inflates)");
+}
+
 void addImportIdx(CLI::App& data, CommandList& commands) {
   struct Args {
     IdxImportOptions idx;
@@ -86,6 +97,7 @@ void addImportFolder(CLI::App& data, CommandList& commands) {
   struct Args {
     FolderImportOptions folder;
     std::string background = "0,0,0";
+    int64_t chunkKb = 256;
   };
   auto args = std::make_shared<Args>();
   FolderImportOptions& folder = args->folder;
@@ -101,6 +113,9 @@ void addImportFolder(CLI::App& data, CommandList& commands) {
                 "import only the images the --attributes table lists (it is the index)");
   cmd->add_option("--background", args->background, "R,G,B under transparent pixels");
   cmd->add_option("--test-every", folder.testEvery, "every n-th image to the test split");
+  cmd->add_option("--partition", folder.partition,
+                  "CelebA list_eval_partition.txt: its train, valid and test splits");
+  addWriterOptions(cmd, folder.writer, args->chunkKb);
   cmd->add_flag("--skip-bad", folder.skipBad, "report unreadable images and go on");
   cmd->add_option("--max-pixels", folder.maxPixels,
                   "images with more pixels are bad, refused before decoding (0: no cap)");
@@ -108,19 +123,33 @@ void addImportFolder(CLI::App& data, CommandList& commands) {
   commands.add(cmd, false, [args](Runtime*) {
     if (args->folder.maxPixels < 0) throw UsageError("--max-pixels cannot be negative");
     args->folder.background = parseColour(args->background);
+    args->folder.writer.chunkBytes = args->chunkKb << 10;
     return say(importFolder(args->folder));
   });
 }
 
-/// --chunk-kb and --no-compress: how a writer lays out the images it stores.
-void addWriterOptions(CLI::App* cmd, ImageWriterOptions& writer, int64_t& chunkKb) {
-  cmd->add_option("--chunk-kb", chunkKb,
-                  "KiB of images per HDF5 chunk: the unit of streaming reads and of the block "
-                  "shuffle order");
-  cmd->add_flag(
-      "--no-compress", [&writer](int64_t) { writer.compress = false; },
-      "store the images uncompressed (where the disk reads faster than a core "
-      "inflates)");
+void addImportCelebA(CLI::App& data, CommandList& commands) {
+  struct Args {
+    FolderImportOptions folder;
+    int64_t chunkKb = 256;
+  };
+  auto args = std::make_shared<Args>();
+  FolderImportOptions& folder = args->folder;
+  auto* cmd = data.add_subcommand(
+      "import-celeba", "import CelebA's aligned images, 40 attributes and official splits");
+  cmd->add_option("--dir", folder.dir,
+                  "CelebA folder (img_align_celeba/, list_attr_celeba.txt, "
+                  "list_eval_partition.txt; or Img/, Anno/, Eval/)")
+      ->required();
+  cmd->add_option("--out", folder.out, "HDF5 file to write")->required();
+  cmd->add_option("--size", folder.size, "side of the square output images (centre crop)");
+  addWriterOptions(cmd, folder.writer, args->chunkKb);
+  cmd->add_flag("--skip-bad", folder.skipBad, "report unreadable images and go on");
+  cmd->add_flag("--force", folder.overwrite, "replace OUT if it exists");
+  commands.add(cmd, false, [args](Runtime*) {
+    args->folder.writer.chunkBytes = args->chunkKb << 10;
+    return say(importCelebA(args->folder));
+  });
 }
 
 void addSynth(CLI::App& data, CommandList& commands) {
@@ -202,6 +231,7 @@ void addDataCommands(CLI::App& app, CommandList& commands) {
   addBinarize(*data, commands);
   addImportCifar(*data, commands);
   addImportFolder(*data, commands);
+  addImportCelebA(*data, commands);
   addSynth(*data, commands);
   addColorize(*data, commands);
   addGrid(*data, commands);

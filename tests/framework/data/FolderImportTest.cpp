@@ -212,3 +212,55 @@ TEST(FolderImport, ATableOfPathsIsTheIndexEvenWithNamesTwiceInTheFolder) {
   options.overwrite = true;
   EXPECT_THROW(importFolder(options), DataError);
 }
+
+TEST(FolderImport, CelebAInOneCommandWithItsAttributesAndOfficialSplits) {
+  // CelebA as distributed: Img/img_align_celeba/*.jpg (178x218), Anno/list_attr_celeba.txt (a
+  // count line, the 40 names, then "file v1 .. v40" in -1/1, padded with double spaces) and
+  // Eval/list_eval_partition.txt ("file 0|1|2"). Three of its attributes here.
+  const std::string dir = test::freshDir("celeba");
+  fs::create_directories(dir + "/Img/img_align_celeba");
+  fs::create_directories(dir + "/Anno");
+  fs::create_directories(dir + "/Eval");
+  const std::vector<std::string> names{"000001.jpg", "000002.jpg", "000003.jpg",
+                                       "000004.jpg", "000005.jpg", "000006.jpg"};
+  for (std::size_t k = 0; k < names.size(); ++k) {
+    writeJpeg(dir + "/Img/img_align_celeba/" + names[k], 178, 218,
+              {uint8_t(40 * k), 100, uint8_t(250 - 40 * k)});
+  }
+  std::ofstream(dir + "/Anno/list_attr_celeba.txt")
+      << "6\n5_o_Clock_Shadow Arched_Eyebrows Smiling \n"
+      << "000001.jpg -1  1  1\n000002.jpg  1 -1 -1\n000003.jpg -1 -1  1\n"
+      << "000004.jpg  1  1 -1\n000005.jpg -1  1 -1\n000006.jpg  1 -1  1\n";
+  std::ofstream(dir + "/Eval/list_eval_partition.txt")
+      << "000001.jpg 0\n000002.jpg 0\n000003.jpg 0\n000004.jpg 1\n000005.jpg 2\n000006.jpg 2\n";
+  FolderImportOptions options;
+  options.dir = dir;
+  options.out = dir + "/celeba.h5";
+  options.size = 16;
+  const std::string summary = importCelebA(options);
+  EXPECT_NE(summary.find("train 3, valid 1, test 2"), std::string::npos) << summary;
+  const ImageDataset train(options.out, "train", 1 << 20), valid(options.out, "valid", 1 << 20),
+      test(options.out, "test", 1 << 20);
+  EXPECT_EQ(train.size(), 3);
+  EXPECT_EQ(valid.size(), 1);
+  EXPECT_EQ(test.size(), 2);
+  EXPECT_EQ(train.attributeNames(),
+            (std::vector<std::string>{"5_o_Clock_Shadow", "Arched_Eyebrows", "Smiling"}));
+  EXPECT_EQ(valid.attributes(), (std::vector<uint8_t>{1, 1, 0}));  // 000004.jpg
+  EXPECT_EQ(test.attributes(), (std::vector<uint8_t>{0, 1, 0, 1, 0, 1}));
+  // Image 000005.jpg (test 0): red 160, blue 90 after JPEG, centre-cropped to 16x16.
+  std::vector<uint8_t> pixels(3 * 16 * 16);
+  test.readImages({0}, pixels.data());
+  EXPECT_NEAR(pixels[0], 160, 3);
+  EXPECT_NEAR(pixels[2 * 256], 90, 3);
+
+  // A partition row for an image that is not there, and an image with no row, are refused.
+  std::ofstream(dir + "/Eval/list_eval_partition.txt", std::ios::app) << "000007.jpg 0\n";
+  options.out = dir + "/again.h5";
+  EXPECT_THROW(importCelebA(options), DataError);
+  std::ofstream(dir + "/Eval/list_eval_partition.txt") << "000001.jpg 0\n000002.jpg 3\n";
+  EXPECT_THROW(importCelebA(options), DataError);
+  EXPECT_FALSE(fs::exists(options.out));
+  fs::remove_all(dir + "/Eval");
+  EXPECT_THROW(importCelebA(options), UsageError);
+}
