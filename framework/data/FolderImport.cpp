@@ -210,18 +210,29 @@ void checkAttributeTable(const AttributeTable& table, const std::vector<fs::path
   }
 }
 
+/// The first-level sub-folder of `file` under `dir`; "" when it lies in `dir` itself. The
+/// listing spells every file as dir + "/" + its path below, so this is string work: fs::relative
+/// resolved both paths on disk for every file, a dozen syscalls each.
+std::string firstFolder(const fs::path& file, const fs::path& dir) {
+  const std::string path = file.string(), base = dir.string() + "/";
+  const std::string below = path.rfind(base, 0) == 0 ? path.substr(base.size())
+                                                     : fs::relative(file, dir).generic_string();
+  const std::size_t slash = below.find('/');
+  return slash == std::string::npos ? std::string() : below.substr(0, slash);
+}
+
 /// Class indices by first-level sub-folder name, in sorted order.
 std::map<std::string, int64_t> folderClasses(const std::vector<fs::path>& files,
                                              const fs::path& dir) {
   std::map<std::string, int64_t> classes;
   for (const fs::path& f : files) {
-    const fs::path relative = fs::relative(f, dir);
-    if (relative.begin() == relative.end() || std::next(relative.begin()) == relative.end()) {
+    const std::string folder = firstFolder(f, dir);
+    if (folder.empty()) {
       throw DataError(f.string() +
                       ": not in a sub-folder, so it has no label (labels come "
                       "from sub-folder names)");
     }
-    classes.emplace(relative.begin()->string(), 0);
+    classes.emplace(folder, 0);
   }
   int64_t next = 0;
   for (auto& [name, index] : classes) index = next++;
@@ -285,7 +296,7 @@ int64_t writeSplit(ImageFileWriter& writer, const std::string& split,
       images.insert(images.end(), decoded.begin() + k * imageBytes,
                     decoded.begin() + (k + 1) * imageBytes);
       if (options.labelsFromFolders) {
-        labels.push_back(folder.classes.at(fs::relative(block[k], options.dir).begin()->string()));
+        labels.push_back(folder.classes.at(firstFolder(block[k], options.dir)));
       }
       if (!folder.table.names.empty()) {
         const auto& row = folder.table.rows.at(folder.table.key(block[k], options.dir));
