@@ -125,8 +125,6 @@ DataLoader::DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSamp
   if (sampler_.order().blocked() && !data_->inMemory()) {
     const int64_t perEpoch = sampler_.stepsPerEpoch();
     const int64_t start = startEpoch * perEpoch + startStepInEpoch;
-    // A block's images are taken within two windows of its lane (Note [lanes of blocks]): plan
-    // that far ahead, so that it is read once.
     const ShuffleOrder& order = sampler_.order();
     // What the lanes of this rank hold at once (Note [lanes of blocks]).
     const int64_t need = sampler_.localBatch() * (order.window + 1) *
@@ -139,6 +137,8 @@ DataLoader::DataLoader(std::shared_ptr<const ImageDataset> data, DistributedSamp
                          "data.readahead_mb, lower data.shuffle_window, or import with a smaller "
                          "--chunk-kb"));
     }
+    // A block's images are taken within two windows of its lane: plan that far ahead, so that
+    // it is read once.
     const int64_t horizon =
         2 * (order.window + 1) * order.blockRows + static_cast<int64_t>(capacity_) + 2;
     reader_ = std::make_unique<BlockReader>(
