@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -13,7 +16,6 @@
 #include <map>
 #include <numeric>
 #include <sstream>
-#include <thread>
 
 #include "framework/base/Error.h"
 #include "framework/base/Hash.h"
@@ -496,7 +498,10 @@ void ImageFileWriter::append(const uint8_t* images, int64_t count, const int64_t
 // then waited on HDF5 deflating chunk after chunk on one. The writer now cuts the images into
 // whole chunks itself, deflates them on every core (zlib's format, as HDF5's deflate filter
 // writes it) and stores them with H5Dwrite_chunk; only the last, partial chunk of a split goes
-// through HDF5's filter. Readers cannot tell the difference.
+// through HDF5's filter. Readers cannot tell the difference. The chunks are deflated by the
+// OpenMP team that import-folder decodes with: a std::thread team of its own ran beside that
+// team's threads, still spinning after the decode, and the deflate phase scaled 1.46x on two
+// cores instead of 1.9x.
 void ImageFileWriter::appendImages(const uint8_t* images, int64_t count) {
   Split& s = *split_;
   const std::size_t chunkBytes = static_cast<std::size_t>(s.chunkRows * s.imageBytes);
@@ -508,26 +513,26 @@ void ImageFileWriter::appendImages(const uint8_t* images, int64_t count) {
   H5Dset_extent(s.images.id(), shape.data());
   std::vector<std::vector<uint8_t>> stored(whole);
   if (options_.compress) {
-    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    const std::size_t threads = std::min<std::size_t>(
-        whole, options_.threads > 0 ? std::size_t(options_.threads) : std::size_t(cores));
-    std::vector<std::thread> team;
-    std::vector<int> failed(threads, 0);
-    for (std::size_t t = 0; t < threads; ++t) {
-      team.emplace_back([&, t] {
-        for (std::size_t k = t; k < whole; k += threads) {
-          uLongf size = compressBound(static_cast<uLong>(chunkBytes));
-          stored[k].resize(size);
-          failed[t] |= compress2(stored[k].data(), &size, s.pending.data() + k * chunkBytes,
-                                 static_cast<uLong>(chunkBytes), 1) != Z_OK;
-          stored[k].resize(size);
-        }
-      });
+#ifdef _OPENMP
+    const int threads = options_.threads > 0 ? options_.threads : omp_get_max_threads();
+#else
+    const int threads = 1;  // the fuzz build compiles this file without OpenMP
+#endif
+    const int64_t chunks = static_cast<int64_t>(whole);
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(| : failed)
+    for (int64_t k = 0; k < chunks; ++k) {
+      try {
+        uLongf size = compressBound(static_cast<uLong>(chunkBytes));
+        stored[k].resize(size);
+        failed |= compress2(stored[k].data(), &size, s.pending.data() + k * chunkBytes,
+                            static_cast<uLong>(chunkBytes), 1) != Z_OK;
+        stored[k].resize(size);
+      } catch (const std::bad_alloc&) {
+        failed = 1;  // nothing may leave an OpenMP region
+      }
     }
-    for (std::thread& thread : team) thread.join();
-    if (std::count(failed.begin(), failed.end(), 1) > 0) {
-      throw DataError(partial_ + ": deflating images failed (out of memory?)");
-    }
+    if (failed) throw DataError(partial_ + ": deflating images failed (out of memory?)");
   }
   for (std::size_t k = 0; k < whole; ++k) {
     const hsize_t offset[4] = {hsize_t(s.flushed) + k * hsize_t(s.chunkRows), 0, 0, 0};

@@ -103,7 +103,8 @@ struct ImageWriterOptions {
   int64_t chunkBytes = 256 << 10;
   /// Deflate (level 1) the images; off where the disk reads faster than one core inflates.
   bool compress = true;
-  /// Threads that deflate whole chunks (Note [chunks deflated in parallel]); 0: every core.
+  /// Threads that deflate whole chunks (Note [chunks deflated in parallel]); 0: OpenMP's count
+  /// (runtime.threads or OMP_NUM_THREADS, else every core this process may run on).
   int threads = 0;
 };
 

@@ -1,6 +1,5 @@
 #include "framework/optim/FusedAdam.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -8,6 +7,8 @@
 #include <optional>
 #include <sstream>
 #include <type_traits>
+
+#include "framework/base/ParallelFor.h"
 
 namespace gentrain {
 namespace {

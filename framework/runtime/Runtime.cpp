@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <mpi.h>
+#include <omp.h>
 #include <sched.h>
 #include <torch/cuda.h>
 
@@ -37,6 +38,9 @@ RuntimeOptions RuntimeOptions::fromSpec(const Spec& spec) {
 
 void setComputeThreads(int threads) {
   at::set_num_threads(threads);
+  // Our own at::parallel_for loops run on the OpenMP runtime we link, which may be another copy
+  // than LibTorch's (Note [OpenMP in our own files]).
+  omp_set_num_threads(threads);
   // OpenBLAS (Debian's libblas.so.3 alternative) has a thread pool of its own that ignores
   // OpenMP's setting; look its setter up at run time so other BLAS builds link too.
   using SetThreads = void (*)(int);

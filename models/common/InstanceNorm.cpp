@@ -1,12 +1,13 @@
 #include "models/common/InstanceNorm.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
+
+#include "framework/base/ParallelFor.h"
 
 namespace gentrain::models {
 

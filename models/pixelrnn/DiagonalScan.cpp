@@ -1,10 +1,11 @@
 #include "models/pixelrnn/DiagonalScan.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+
+#include "framework/base/ParallelFor.h"
 
 namespace gentrain::models::pixelrnn {
 

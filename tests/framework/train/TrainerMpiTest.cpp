@@ -134,7 +134,9 @@ TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
   }
   EXPECT_NO_THROW(requireSameOnAllRanks(world(), "parameters after training", checksum));
   EXPECT_LT(world().allReduceScalar(difference, ReduceOp::Max), deviceTolerance(c.tolerance));
-  if (c.mustDiffer) EXPECT_GT(world().allReduceScalar(difference, ReduceOp::Max), 0);
+  if (c.mustDiffer) {
+    EXPECT_GT(world().allReduceScalar(difference, ReduceOp::Max), 0);
+  }
 }
 
 std::string caseName(const ::testing::TestParamInfo<EquivalenceCase>& info) {
