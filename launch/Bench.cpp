@@ -17,6 +17,7 @@
 #include "framework/runtime/Runtime.h"
 #include "framework/train/Trainer.h"
 #include "framework/train/TrainingData.h"
+#include "launch/OpProfile.h"
 #include "models/common/InstanceNorm.h"
 
 namespace gentrain {
@@ -53,7 +54,8 @@ double publishingShare(int64_t calls, double monitorCpu, double wall) {
 
 int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
   std::vector<std::string> overrides = options.overrides;
-  overrides.push_back("train.steps=" + std::to_string(options.steps + options.warmup));
+  overrides.push_back("train.steps=" +
+                      std::to_string(options.steps + options.warmup + options.profileSteps));
   overrides.push_back("log.every_steps=1000000000");
   const Spec spec = Spec::load(options.spec, overrides, [](const std::string& model) {
     return ModelRegistry::instance().schemaFor(model);
@@ -94,6 +96,23 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
   if (comm.rank() == 0) {
     std::printf("RESULT images_per_s=%.2f nonfinite_check_share=%.4f publishing_share=%.5f\n",
                 images / wall, check / total, publishedMax);
+  }
+  if (options.profileSteps > 0) {
+    // After the timed steps: recording every operator slows the step it records.
+    std::string table;
+    double profiledMs = 0;
+    {
+      OpProfile profile;
+      const RunSummary p = trainer.run(options.profileSteps);
+      const int64_t profiled = p.lastStep - p.firstStep;
+      profiledMs = p.seconds * 1000.0 / static_cast<double>(std::max<int64_t>(1, profiled));
+      table = profile.table(options.profileTop, profiled);
+    }
+    if (comm.rank() == 0) {
+      std::printf(
+          "PROFILE rank 0, %lld steps, %.3f ms/step while recorded (%.3f without the profile):\n%s",
+          static_cast<long long>(options.profileSteps), profiledMs, total, table.c_str());
+    }
   }
   return 0;
 }

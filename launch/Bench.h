@@ -15,6 +15,10 @@ struct TrainBenchOptions {
   int64_t steps = 200;
   int64_t warmup = 20;
   bool alwaysReduce = false;
+  /// Steps run after the timed ones under a per-operator profile (OpProfile.h); 0: none.
+  int64_t profileSteps = 0;
+  /// Operators the profile lists.
+  int profileTop = 15;
 };
 int benchTrain(Runtime& runtime, const TrainBenchOptions& options);
 

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "framework/base/Log.h"
+#include "framework/runtime/BlasKernels.h"
 #include "framework/runtime/Runtime.h"
 #include "framework/train/Model.h"
 #include "launch/cli/Commands.h"
@@ -29,7 +30,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<Runtime> runtime;
   try {
     const Command& command = commands.chosen();
-    if (command.needsRuntime) runtime = std::make_unique<Runtime>(&argc, &argv);
+    if (command.needsRuntime) {
+      useFullBlasKernels(argv);  // may start this program again, with the same arguments
+      runtime = std::make_unique<Runtime>(&argc, &argv);
+    }
     return command.run(runtime.get());
   } catch (const std::exception& e) {
     std::string what = e.what();

@@ -23,6 +23,7 @@
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/comm/StallMonitor.h"
 #include "framework/config/Spec.h"
+#include "framework/runtime/BlasKernels.h"
 #ifdef GENTRAIN_WITH_NCCL
 #include "framework/comm/NcclCommunicator.h"
 #endif
@@ -194,6 +195,9 @@ void Runtime::configure(const RuntimeOptions& options) {
   log::info(log::cat("runtime: ", world_, " rank(s), ", localSize_, " on this node; device ",
                      device_.str(), ", ", threads_, " thread(s) per rank, backend ",
                      comm_->backend()));
+  if (const std::string blas = blasKernelsLine(); !blas.empty() && rank_ == 0) {
+    log::info("runtime: " + blas);
+  }
   reportPlacement();
 }
 

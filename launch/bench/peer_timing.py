@@ -1,4 +1,7 @@
-"""What the PyTorch peers (launch/bench/*_pytorch.py) share: timing their training steps."""
+"""What the PyTorch peers (launch/bench/*_pytorch.py) share: timing their training steps, and
+a per-operator profile of a few more (PEER_PROFILE=N steps, after the timed ones), printed as
+`gentrain bench train --profile N` prints its own (launch/OpProfile.h)."""
+import os
 import time
 
 import torch
@@ -20,4 +23,31 @@ def time_steps(step, warmup, steps, device):
     for k in range(steps):
         last = step(warmup + k)
     sync()
-    return time.perf_counter() - start, last
+    seconds = time.perf_counter() - start
+    profile_steps = int(os.environ.get("PEER_PROFILE", "0"))
+    if profile_steps > 0:
+        profile(step, warmup + steps, profile_steps, sync, seconds * 1000 / max(steps, 1))
+    return seconds, last
+
+
+def profile(step, first, steps, sync, unrecorded_ms, top=15):
+    """Runs `steps` more steps under torch.profiler and prints the top operators by self CPU
+    time: calls and ms per step, share of all recorded self time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    start = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for k in range(steps):
+            step(first + k)
+        sync()
+    recorded_ms = (time.perf_counter() - start) * 1000 / steps
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in rows) or 1
+    print(f"PROFILE pytorch, {steps} steps, {recorded_ms:.3f} ms/step while recorded "
+          f"({unrecorded_ms:.3f} without the profile):")
+    print(f"{'operator (self time)':40s} {'calls/step':>10s} {'ms/step':>12s} {'share':>7s}")
+    for e in rows[:top]:
+        print(f"{e.key[:40]:40s} {e.count / steps:10.1f} {e.self_cpu_time_total / 1000 / steps:12.3f} "
+              f"{100 * e.self_cpu_time_total / total:6.1f}%")
+    print(f"{'all recorded operators':40s} {'':10s} {total / 1000 / steps:12.3f} {100.0:6.1f}%")

@@ -12,9 +12,26 @@
 # environment variables, and so do these benchmarks, for both sides (gentrain sets them again
 # itself). Without them the default VAE peer ran at about 40% of its speed (issue 22).
 export MALLOC_MMAP_THRESHOLD_=$((256 << 20)) MALLOC_TRIM_THRESHOLD_=$((512 << 20))
+# The BLAS kernels too: where OpenBLAS takes the CPU for a generic one (its Prescott kernels,
+# ~3x slower GEMMs), gentrain starts itself again with OPENBLAS_CORETYPE naming the kernels the
+# CPU runs (Note [OpenBLAS on CPUs it does not know] in framework/runtime/BlasKernels.cpp); a
+# PyTorch user who looked would set the same variable, so both sides get it here.
+blas_note="OpenBLAS chose its kernels itself"
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  blas_core=$(OPENBLAS_VERBOSE=2 /usr/bin/python3 -c 'import numpy' 2>&1 | sed -n 's/^Core: //p' || true)
+  if [ "$blas_core" = Prescott ]; then
+    if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+    elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+    [ -z "${OPENBLAS_CORETYPE:-}" ] ||
+      blas_note="OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE on both sides (OpenBLAS took this CPU for Prescott)"
+  fi
+else
+  blas_note="OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE (yours) on both sides"
+fi
 allocator_line() {
   echo "allocator: glibc malloc on both sides, MALLOC_MMAP_THRESHOLD_=$MALLOC_MMAP_THRESHOLD_" \
-    "MALLOC_TRIM_THRESHOLD_=$MALLOC_TRIM_THRESHOLD_ (the settings gentrain applies to itself)"
+    "MALLOC_TRIM_THRESHOLD_=$MALLOC_TRIM_THRESHOLD_ (the settings gentrain applies to itself);" \
+    "BLAS: $blas_note"
 }
 
 # The images/s a run printed (its RESULT line); fails, showing the run's end, when there is none.

@@ -1,6 +1,7 @@
 // bench ...: benchmarks that print figures (they start MPI: run them under mpirun for ranks).
 #include <memory>
 
+#include "framework/base/Error.h"
 #include "launch/Bench.h"
 #include "launch/ShuffleBench.h"
 #include "launch/cli/Commands.h"
@@ -17,7 +18,13 @@ void addTrainBench(CLI::App& bench, CommandList& commands) {
   cmd->add_option("--warmup", options->warmup, "untimed steps first");
   cmd->add_flag("--reducer-always", options->alwaysReduce,
                 "run the gradient reducer on one rank too (to measure its cost)");
-  commands.add(cmd, true, [options](Runtime* runtime) { return benchTrain(*runtime, *options); });
+  cmd->add_option("--profile", options->profileSteps,
+                  "then N more steps under a per-operator profile (self time; rank 0 prints it)");
+  cmd->add_option("--profile-top", options->profileTop, "operators the profile lists");
+  commands.add(cmd, true, [options](Runtime* runtime) {
+    if (options->profileSteps < 0) throw UsageError("--profile: steps cannot be negative");
+    return benchTrain(*runtime, *options);
+  });
 }
 
 void addLoaderBench(CLI::App& bench, CommandList& commands) {
