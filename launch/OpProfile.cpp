@@ -98,19 +98,19 @@ std::string OpProfile::table(int top, int64_t steps) const {
             [](const auto& a, const auto& b) { return a.second.selfNs > b.second.selfNs; });
   const double perStep = 1e-6 / static_cast<double>(std::max<int64_t>(1, steps));
   char line[300];
-  std::snprintf(line, sizeof(line), "%-40s %10s %12s %7s\n", "operator (self time)", "calls/step",
+  std::snprintf(line, sizeof(line), "%-44s %10s %12s %7s\n", "operator (self time)", "calls/step",
                 "ms/step", "share");
   std::string out = line;
   for (int k = 0; k < top && k < static_cast<int>(rows.size()); ++k) {
     const Totals& t = rows[k].second;
     std::snprintf(
-        line, sizeof(line), "%-40s %10.1f %12.3f %6.1f%%\n", rows[k].first.c_str(),
+        line, sizeof(line), "%-44.44s %10.1f %12.3f %6.1f%%\n", rows[k].first.c_str(),
         static_cast<double>(t.calls) / static_cast<double>(std::max<int64_t>(1, steps)),
         static_cast<double>(t.selfNs) * perStep,
         100.0 * static_cast<double>(t.selfNs) / static_cast<double>(std::max<int64_t>(1, all)));
     out += line;
   }
-  std::snprintf(line, sizeof(line), "%-40s %10s %12.3f %6.1f%%\n", "all recorded operators", "",
+  std::snprintf(line, sizeof(line), "%-44s %10s %12.3f %6.1f%%\n", "all recorded operators", "",
                 static_cast<double>(all) * perStep, 100.0);
   return out + line;
 }

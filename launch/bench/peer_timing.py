@@ -46,8 +46,8 @@ def profile(step, first, steps, sync, unrecorded_ms, top=15):
     total = sum(e.self_cpu_time_total for e in rows) or 1
     print(f"PROFILE pytorch, {steps} steps, {recorded_ms:.3f} ms/step while recorded "
           f"({unrecorded_ms:.3f} without the profile):")
-    print(f"{'operator (self time)':40s} {'calls/step':>10s} {'ms/step':>12s} {'share':>7s}")
+    print(f"{'operator (self time)':44s} {'calls/step':>10s} {'ms/step':>12s} {'share':>7s}")
     for e in rows[:top]:
-        print(f"{e.key[:40]:40s} {e.count / steps:10.1f} {e.self_cpu_time_total / 1000 / steps:12.3f} "
+        print(f"{e.key[:44]:44s} {e.count / steps:10.1f} {e.self_cpu_time_total / 1000 / steps:12.3f} "
               f"{100 * e.self_cpu_time_total / total:6.1f}%")
-    print(f"{'all recorded operators':40s} {'':10s} {total / 1000 / steps:12.3f} {100.0:6.1f}%")
+    print(f"{'all recorded operators':44s} {'':10s} {total / 1000 / steps:12.3f} {100.0:6.1f}%")
