@@ -17,6 +17,11 @@ std::vector<at::Tensor> parametersOf(const torch::optim::Optimizer& optimizer) {
   return params;
 }
 
+ReducerOptions withHookCheck(ReducerOptions options, NonFinitePolicy nonFinite) {
+  options.checkInHooks = nonFinite != NonFinitePolicy::Off;
+  return options;
+}
+
 }  // namespace
 
 DistributedOptimizer::DistributedOptimizer(std::string name,
@@ -25,7 +30,7 @@ DistributedOptimizer::DistributedOptimizer(std::string name,
                                            StepTimes* times, NonFinitePolicy nonFinite)
     : name_(std::move(name)),
       optimizer_(std::move(optimizer)),
-      reducer_(comm, parametersOf(*optimizer_), reducer),
+      reducer_(comm, parametersOf(*optimizer_), withHookCheck(reducer, nonFinite)),
       times_(times),
       nonFinite_(nonFinite) {}
 
@@ -60,7 +65,7 @@ void DistributedOptimizer::step() {
   if (times_ != nullptr) {
     times_->reduce += reduced - start;
     times_->update += updated - reduced;
-    times_->check += checked - reduced;
+    times_->check += checked - reduced + reducer_.takeHookCheckSeconds();
   }
 }
 

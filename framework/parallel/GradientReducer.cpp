@@ -10,8 +10,10 @@
 #include "framework/base/Activity.h"
 #include "framework/base/Error.h"
 #include "framework/base/FaultInjection.h"
+#include "framework/base/System.h"
 #include "framework/base/Watchdog.h"
 #include "framework/parallel/BucketAssignment.h"
+#include "framework/parallel/NonFinite.h"
 
 namespace gentrain {
 
@@ -43,7 +45,19 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
   buckets_ = assignBuckets(slots, options_.capBytes);
   active_ = comm_.size() > 1 || options_.always;
   setMicroBatches(1);
-  if (!active_) return;  // reduce() never touches buckets
+  if (!active_) {  // reduce() never touches buckets
+    const bool allCpu = std::all_of(params_.begin(), params_.end(),
+                                    [](const at::Tensor& p) { return p.device().is_cpu(); });
+    if (!options_.checkInHooks || !allCpu) return;
+    checked_.assign(params_.size(), 0);
+    for (std::size_t index = 0; index < params_.size(); ++index) {
+      if (!params_[index].requires_grad()) continue;
+      hooks_.emplace_back(index, params_[index].register_hook([this, index](const at::Tensor& g) {
+        onGradientToCheck(index, g);
+      }));
+    }
+    return;
+  }
 
   bool allCpu = true;
   slot_.resize(params_.size());
@@ -98,6 +112,8 @@ at::Tensor GradientReducer::viewOf(const Bucket& bucket, std::size_t position) c
 
 void GradientReducer::zeroGrad() {
   for (at::Tensor& p : params_) p.mutable_grad().reset();
+  std::fill(checked_.begin(), checked_.end(), 0);
+  sawNonFinite_ = false;
 }
 
 void GradientReducer::arm() {
@@ -235,25 +251,54 @@ void GradientReducer::reduce() {
 }
 
 // Note [non-finite check]
-// A sum is NaN or infinite when any of its terms is (inf + -inf is NaN), so one sum per bucket,
-// a single vectorised read of memory the reducer has just written, answers "is every gradient
-// finite?"; isfinite(flat).all() made a boolean copy of every gradient and cost 18% of the
-// default VAE's CPU step. The sums are taken in float, so finite gradients whose sum exceeds
-// 3.4e38 also read as non-finite: no gradient that large is one to apply. The reduced gradients
-// are the same on every rank, so every rank decides alike.
+// Every rank must decide alike whether a step's gradients are all finite, so the check reads
+// the reduced gradients (the same on every rank), and it must cost little. isfinite(flat).all()
+// made a boolean copy of every gradient and cost 18% of the default VAE's CPU step. A sum per
+// bucket or gradient (a NaN or infinite term makes it so; taken in float, so a finite sum above
+// 3.4e38 reads as non-finite too: no gradient to apply) is one read, and is what runs on
+// several ranks and on GPUs. On one CPU rank that read came after backward, from memory the
+// gradients (2.6 MB for the VAE) had left the caches for: 2.2-2.4% of the step. There, with
+// `checkInHooks`, each gradient is read in its autograd hook instead, the moment backward has
+// made it (still in cache), by a loop that finds NaN and infinity from the exponent bits
+// (framework/parallel/NonFinite.h). The hook sees what autograd then stores: zeroGrad() leaves
+// gradients undefined, so a parameter with one gradient this step keeps exactly that one. A
+// parameter whose hook ran twice (gradients accumulated: two finite ones may sum to infinity)
+// or never, or whose gradient it could not read, is summed after backward as before. A
+// non-finite gradient in any hook is final: NaN and infinity survive being added to.
 bool GradientReducer::gradientsFinite() const {
+  if (sawNonFinite_) return false;
   std::vector<at::Tensor> sums;
   if (active_) {
     for (const Bucket& bucket : storage_) sums.push_back(bucket.flat.sum(at::kFloat));
   } else {
-    for (const at::Tensor& p : params_) {
-      if (p.grad().defined()) sums.push_back(p.grad().sum(at::kFloat));
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const at::Tensor& grad = params_[i].grad();
+      const bool hookChecked = i < checked_.size() && checked_[i] == 1;
+      if (grad.defined() && !hookChecked) sums.push_back(grad.sum(at::kFloat));
     }
   }
   if (sums.empty()) return true;
   const at::Tensor total = sums.size() == 1 ? sums.front() : at::stack(sums).sum();
   Watchdog::Scope wait("reading the gradient check back from the device", Watchdog::Kind::Local);
   return std::isfinite(total.item<float>());  // one transfer from the device
+}
+
+void GradientReducer::onGradientToCheck(std::size_t index, const at::Tensor& grad) {
+  // CPU backward runs the hooks on the thread that called it: no lock needed.
+  if (!grad.defined() || grad.scalar_type() != at::kFloat || !grad.is_contiguous()) {
+    checked_[index] = -1;  // summed after backward
+    return;
+  }
+  const double start = monotonicSeconds();
+  if (!allFinite(grad.data_ptr<float>(), grad.numel())) sawNonFinite_ = true;
+  hookCheckSeconds_ += monotonicSeconds() - start;
+  if (checked_[index] >= 0) ++checked_[index];
+}
+
+double GradientReducer::takeHookCheckSeconds() {
+  const double seconds = hookCheckSeconds_;
+  hookCheckSeconds_ = 0;
+  return seconds;
 }
 
 std::size_t GradientReducer::totalBytes() const {

@@ -12,8 +12,8 @@
 /// parameters' gradients as they are produced; the moment a bucket's last one arrives it is
 /// copied in, and its all-reduce starts once every bucket before it has started: communication
 /// runs while backward computes the earlier layers. reduce() then finishes what is left and waits.
-/// Unarmed, reduce() does it all after backward. On one rank with one micro-batch it does nothing
-/// at all.
+/// Unarmed, reduce() does it all after backward. On one rank with one micro-batch it reduces
+/// nothing; with `checkInHooks` its hooks only read each gradient for NaN and infinity.
 
 #include <ATen/core/Tensor.h>
 
@@ -35,6 +35,10 @@ struct ReducerOptions {
   bool always = false;
   /// Send float32 gradients as bfloat16 (half the bytes, ~3 significant digits).
   bool compressBf16 = false;
+  /// gradientsFinite() will be asked every step: on one rank, on the CPU, read each gradient
+  /// for NaN and infinity in its autograd hook, while it is still in cache (Note [non-finite
+  /// check]).
+  bool checkInHooks = false;
 };
 
 class GradientReducer {
@@ -63,6 +67,9 @@ class GradientReducer {
   /// After reduce(): whether every gradient is finite. The same answer on every rank (the
   /// gradients are the same there); on a GPU it waits for them.
   bool gradientsFinite() const;
+  /// Seconds the hooks of `checkInHooks` spent reading gradients since the last call (the
+  /// check's cost inside backward, for the step's time split).
+  double takeHookCheckSeconds();
 
   const std::vector<std::vector<std::size_t>>& buckets() const { return buckets_; }
   /// Bytes of bucket memory (none when nothing is reduced).
@@ -86,6 +93,8 @@ class GradientReducer {
   void fill(Bucket& bucket, std::size_t current, const at::Tensor& incoming);
   /// The autograd hook of parameter `index`.
   void onGradient(std::size_t index, const at::Tensor& grad);
+  /// The checking hook of parameter `index` (one rank, `checkInHooks`).
+  void onGradientToCheck(std::size_t index, const at::Tensor& grad);
   /// Starts every complete bucket from the next one in order.
   void launchReady();
   void launch(Bucket& bucket);
@@ -108,6 +117,11 @@ class GradientReducer {
   std::size_t nextLaunch_ = 0;
   bool lastOverlapped_ = false;
   at::Tensor scaleScalar_;  // what fill() multiplies by where it scales
+  // One rank with checkInHooks: per parameter, the gradients its hook read since zeroGrad()
+  // (-1: one it could not read); whether any held NaN or infinity; the time the reads took.
+  std::vector<int> checked_;
+  bool sawNonFinite_ = false;
+  double hookCheckSeconds_ = 0;
 };
 
 }  // namespace gentrain

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "framework/comm/MpiCommunicator.h"
 #include "framework/parallel/GradientReducer.h"
@@ -203,11 +204,14 @@ TEST(GradientReducer, RemovesItsHooksWhenDestroyed) {
 
 TEST(GradientReducer, FindsNaNAndInfinityWhereverTheyAreAndOnlyThem) {
   // Note [non-finite check]: one sum per bucket; inf and -inf in different buckets sum to NaN.
-  for (const bool active : {true, false}) {
+  // On one rank with checkInHooks the hooks read each gradient as backward makes it.
+  for (const int mode : {0, 1, 2}) {  // several ranks; one rank; one rank, checked in hooks
+    const bool active = mode == 0;
     MirrorCommunicator comm(active ? 2 : 1);  // one rank reduces nothing: the gradients are read
     auto params = makeParams();
     ReducerOptions options;
     options.capBytes = 16;  // a bucket per parameter
+    options.checkInHooks = mode == 2;
     GradientReducer reducer(comm, params, options);
     const auto gradients = [&](float a, float b) {
       reducer.zeroGrad();
@@ -216,9 +220,36 @@ TEST(GradientReducer, FindsNaNAndInfinityWhereverTheyAreAndOnlyThem) {
       reducer.reduce();
       return reducer.gradientsFinite();
     };
-    EXPECT_TRUE(gradients(1e30f, -1e30f)) << active;  // large, finite
-    EXPECT_FALSE(gradients(std::nanf(""), 1)) << active;
-    EXPECT_FALSE(gradients(INFINITY, 1)) << active;
-    EXPECT_FALSE(gradients(INFINITY, -INFINITY)) << active;
+    EXPECT_TRUE(gradients(1e30f, -1e30f)) << mode;  // large, finite
+    EXPECT_FALSE(gradients(std::nanf(""), 1)) << mode;
+    EXPECT_FALSE(gradients(INFINITY, 1)) << mode;
+    EXPECT_FALSE(gradients(INFINITY, -INFINITY)) << mode;
+    EXPECT_TRUE(gradients(1, 1)) << mode;  // nothing left over from the steps before
   }
+}
+
+TEST(GradientReducer, HookCheckFallsBackWhereAHookDidNotSeeTheStoredGradient) {
+  MirrorCommunicator comm(1);
+  auto params = makeParams();
+  ReducerOptions options;
+  options.checkInHooks = true;
+  GradientReducer reducer(comm, params, options);
+  // Two backward passes (gradient accumulation): each finite, their sum infinite.
+  reducer.zeroGrad();
+  for (int pass = 0; pass < 2; ++pass) (params[0].sum() * 3e38f + params[1].sum()).backward();
+  EXPECT_FALSE(reducer.gradientsFinite());
+  // A gradient stored without backward: no hook saw it.
+  reducer.zeroGrad();
+  (params[0].sum() + params[1].sum()).backward();
+  params[2].mutable_grad() = at::full({2, 2}, std::nanf(""));
+  EXPECT_FALSE(reducer.gradientsFinite());
+  // A gradient the hook cannot read (double): summed after backward.
+  auto wide = std::vector<at::Tensor>{at::randn({3}, at::kDouble).requires_grad_()};
+  GradientReducer doubles(comm, wide, options);
+  doubles.zeroGrad();
+  (wide[0].sum() * std::numeric_limits<double>::infinity()).backward();
+  EXPECT_FALSE(doubles.gradientsFinite());
+  doubles.zeroGrad();
+  wide[0].sum().backward();
+  EXPECT_TRUE(doubles.gradientsFinite());
 }
