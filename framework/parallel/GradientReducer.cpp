@@ -259,12 +259,12 @@ void GradientReducer::reduce() {
 // several ranks and on GPUs. On one CPU rank that read came after backward, from memory the
 // gradients (2.6 MB for the VAE) had left the caches for: 2.2-2.4% of the step. There, with
 // `checkInHooks`, each gradient is read in its autograd hook instead, the moment backward has
-// made it (still in cache), by a loop that finds NaN and infinity from the exponent bits
-// (framework/parallel/NonFinite.h). The hook sees what autograd then stores: zeroGrad() leaves
-// gradients undefined, so a parameter with one gradient this step keeps exactly that one. A
-// parameter whose hook ran twice (gradients accumulated: two finite ones may sum to infinity)
-// or never, or whose gradient it could not read, is summed after backward as before. A
-// non-finite gradient in any hook is final: NaN and infinity survive being added to.
+// made it (still in cache), by a loop that compares |x| with the largest float
+// (framework/parallel/NonFinite.h): 0.07 ms of the 5.2 ms step, 1.4%. The hook sees what autograd
+// then stores: zeroGrad() leaves gradients undefined, so a parameter with one gradient this step
+// keeps exactly that one. A parameter whose hook ran twice (gradients accumulated: two finite ones
+// may sum to infinity) or never, or whose gradient it could not read, is summed after backward as
+// before. A non-finite gradient in any hook is final: NaN and infinity survive being added to.
 bool GradientReducer::gradientsFinite() const {
   if (sawNonFinite_) return false;
   std::vector<at::Tensor> sums;
