@@ -1,10 +1,10 @@
 #!/bin/bash
 # Side by side, on this machine and the same LibTorch: gentrain vs PyTorch eager for the default
-# VAE (784-400-20, Adam 1e-3, global batch 128), one rank x one thread, both under the same
-# allocator settings (Note [fair peer] in side-by-side.sh), in interleaved rounds (best and
-# median); gentrain's non-finite check's share of its step; then gentrain on 2 ranks vs 1 rank,
-# at the same global batch and at the same per-rank batch. Needs a build (launch/setup.sh);
-# installs python3-torch if missing. STEPS=N per run, ROUNDS=R.
+# VAE (784-400-20, Adam 1e-3, global batch 128), then the conv VAE, one rank x one thread, both
+# under the same allocator settings (Note [fair peer] in side-by-side.sh), in interleaved rounds
+# (best and median); gentrain's non-finite check's share of its step; then gentrain on 2 ranks
+# vs 1 rank, at the same global batch and at the same per-rank batch. Needs a build
+# (launch/setup.sh); installs python3-torch if missing. STEPS=N per run, ROUNDS=R.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-400}
@@ -38,6 +38,17 @@ shares = [float(m) for m in re.findall(r"nonfinite_check_share=([0-9.]+)", open(
 print(f"non-finite check: {100 * statistics.median(shares):.1f}% of gentrain's step (median of "
       f"{len(shares)} runs, {100 * min(shares):.1f}% to {100 * max(shares):.1f}%)")
 PY
+# The conv VAE (configs/vae-conv-fashion-mnist.yaml; the peer's --arch conv) the same way.
+run_ours() {
+  build/gentrain bench train configs/vae-conv-fashion-mnist.yaml runtime.threads=1 \
+    --steps "$steps" --warmup 30 2>&1 | rate
+}
+run_peer() {
+  /usr/bin/python3 launch/bench/vae_pytorch.py --arch conv --threads 1 --batch 128 \
+    --steps "$steps" --warmup 30 2>&1 | rate
+}
+interleave "$rounds"
+report "conv vae 1x1" "${ours[*]}" "${peer[*]}"
 one=(); two=(); twoWide=()
 for round in $(seq 1 "$rounds"); do
   one+=("$(ours_on 1)")

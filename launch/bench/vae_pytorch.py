@@ -41,14 +41,42 @@ class Vae(nn.Module):
         self.dec1 = nn.Linear(latent, hidden)
         self.dec2 = nn.Linear(hidden, pixels)
 
+    def encode(self, x):
+        return F.relu(self.enc(x.flatten(1)))
+
+    def decode(self, z, x):
+        return self.dec2(F.relu(self.dec1(z))).view_as(x)
+
     def forward(self, x, eps):
-        h = F.relu(self.enc(x.flatten(1)))
+        h = self.encode(x)
         mu, log_var = self.mu(h), self.log_var(h)
         z = mu + eps * (0.5 * log_var).exp()
-        logits = self.dec2(F.relu(self.dec1(z))).view_as(x)
+        logits = self.decode(z, x)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         kl = -0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(1)
         return (recon + kl).mean()
+
+
+class ConvVae(Vae):
+    """configs/vae-conv-fashion-mnist.yaml: two stride-2 4x4 convolutions (32, 64 channels), a
+    400-wide dense layer, 20 latents; the decoder mirrors it with transposed convolutions."""
+
+    def __init__(self, hidden=400, latent=20, channels=(32, 64), side=28):
+        super().__init__(hidden, latent, channels[-1] * (side // 4) ** 2)
+        self.side = side // 4
+        self.conv1 = nn.Conv2d(1, channels[0], 4, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1)
+        self.up1 = nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(channels[0], 1, 4, stride=2, padding=1)
+
+    def encode(self, x):
+        h = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.relu(self.enc(h.flatten(1)))
+
+    def decode(self, z, x):
+        h = F.relu(self.dec2(F.relu(self.dec1(z))))
+        h = h.view(x.shape[0], -1, self.side, self.side)
+        return self.up2(F.relu(self.up1(h)))
 
 
 def main():
@@ -61,6 +89,8 @@ def main():
     parser.add_argument("--h5", help="read the training images from a gentrain HDF5 file instead")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--arch", choices=["mlp", "conv"], default="mlp",
+                        help="model.arch: the default MLP or the conv VAE")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -81,7 +111,7 @@ def main():
     device = torch.device(args.device)
     images = torch.from_numpy(binary.astype(np.float32)).to(device)
     torch.manual_seed(0)
-    model = Vae().to(device)
+    model = (ConvVae() if args.arch == "conv" else Vae()).to(device)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

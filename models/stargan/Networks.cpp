@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "models/common/ConvTranspose.h"
 #include "models/common/InstanceNorm.h"
 
 namespace gentrain::models::stargan {
@@ -49,8 +50,8 @@ GeneratorImpl::GeneratorImpl(int64_t channels, int64_t domains, int64_t convDim,
   }
   for (int64_t k = 0; k < residualBlocks; ++k) main_->push_back(ResidualBlock(width));
   for (int k = 0; k < 2; ++k) {
-    main_->push_back(nn::ConvTranspose2d(
-        nn::ConvTranspose2dOptions(width, width / 2, 4).stride(2).padding(1).bias(false)));
+    // Note [transposed convolution as a convolution's gradient]
+    main_->push_back(ConvTranspose2d(width, width / 2, 4, 2, 1, /*withBias=*/false));
     main_->push_back(instanceNorm(width / 2));
     main_->push_back(nn::ReLU());
     width /= 2;

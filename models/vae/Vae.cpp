@@ -8,6 +8,7 @@
 #include "framework/base/Log.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/random/CounterRng.h"
+#include "models/common/ConvTranspose.h"
 
 namespace gentrain::models {
 namespace nn = torch::nn;
@@ -43,8 +44,8 @@ VaeNetImpl::VaeNetImpl(const std::string& arch, std::vector<int64_t> hidden, int
     decoder_->push_back(nn::Unflatten(nn::UnflattenOptions(1, {in, h, w})));
     for (std::size_t k = convChannels.size(); k-- > 0;) {
       const int64_t out = k == 0 ? channels : convChannels[k - 1];
-      decoder_->push_back(nn::ConvTranspose2d(
-          nn::ConvTranspose2dOptions(convChannels[k], out, 4).stride(2).padding(1)));
+      // Note [transposed convolution as a convolution's gradient]
+      decoder_->push_back(ConvTranspose2d(convChannels[k], out, 4, 2, 1));
       if (k != 0) decoder_->push_back(nn::ReLU());
     }
   } else {
