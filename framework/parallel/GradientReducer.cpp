@@ -45,9 +45,9 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
   buckets_ = assignBuckets(slots, options_.capBytes);
   active_ = comm_.size() > 1 || options_.always;
   setMicroBatches(1);
+  const bool allCpu = std::all_of(params_.begin(), params_.end(),
+                                  [](const at::Tensor& p) { return p.device().is_cpu(); });
   if (!active_) {  // reduce() never touches buckets
-    const bool allCpu = std::all_of(params_.begin(), params_.end(),
-                                    [](const at::Tensor& p) { return p.device().is_cpu(); });
     if (!options_.checkInHooks || !allCpu) return;
     checked_.assign(params_.size(), 0);
     for (std::size_t index = 0; index < params_.size(); ++index) {
@@ -59,7 +59,6 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
     return;
   }
 
-  bool allCpu = true;
   slot_.resize(params_.size());
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
     Bucket bucket;
@@ -70,7 +69,6 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
       bucket.offsets.push_back(elements);
       slot_[index] = {b, position};
       elements += params_[index].numel();
-      allCpu = allCpu && params_[index].device().is_cpu();
     }
     const at::Tensor& first = params_[bucket.params.front()];
     at::TensorOptions wire = first.options().requires_grad(false);
