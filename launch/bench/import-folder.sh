@@ -5,6 +5,11 @@
 # 4N images (it streams: memory should not grow with the count). N=2000 by default.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# /usr/bin/time (peak memory) is not on a minimal Debian; installed when missing.
+if [ ! -x /usr/bin/time ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -qq --no-install-recommends time >/dev/null
+fi
 n=${N:-2000}
 work=$(mktemp -d /tmp/gentrain-import-XXXX)
 trap 'rm -rf "$work"' EXIT

@@ -18,6 +18,11 @@
 # file between runs. Needs a build (launch/setup.sh); root for the page cache and the cgroup.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# /usr/bin/time (peak memory) is not on a minimal Debian; installed when missing.
+if [ ! -x /usr/bin/time ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -qq --no-install-recommends time >/dev/null
+fi
 root=$PWD
 g=$root/build/gentrain
 limit_mb=${LIMIT_MB:-768}
