@@ -9,6 +9,7 @@
 /// The interface is virtual so that tests can wrap a backend and inject delays or faults.
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/TensorOptions.h>
 
 #include <cstdint>
 #include <memory>
@@ -50,6 +51,11 @@ class Communicator {
   /// Whether ReduceOp::Mean costs nothing over Sum (NCCL averages inside the collective; MPI
   /// divides in a pass of its own, so callers better scale while they copy in).
   virtual bool averagesInCollective() const { return false; }
+  /// Collective: `numel` zeros for a tensor this communicator will all-reduce again and again
+  /// (gradient buckets), from memory it reduces fastest where it has such (MPI with every rank on
+  /// one node: memory all ranks map, Note [all-reduce through shared memory]); every rank must
+  /// ask for the same sizes in the same order. By default, ordinary memory.
+  virtual at::Tensor collectiveBuffer(int64_t numel, const at::TensorOptions& options);
   /// In place: every rank ends with `root`'s values.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <climits>
+#include <optional>
 
 #include "framework/base/Error.h"
 #include "framework/base/Watchdog.h"
+#include "framework/comm/NodeSharedMemory.h"
 
 namespace gentrain {
 namespace {
@@ -43,6 +45,19 @@ MPI_Op mpiOp(ReduceOp op) {
   return MPI_SUM;
 }
 
+std::optional<NodeElement> nodeElement(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return NodeElement::Float32;
+    case at::kDouble:
+      return NodeElement::Float64;
+    case at::kBFloat16:
+      return NodeElement::BFloat16;
+    default:
+      return std::nullopt;
+  }
+}
+
 // MPI counts are ints: move larger buffers in pieces of at most this many elements.
 constexpr int64_t kMaxCount = INT_MAX / 2;
 
@@ -66,6 +81,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm parent) {
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  node_.reset();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -81,6 +97,15 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
     allReduce(staged, op);
     tensor.copy_(staged);
     return;
+  }
+  if (node_ && op != ReduceOp::Max && op != ReduceOp::Min) {
+    const std::optional<NodeElement> element = nodeElement(tensor.scalar_type());
+    const auto bytes = static_cast<std::size_t>(tensor.numel() * tensor.element_size());
+    if (element && node_->holds(tensor.data_ptr(), bytes)) {
+      node_->allReduce(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()), *element,
+                       op == ReduceOp::Mean);
+      return;
+    }
   }
   MPI_Datatype type = mpiType(tensor.scalar_type());
   if (type == MPI_DATATYPE_NULL) {
@@ -98,6 +123,24 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
         MPI_Allreduce(MPI_IN_PLACE, data + start * elementSize, count, type, mpiOp(op), comm_));
   }
   if (op == ReduceOp::Mean) tensor.div_(size_);
+}
+
+void MpiCommunicator::shareNodeMemory(bool enable) {
+  node_.reset();
+  if (enable) node_ = NodeSharedMemory::create(comm_);
+}
+
+at::Tensor MpiCommunicator::collectiveBuffer(int64_t numel, const at::TensorOptions& options) {
+  if (!node_ || !options.device().is_cpu() ||
+      !nodeElement(c10::typeMetaToScalarType(options.dtype()))) {
+    return Communicator::collectiveBuffer(numel, options);
+  }
+  const auto bytes = static_cast<std::size_t>(numel) * options.dtype().itemsize();
+  std::shared_ptr<NodeSegment> segment = node_->allocate(bytes);
+  if (!segment) return Communicator::collectiveBuffer(numel, options);
+  // The tensor keeps its segment mapped; the memory starts zeroed.
+  return at::from_blob(
+      NodeSharedMemory::data(*segment), {numel}, [segment](void*) {}, options);
 }
 
 void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {

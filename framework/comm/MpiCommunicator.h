@@ -3,9 +3,13 @@
 
 #include <mpi.h>
 
+#include <memory>
+
 #include "framework/comm/Communicator.h"
 
 namespace gentrain {
+
+class NodeSharedMemory;
 
 /// Owns a duplicate of the communicator it is given, with MPI_ERRORS_RETURN set so that failures
 /// become CommError (with the MPI call's file:line) instead of a silent abort.
@@ -21,6 +25,11 @@ class MpiCommunicator : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   void allReduce(at::Tensor& tensor, ReduceOp op) override;
+  at::Tensor collectiveBuffer(int64_t numel, const at::TensorOptions& options) override;
+  /// Collective: whether collectiveBuffer() may hand out memory every rank maps, when all ranks
+  /// run on one node (runtime.shm_allreduce; off until asked).
+  void shareNodeMemory(bool enable);
+  bool sharesNodeMemory() const { return node_ != nullptr; }
   void broadcast(at::Tensor& tensor, int root) override;
   void barrier() override;
   void allReduceHost(double* values, std::size_t count, ReduceOp op) override;
@@ -34,6 +43,7 @@ class MpiCommunicator : public Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  std::unique_ptr<NodeSharedMemory> node_;
 };
 
 /// Throws CommError naming the failed call and where it was made, unless `code` is MPI_SUCCESS.

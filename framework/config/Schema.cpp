@@ -303,6 +303,9 @@ void addRunKeys(Schema& s) {
          "go to <run>/trace.json (Chrome/Perfetto trace format; needs runtime.stall_monitor); []: "
          "off",
          0, big});
+  s.add({"runtime.shm_allreduce", KeyType::Bool, "true",
+         "on the CPU with every rank on one node, keep gradient buckets in memory all ranks map "
+         "and average them there (false: MPI_Allreduce)"});
   s.add({"runtime.backend",
          KeyType::String,
          "auto",

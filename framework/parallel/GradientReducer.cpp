@@ -74,7 +74,7 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> par
     at::TensorOptions wire = first.options().requires_grad(false);
     if (options_.compressBf16 && first.scalar_type() == at::kFloat)
       wire = wire.dtype(at::kBFloat16);
-    bucket.flat = at::zeros({elements}, wire);
+    bucket.flat = comm_.collectiveBuffer(elements, wire);
     storage_.push_back(std::move(bucket));
   }
   // CPU backward runs on the calling thread, CUDA backward on autograd's device thread.

@@ -34,7 +34,7 @@ RuntimeOptions RuntimeOptions::fromSpec(const Spec& spec) {
   return {spec.text("runtime.device"),        static_cast<int>(spec.integer("runtime.threads")),
           spec.text("runtime.backend"),       spec.real("runtime.timeout_s"),
           spec.real("runtime.stall_floor_s"), spec.real("runtime.stall_factor"),
-          spec.flag("runtime.stall_monitor")};
+          spec.flag("runtime.stall_monitor"), spec.flag("runtime.shm_allreduce")};
 }
 
 void setComputeThreads(int threads) {
@@ -175,6 +175,7 @@ void Runtime::configure(const RuntimeOptions& options) {
     log::info(log::cat("runtime: ", localSize_, " ranks share ", gpus,
                        " GPU(s) on this node; using the MPI backend (NCCL needs a GPU per rank)"));
   }
+  host_->shareNodeMemory(options.shmAllReduce && !useCuda);
 #ifdef GENTRAIN_WITH_NCCL
   if (wantNccl) {
     if (!useCuda) throw UsageError("runtime.backend=nccl needs runtime.device=cuda");
@@ -192,9 +193,10 @@ void Runtime::configure(const RuntimeOptions& options) {
     StallMonitor::start(*host_, StallOptions{options.stallFloorSeconds, options.stallFactor,
                                              options.timeoutSeconds});
   }
-  log::info(log::cat("runtime: ", world_, " rank(s), ", localSize_, " on this node; device ",
-                     device_.str(), ", ", threads_, " thread(s) per rank, backend ",
-                     comm_->backend()));
+  log::info(
+      log::cat("runtime: ", world_, " rank(s), ", localSize_, " on this node; device ",
+               device_.str(), ", ", threads_, " thread(s) per rank, backend ", comm_->backend(),
+               host_->sharesNodeMemory() && comm_ == host_ ? " (buckets in shared memory)" : ""));
   if (const std::string blas = blasKernelsLine(); !blas.empty() && rank_ == 0) {
     log::info("runtime: " + blas);
   }

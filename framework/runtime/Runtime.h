@@ -27,8 +27,10 @@ struct RuntimeOptions {
   double stallFloorSeconds = 5;  ///< the stall monitor's least bound (StallMonitor.h)
   double stallFactor = 10;       ///< its bound in slowest recent steps
   bool stallMonitor = true;      ///< runtime.stall_monitor
+  bool shmAllReduce = true;      ///< runtime.shm_allreduce
 
-  /// runtime.device, .threads, .backend, .timeout_s, .stall_floor_s, .stall_factor of a spec.
+  /// runtime.device, .threads, .backend, .timeout_s, .stall_floor_s, .stall_factor,
+  /// .stall_monitor, .shm_allreduce of a spec.
   static RuntimeOptions fromSpec(const Spec& spec);
 };
 

@@ -15,8 +15,13 @@
 
 namespace gentrain::test {
 
+/// With gradient buckets in shared memory, as training runs have them (runtime.shm_allreduce).
 inline MpiCommunicator& world() {
-  static MpiCommunicator comm(MPI_COMM_WORLD);
+  static MpiCommunicator& comm = []() -> MpiCommunicator& {
+    static MpiCommunicator made(MPI_COMM_WORLD);
+    made.shareNodeMemory(true);
+    return made;
+  }();
   return comm;
 }
 

@@ -1,6 +1,9 @@
 // The MPI communicator across real processes: each collective gives every rank the same answer,
 // and a disagreement between ranks is an error on every rank, never a hang.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "MpiUtil.h"
 #include "framework/base/Error.h"
@@ -45,4 +48,71 @@ TEST(Mpi, DisagreementIsAnErrorOnEveryRankNotAHang) {
               std::string::npos)
         << e.what();
   }
+}
+
+// Note [all-reduce through shared memory]: buffers from collectiveBuffer() are summed in memory
+// every rank maps; the sums must be MPI's, bit for bit the same on every rank, at any offset and
+// length, again and again on the same buffer.
+TEST(Mpi, SharedMemoryAllReduceSumsLikeMpiOnEveryRank) {
+  REQUIRE_RANKS();
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  comm.shareNodeMemory(true);
+  ASSERT_TRUE(comm.sharesNodeMemory()) << "mpirun starts every test rank on this one node";
+  const int n = comm.size(), r = comm.rank();
+  for (at::ScalarType type : {at::kFloat, at::kDouble, at::kBFloat16}) {
+    for (int64_t length : {1, 15, 17, 1000, 70001}) {
+      at::Tensor buffer = comm.collectiveBuffer(length + 3, at::TensorOptions(type));
+      EXPECT_TRUE(at::equal(buffer, at::zeros_like(buffer))) << "starts zeroed";
+      for (int round = 0; round < 3; ++round) {
+        // Values that differ by rank, element and round; the same seed on every rank.
+        at::manual_seed(1000 * round + length);
+        const at::Tensor all = at::randn({n, length}, at::kDouble).to(type);
+        at::Tensor part = buffer.narrow(0, 3, length);  // not at the buffer's start
+        part.copy_(all[r]);
+        buffer.narrow(0, 0, 3).fill_(-1);
+        const bool mean = round == 2;
+        comm.allReduce(part, mean ? ReduceOp::Mean : ReduceOp::Sum);
+        const at::ScalarType wide = type == at::kDouble ? at::kDouble : at::kFloat;
+        at::Tensor expected = all[0].to(wide);
+        for (int k = 1; k < n; ++k) expected = expected + all[k].to(wide);
+        if (mean) expected = expected * (1.0 / n);
+        EXPECT_TRUE(
+            at::allclose(part.to(at::kDouble), expected.to(type).to(at::kDouble), 1e-6, 1e-6))
+            << c10::toString(type) << " length " << length << " round " << round;
+        EXPECT_TRUE(at::equal(buffer.narrow(0, 0, 3), at::full({3}, -1, buffer.options())))
+            << "elements outside the tensor are left alone";
+        // Every rank holds the same bits.
+        const at::Tensor bytes = part.contiguous().view(at::kByte);
+        const std::string mine(static_cast<const char*>(bytes.data_ptr()),
+                               static_cast<std::size_t>(bytes.numel()));
+        for (const std::string& theirs : comm.allGatherBytes(mine)) EXPECT_TRUE(theirs == mine);
+      }
+    }
+  }
+  // Ordinary tensors still go through MPI on the same communicator.
+  at::Tensor plain = at::full({7}, float(r));
+  comm.allReduce(plain, ReduceOp::Sum);
+  EXPECT_TRUE(at::equal(plain, at::full({7}, float(n * (n - 1) / 2))));
+}
+
+TEST(Mpi, SharedMemoryBuffersMayBeFreedAtDifferentTimes) {
+  REQUIRE_RANKS();
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  comm.shareNodeMemory(true);
+  at::Tensor kept = comm.collectiveBuffer(64, at::TensorOptions(at::kFloat));
+  {
+    at::Tensor early = comm.collectiveBuffer(64, at::TensorOptions(at::kFloat));
+    early.fill_(1);
+    comm.allReduce(early, ReduceOp::Sum);
+    EXPECT_TRUE(at::equal(early, at::full({64}, float(comm.size()))));
+    if (comm.rank() == 0) early = at::Tensor();  // rank 0 lets go first
+    comm.barrier();
+  }
+  kept.fill_(2);
+  comm.allReduce(kept, ReduceOp::Sum);
+  EXPECT_TRUE(at::equal(kept, at::full({64}, 2.0f * comm.size())));
+  // Nothing is left in /dev/shm under our names.
+  const std::string ours =
+      "ls /dev/shm | grep -q '^gentrain\\." + std::to_string(getpid()) + "\\.'";
+  EXPECT_NE(std::system(ours.c_str()), 0);
 }

@@ -1,0 +1,57 @@
+#pragma once
+/// @file Buffers that every rank of one node maps, and the all-reduce over them (Note [all-reduce
+/// through shared memory] in NodeSharedMemory.cpp).
+///
+/// No LibTorch here: MpiCommunicator wraps the buffers in tensors.
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace gentrain {
+
+/// One buffer of the same size on every rank, each rank's mapped by all.
+class NodeSegment;
+
+enum class NodeElement { Float32, Float64, BFloat16 };
+
+class NodeSharedMemory {
+ public:
+  /// Collective over `comm`. Null unless `comm` has two ranks or more, all on this node.
+  static std::unique_ptr<NodeSharedMemory> create(MPI_Comm comm);
+  ~NodeSharedMemory();
+  NodeSharedMemory(const NodeSharedMemory&) = delete;
+  NodeSharedMemory& operator=(const NodeSharedMemory&) = delete;
+
+  /// Collective: `bytes` of zeroed memory (64-byte aligned) on every rank, which every rank maps.
+  /// Null on every rank when any rank could not have it (/dev/shm full or missing): the caller
+  /// uses ordinary memory then. The memory lives as long as the returned handle; ranks may let
+  /// go of it at different times.
+  std::shared_ptr<NodeSegment> allocate(std::size_t bytes);
+  /// This rank's memory of `segment`.
+  static void* data(const NodeSegment& segment);
+
+  /// Whether [data, data + bytes) lies inside one live segment of this rank's.
+  bool holds(const void* data, std::size_t bytes) const;
+  /// In place, over all ranks: the sum (or the mean) of `count` elements at `data`, which must
+  /// lie inside a live segment (holds()), at the same offset on every rank, as MPI requires of
+  /// any collective. Every rank ends with the same bits.
+  void allReduce(void* data, std::size_t count, NodeElement type, bool mean);
+
+ private:
+  NodeSharedMemory(MPI_Comm comm, int rank, int size);
+  NodeSegment* find(const void* data, std::size_t bytes) const;
+
+  MPI_Comm comm_;
+  int rank_;
+  int size_;
+  std::uint64_t allocations_ = 0;
+  mutable std::mutex mutex_;
+  std::vector<std::weak_ptr<NodeSegment>> segments_;
+};
+
+}  // namespace gentrain
