@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "models/pixelrnn/DiagonalScan.h"
+#include "models/pixelrnn/LstmScans.h"
 
 namespace gentrain::models::pixelrnn {
 
@@ -100,14 +100,13 @@ std::pair<at::Tensor, at::Tensor> lstmStep(const at::Tensor& gates, const at::Te
 }
 
 // Note [recurrent layout]
-// The Row LSTM's recurrence below runs a few dozen steps of small operations each, so its cost is
-// operation count, not arithmetic (the Diagonal LSTM's went further: DiagonalScan.h). It keeps the
-// step index outermost and features innermost
-// ([steps, B, positions, features]): a step's slice is contiguous, and the state-to-state
-// convolution becomes one matrix product over the neighbours' states side by side (`linear` on
-// [B, positions, taps * h]), instead of a conv1d per step. The per-step inputs come from one
-// `unbind`: indexing the big tensor step by step would make backward build a zero gradient of
-// its full size for every step (quadratic; it was 90% of the Diagonal BiLSTM's step time).
+// The Row LSTM's recurrence runs a few dozen steps of small operations each, so its cost is
+// operation count, not arithmetic: as a graph of tensor operations (pad, three taps side by
+// side, a matrix product, the cell's eight elementwise operations per row, and as many again
+// backward) it was three quarters of the Row LSTM network's step. rowScan (LstmScans.h) runs it
+// as one autograd node, rows outermost and features innermost ([H, W, B, features]): a row's
+// taps are contiguous blocks of its padded states, one matrix product each, and the cell is the
+// Diagonal LSTM's fused loop.
 
 RowLstmImpl::RowLstmImpl(int64_t in, int64_t hidden, int64_t kernel, int64_t groups)
     : hidden_(hidden), kernel_(kernel) {
@@ -120,22 +119,12 @@ RowLstmImpl::RowLstmImpl(int64_t in, int64_t hidden, int64_t kernel, int64_t gro
 }
 
 at::Tensor RowLstmImpl::forward(const at::Tensor& x) {
-  const int64_t width = x.size(3), half = kernel_ / 2;
-  // Every row's input-to-state at once, as [H, B, W, 4h].
-  const std::vector<at::Tensor> inputs =
-      inputToState_->forward(x).permute({2, 0, 3, 1}).contiguous().unbind(0);
-  at::Tensor h = at::zeros({x.size(0), width, hidden_}, x.options());
-  at::Tensor c = h;
-  std::vector<at::Tensor> rows;
-  for (int64_t r = 0; r < x.size(2); ++r) {
-    const at::Tensor padded = at::constant_pad_nd(h, {0, 0, half, half});
-    std::vector<at::Tensor> taps;
-    for (int64_t t = 0; t < kernel_; ++t) taps.push_back(padded.narrow(1, t, width));
-    const at::Tensor gates = inputs[r] + at::linear(at::cat(taps, 2), stateWeight_, stateBias_);
-    std::tie(h, c) = lstmStep(gates, c);
-    rows.push_back(h);
-  }
-  return at::stack(rows, 0).permute({1, 3, 0, 2});  // [H, B, W, h] -> [B, h, H, W]
+  // Every row's input-to-state at once, as [H, W, B, 4h], the state bias added.
+  const at::Tensor inputs =
+      (inputToState_->forward(x).permute({2, 3, 0, 1}) + stateBias_).contiguous();
+  // [4h, k * h] as k taps of [h, 4h] (tap t: columns t * h .. (t + 1) * h - 1).
+  const at::Tensor taps = stateWeight_.view({4 * hidden_, kernel_, hidden_}).permute({1, 2, 0});
+  return rowScan(inputs, taps).permute({2, 3, 0, 1});  // [H, W, B, h] -> [B, h, H, W]
 }
 
 DiagonalLstmImpl::DiagonalLstmImpl(int64_t in, int64_t hidden, int64_t groups) : hidden_(hidden) {

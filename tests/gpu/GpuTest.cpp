@@ -15,7 +15,7 @@
 #include "framework/train/Model.h"
 #include "framework/train/Precision.h"
 #include "framework/train/Trainer.h"
-#include "models/pixelrnn/DiagonalScan.h"
+#include "models/pixelrnn/LstmScans.h"
 #include "models/pixelrnn/Sampler.h"
 #ifdef GENTRAIN_WITH_NCCL
 #include "framework/comm/NcclCommunicator.h"

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "models/pixelrnn/DiagonalScan.h"
+#include "models/pixelrnn/LstmScans.h"
 #include "models/pixelrnn/PixelRnn.h"
 #include "models/pixelrnn/Sampler.h"
 
@@ -173,6 +173,61 @@ TEST_P(DiagonalScanKernels, EqualThePlainGraphForwardAndBackward) {
 
 INSTANTIATE_TEST_SUITE_P(PixelRnn, DiagonalScanKernels,
                          ::testing::Values(ScanKernel::Loop, ScanKernel::Tensor));
+
+namespace {
+
+/// The Row LSTM's recurrence as a plain graph, row by row: pad the row above with zeros, take
+/// its k taps, one product each. x [H, W, B, 4h], weights [k, h, 4h]; returns [H, W, B, h].
+at::Tensor referenceRowScan(const at::Tensor& x, const at::Tensor& weights) {
+  const int64_t width = x.size(1), hd = x.size(3) / 4, taps = weights.size(0), half = taps / 2;
+  at::Tensor h = torch::zeros({width, x.size(2), hd}), c = h;
+  std::vector<at::Tensor> states;
+  for (int64_t r = 0; r < x.size(0); ++r) {
+    const at::Tensor padded = torch::constant_pad_nd(h, {0, 0, 0, 0, half, half});
+    at::Tensor gates = x[r];
+    for (int64_t t = 0; t < taps; ++t) {
+      gates = gates + torch::matmul(padded.narrow(0, t, width), weights[t]);
+    }
+    const at::Tensor o = torch::sigmoid(gates.narrow(2, 0, hd));
+    const at::Tensor f = torch::sigmoid(gates.narrow(2, hd, hd));
+    const at::Tensor i = torch::sigmoid(gates.narrow(2, 2 * hd, hd));
+    c = f * c + i * torch::tanh(gates.narrow(2, 3 * hd, hd));
+    h = o * torch::tanh(c);
+    states.push_back(h);
+  }
+  return torch::stack(states);
+}
+
+}  // namespace
+
+class RowScanKernels : public ::testing::TestWithParam<std::tuple<ScanKernel, int64_t>> {};
+
+TEST_P(RowScanKernels, EqualThePlainGraphForwardAndBackward) {
+  torch::manual_seed(12);
+  const auto [kernel, taps] = GetParam();
+  const int64_t height = 5, width = 6, batch = 3, hd = 4;
+  const at::Tensor x = torch::randn({height, width, batch, 4 * hd}).requires_grad_(true);
+  const at::Tensor weights = (0.5 * torch::randn({taps, hd, 4 * hd})).requires_grad_(true);
+  const at::Tensor upstream = torch::randn({height, width, batch, hd});
+
+  const at::Tensor fused = rowScan(x, weights, kernel);
+  const auto fusedGrads =
+      torch::autograd::grad({(fused * upstream).sum()}, {x, weights}, {}, /*retain_graph=*/true);
+  const at::Tensor reference = referenceRowScan(x, weights);
+  const auto referenceGrads = torch::autograd::grad({(reference * upstream).sum()}, {x, weights});
+
+  EXPECT_TRUE(torch::allclose(fused, reference, 1e-5, 1e-6));
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_TRUE(torch::allclose(fusedGrads[k], referenceGrads[k], 1e-4, 1e-5)) << "gradient " << k;
+  }
+  // Row 0 reads zeros above: its states depend on its own inputs only.
+  const at::Tensor first = torch::autograd::grad({fused[0].sum()}, {x})[0];
+  EXPECT_EQ(first.narrow(0, 1, height - 1).abs().sum().item<float>(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(PixelRnn, RowScanKernels,
+                         ::testing::Combine(::testing::Values(ScanKernel::Loop, ScanKernel::Tensor),
+                                            ::testing::Values(int64_t{1}, int64_t{3})));
 
 class IncrementalSampling : public ::testing::TestWithParam<std::string> {};
 

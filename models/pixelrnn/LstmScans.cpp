@@ -1,4 +1,4 @@
-#include "models/pixelrnn/DiagonalScan.h"
+#include "models/pixelrnn/LstmScans.h"
 
 #include <torch/torch.h>
 
@@ -138,6 +138,26 @@ at::Tensor flat(const at::Tensor& block) {
   return block.view({block.size(0), block.size(1) * block.size(2), block.size(3)});
 }
 
+/// What a scan keeps for its backward pass: states, cells, gate activations, tanh of the cells,
+/// and which cell kernel ran.
+struct ScanSaved {
+  at::Tensor hs, cs, acts, tcs;
+  ScanKernel kernel;
+
+  void save(AutogradContext* ctx) const {
+    ctx->saved_data["hs"] = hs;
+    ctx->saved_data["cs"] = cs;
+    ctx->saved_data["acts"] = acts;
+    ctx->saved_data["tcs"] = tcs;
+    ctx->saved_data["kernel"] = static_cast<int64_t>(kernel);
+  }
+  static ScanSaved load(AutogradContext* ctx) {
+    return {ctx->saved_data["hs"].toTensor(), ctx->saved_data["cs"].toTensor(),
+            ctx->saved_data["acts"].toTensor(), ctx->saved_data["tcs"].toTensor(),
+            static_cast<ScanKernel>(ctx->saved_data["kernel"].toInt())};
+  }
+};
+
 class DiagonalScanFunction : public torch::autograd::Function<DiagonalScanFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& above,
@@ -165,11 +185,7 @@ class DiagonalScanFunction : public torch::autograd::Function<DiagonalScanFuncti
                   hs.select(1, j + 1).narrow(1, r.lo + 1, r.n));
     }
     ctx->save_for_backward({above, left});
-    ctx->saved_data["hs"] = hs;
-    ctx->saved_data["cs"] = cs;
-    ctx->saved_data["acts"] = acts;
-    ctx->saved_data["tcs"] = tcs;
-    ctx->saved_data["kernel"] = kernelIndex;
+    ScanSaved{hs, cs, acts, tcs, kernel}.save(ctx);
     return hs.narrow(1, 1, columns).narrow(2, 1, height).contiguous();
   }
 
@@ -178,11 +194,7 @@ class DiagonalScanFunction : public torch::autograd::Function<DiagonalScanFuncti
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& above = saved[0];
     const at::Tensor& left = saved[1];
-    const at::Tensor hs = ctx->saved_data["hs"].toTensor();
-    const at::Tensor cs = ctx->saved_data["cs"].toTensor();
-    const at::Tensor acts = ctx->saved_data["acts"].toTensor();
-    const at::Tensor tcs = ctx->saved_data["tcs"].toTensor();
-    const auto kernel = static_cast<ScanKernel>(ctx->saved_data["kernel"].toInt());
+    const auto [hs, cs, acts, tcs, kernel] = ScanSaved::load(ctx);
     const at::Tensor dOut = grads[0].contiguous();
     const int64_t dirs = acts.size(0), columns = acts.size(1), height = acts.size(2);
     const int64_t batch = acts.size(3), hd = acts.size(4) / 4, width = columns - height + 1;
@@ -220,15 +232,91 @@ class DiagonalScanFunction : public torch::autograd::Function<DiagonalScanFuncti
   }
 };
 
+// Note [row scan buffers]
+// The Row LSTM's states live in hs[r][p] with r = 0 the zero row above the image and p = c + k/2
+// the column, k/2 zero columns on each side: tap t of row r's input is then hs[r][t .. t + W),
+// one contiguous [W * B, h] block, and its state-to-state product is one matrix product per tap
+// (no padding or concatenation per row). cs[r] holds the cells, r = 0 the zero initial ones.
+class RowScanFunction : public torch::autograd::Function<RowScanFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weights,
+                            int64_t kernelIndex) {
+    const auto kernel = static_cast<ScanKernel>(kernelIndex);
+    c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+    const int64_t height = x.size(0), width = x.size(1), batch = x.size(2), hd = x.size(3) / 4;
+    const int64_t taps = weights.size(0), half = taps / 2;
+    const at::Tensor xs = x.contiguous();
+    const at::Tensor hs = at::zeros({height + 1, width + 2 * half, batch, hd}, x.options());
+    const at::Tensor cs = at::zeros({height + 1, width, batch, hd}, x.options());
+    const at::Tensor acts = at::empty({height, width, batch, 4 * hd}, x.options());
+    const at::Tensor tcs = at::empty({height, width, batch, hd}, x.options());
+    const auto rows = [&](const at::Tensor& block) { return block.view({width * batch, -1}); };
+    for (int64_t r = 0; r < height; ++r) {
+      const at::Tensor prev = hs[r];
+      at::Tensor gates = at::addmm(rows(xs[r]), rows(prev.narrow(0, 0, width)), weights[0]);
+      for (int64_t t = 1; t < taps; ++t) gates.addmm_(rows(prev.narrow(0, t, width)), weights[t]);
+      cellForward(kernel, gates.view({1, width, batch, 4 * hd}), cs[r].unsqueeze(0),
+                  acts[r].unsqueeze(0), cs[r + 1].unsqueeze(0), tcs[r].unsqueeze(0),
+                  hs[r + 1].narrow(0, half, width).unsqueeze(0));
+    }
+    ctx->save_for_backward({weights});
+    ScanSaved{hs, cs, acts, tcs, kernel}.save(ctx);
+    return hs.narrow(0, 1, height).narrow(1, half, width).contiguous();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    c10::impl::ExcludeDispatchKeyGuard noAutocast(c10::autocast_dispatch_keyset);
+    const at::Tensor weights = ctx->get_saved_variables()[0];
+    const auto [hs, cs, acts, tcs, kernel] = ScanSaved::load(ctx);
+    const at::Tensor dOut = grads[0].contiguous();
+    const int64_t height = acts.size(0), width = acts.size(1), batch = acts.size(2);
+    const int64_t hd = acts.size(3) / 4, taps = weights.size(0), half = taps / 2;
+    const auto rows = [&](const at::Tensor& block) { return block.view({width * batch, -1}); };
+
+    at::Tensor dx = at::empty(acts.sizes(), acts.options());
+    at::Tensor dWeights = at::zeros_like(weights);
+    // What reaches row r's states (padded as in hs) and cells from row r + 1, and what row r
+    // passes on to row r - 1.
+    at::Tensor dhCarry = at::zeros({width + 2 * half, batch, hd}, acts.options());
+    at::Tensor dcCarry = at::zeros({width, batch, hd}, acts.options());
+    at::Tensor dhNext = at::empty_like(dhCarry), dcNext = at::empty_like(dcCarry);
+    const at::Tensor weightsT = weights.transpose(1, 2);
+    for (int64_t r = height - 1; r >= 0; --r) {
+      const at::Tensor dh = dOut[r] + dhCarry.narrow(0, half, width);
+      cellBackward(kernel, dh.unsqueeze(0), dcCarry.unsqueeze(0), acts[r].unsqueeze(0),
+                   cs[r].unsqueeze(0), tcs[r].unsqueeze(0), dx[r].unsqueeze(0),
+                   dcNext.unsqueeze(0));
+      const at::Tensor dg = rows(dx[r]);
+      const at::Tensor prev = hs[r];
+      dhNext.zero_();
+      for (int64_t t = 0; t < taps; ++t) {
+        dWeights[t].addmm_(rows(prev.narrow(0, t, width)).t(), dg);
+        rows(dhNext.narrow(0, t, width)).addmm_(dg, weightsT[t]);
+      }
+      std::swap(dhCarry, dhNext);
+      std::swap(dcCarry, dcNext);
+    }
+    return {dx, dWeights, at::Tensor()};
+  }
+};
+
+ScanKernel pickKernel(ScanKernel kernel, const at::Tensor& x, const at::Tensor& weights) {
+  if (kernel != ScanKernel::Auto) return kernel;
+  return x.is_cpu() && x.scalar_type() == at::kFloat && weights.scalar_type() == at::kFloat
+             ? ScanKernel::Loop
+             : ScanKernel::Tensor;
+}
+
 }  // namespace
+
+at::Tensor rowScan(const at::Tensor& x, const at::Tensor& weights, ScanKernel kernel) {
+  kernel = pickKernel(kernel, x, weights);
+  return RowScanFunction::apply(x, weights.to(x.scalar_type()), static_cast<int64_t>(kernel));
+}
 
 at::Tensor diagonalScan(const at::Tensor& x, const at::Tensor& above, const at::Tensor& left,
                         ScanKernel kernel) {
-  if (kernel == ScanKernel::Auto) {
-    kernel = x.is_cpu() && x.scalar_type() == at::kFloat && above.scalar_type() == at::kFloat
-                 ? ScanKernel::Loop
-                 : ScanKernel::Tensor;
-  }
+  kernel = pickKernel(kernel, x, above);
   // Weights in the map's dtype (float32, or a bf16 model's), whatever autocast would choose:
   // autograd casts the gradients back.
   return DiagonalScanFunction::apply(x, above.to(x.scalar_type()), left.to(x.scalar_type()),
