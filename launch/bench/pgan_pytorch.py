@@ -158,22 +158,26 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="channels-last memory format for the networks and their inputs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(2018)
     device = torch.device(args.device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     level, max_level = int(math.log2(args.resolution)), int(math.log2(args.max_resolution))
     nf = lambda s: min(args.fmap_base >> s, args.fmap_max)
-    g = Generator(nf, args.latent, args.channels, max_level).to(device)
-    d = Discriminator(nf, args.channels, max_level).to(device)
-    g_ema = Generator(nf, args.latent, args.channels, max_level).to(device)
+    g = Generator(nf, args.latent, args.channels, max_level).to(device, memory_format=fmt)
+    d = Discriminator(nf, args.channels, max_level).to(device, memory_format=fmt)
+    g_ema = Generator(nf, args.latent, args.channels, max_level).to(device, memory_format=fmt)
     g_ema.load_state_dict(g.state_dict())
     g_ema.requires_grad_(False)
     alpha = 0.5 if args.fading else 1.0
     g_opt = torch.optim.Adam(g.active(level, args.fading), lr=1e-3, betas=(0.0, 0.99))
     d_opt = torch.optim.Adam(d.active(level, args.fading), lr=1e-3, betas=(0.0, 0.99))
     b, side = args.batch, args.max_resolution
-    pool = torch.rand(64 * b, args.channels, side, side, device=device) * 2 - 1
+    pool = (torch.rand(64 * b, args.channels, side, side, device=device) * 2 - 1).contiguous(
+        memory_format=fmt)
 
     def reals(k):
         x = pool[(k * b) % (len(pool) - b):][:b]
@@ -211,7 +215,8 @@ def main():
     seconds, loss = time_steps(step, args.warmup, args.steps, device)
     rate = args.steps * b / seconds
     what = f"{args.resolution}x{args.resolution}" + (" fading" if args.fading else "")
-    print(f"pytorch pgan {what}: batch {b}, {args.threads} thread(s), {args.steps} steps: "
+    print(f"pytorch pgan {what}: batch {b}, {args.threads} thread(s), {args.steps} steps"
+          f"{', channels-last' if args.channels_last else ''}: "
           f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/step, last d_loss {float(loss):.3f}")
     print(f"RESULT images_per_s={rate:.2f}")
 

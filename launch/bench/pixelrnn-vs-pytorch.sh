@@ -20,8 +20,9 @@ for variant in "${variants[@]}"; do
   }
   run_peer() {
     /usr/bin/python3 launch/bench/pixelrnn_pytorch.py --variant $variant --threads 1 \
-      --batch 16 --steps "$steps" --warmup 2 2>&1 | rate
+      --batch 16 --steps "$steps" --warmup 2 "$@" 2>&1 | rate
   }
+  peer_layouts=both  # Note [peer layouts]
   interleave "$rounds"
   report "$variant" "${ours[*]}" "${peer[*]}"
 done

@@ -261,6 +261,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--ranks", type=int, default=1, help="processes for --train-steps (gloo DDP)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the speed run only)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="channels-last memory format for the network and its input (speed run)")
     args = ap.parse_args()
     if args.ranks > 1 and "RANK" not in os.environ:
         return spawn(args.ranks)
@@ -272,13 +274,15 @@ def main():
     n = len(images)
     device = torch.device(args.device)
     images = images.to(device)
-    net = PixelNet(args.variant).to(device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    net = PixelNet(args.variant).to(device, memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
     order = torch.randperm(n, generator=g).to(device)
 
     def step(k):
-        x = images[order[(k * args.batch) % (n - args.batch):][: args.batch]]
+        x = images[order[(k * args.batch) % (n - args.batch):][: args.batch]].contiguous(
+            memory_format=fmt)
         opt.zero_grad(set_to_none=True)
         loss = nll_per_image(net, x).mean()
         loss.backward()
@@ -287,7 +291,8 @@ def main():
 
     seconds, loss = time_steps(step, args.warmup, args.steps, device)
     rate = args.steps * args.batch / seconds
-    print(f"pytorch {args.variant}: batch {args.batch}, {args.threads} thread(s), {args.steps} steps: "
+    print(f"pytorch {args.variant}: batch {args.batch}, {args.threads} thread(s), {args.steps} steps"
+          f"{', channels-last' if args.channels_last else ''}: "
           f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/step, last nll {float(loss):.2f}")
     print(f"RESULT images_per_s={rate:.2f}")
 

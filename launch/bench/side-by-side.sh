@@ -48,18 +48,44 @@ rate() {
 
 best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
 
+# Note [peer layouts]
+# A PyTorch user who tunes a convolutional network tries channels-last too. Where a script sets
+# peer_layouts=both (its peer takes --channels-last), each round runs the peer in both memory
+# formats and keeps the faster run, and the report says how often each format won. On this VM
+# (2026-12-06) channels-last was slower for PixelCNN, StarGAN and the conv VAE in eager PyTorch
+# and about even for the Progressive GAN.
+peer_layouts=contiguous
+layout_log=${TMPDIR:-/tmp}/gentrain-peer-layouts.$$  # made by interleave, removed by report
+run_peer_tuned() {
+  local plain last
+  plain=$(run_peer)
+  if [ "$peer_layouts" != both ]; then
+    echo "$plain"
+    return
+  fi
+  last=$(run_peer --channels-last)
+  python3 - "$plain" "$last" "$layout_log" <<'PY'
+import sys
+plain, last, log = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+with open(log, "a") as f:
+    f.write("channels-last\n" if last > plain else "contiguous\n")
+print(max(plain, last))
+PY
+}
+
 # interleave ROUNDS: calls the caller's run_ours and run_peer (each prints a rate) ROUNDS times,
 # alternating which goes first; the rates land in the arrays `ours` and `peer`, in round order.
 interleave() {
   ours=()
   peer=()
+  : >"$layout_log"
   local round
   for round in $(seq 1 "$1"); do
     if [ $((round % 2)) = 1 ]; then
       ours+=("$(run_ours)")
-      peer+=("$(run_peer)")
+      peer+=("$(run_peer_tuned)")
     else
-      peer+=("$(run_peer)")
+      peer+=("$(run_peer_tuned)")
       ours+=("$(run_ours)")
     fi
   done
@@ -75,6 +101,11 @@ print(f"{label:16s} gentrain {max(ours):7.1f} images/s, PyTorch eager {max(peer)
       f"ratio {max(ours) / max(peer):.2f} (best of {len(ours)} each); round by round "
       f"{statistics.median(rounds):.2f} median, {rounds[0]:.2f} to {rounds[-1]:.2f}")
 PY
+  if [ -s "$layout_log" ]; then
+    echo "  the peer's faster memory format, round by round: $(sort "$layout_log" | uniq -c |
+      awk '{printf "%s%s in %d", (NR > 1 ? ", " : ""), $2, $1}') of $(wc -l <"$layout_log")"
+  fi
+  rm -f "$layout_log"
 }
 
 # Coloured Fashion-MNIST at 32x32, which the GAN configs train on, made with the data tool

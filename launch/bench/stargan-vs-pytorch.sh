@@ -22,7 +22,8 @@ run_ours() {
 }
 run_peer() {
   $python launch/bench/stargan_pytorch.py --threads 1 --batch 16 --device "$device" \
-    --steps "$steps" --warmup 5 2>&1 | rate
+    --steps "$steps" --warmup 5 "$@" 2>&1 | rate
 }
+peer_layouts=both  # Note [peer layouts]
 interleave "$rounds"
 report stargan "${ours[*]}" "${peer[*]}"

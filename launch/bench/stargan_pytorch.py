@@ -88,16 +88,21 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="channels-last memory format for the networks and their inputs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(2018)
     dev = torch.device(args.device)
-    g = Generator(3, args.domains, args.g_conv_dim, args.g_blocks).to(dev)
-    d = Discriminator(3, args.size, args.domains, args.d_conv_dim, args.d_layers).to(dev)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    g = Generator(3, args.domains, args.g_conv_dim, args.g_blocks).to(dev, memory_format=fmt)
+    d = Discriminator(3, args.size, args.domains, args.d_conv_dim, args.d_layers).to(
+        dev, memory_format=fmt)
     g_opt = torch.optim.Adam(g.parameters(), 1e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(d.parameters(), 1e-4, betas=(0.5, 0.999))
     b = args.batch
-    pool = torch.rand(64 * b, 3, args.size, args.size, device=dev) * 2 - 1
+    pool = (torch.rand(64 * b, 3, args.size, args.size, device=dev) * 2 - 1).contiguous(
+        memory_format=fmt)
     pool_labels = F.one_hot(torch.randint(args.domains, (64 * b,)), args.domains).float().to(dev)
 
     def step(k):
@@ -131,7 +136,8 @@ def main():
 
     seconds, loss = time_steps(step, args.warmup, args.steps, dev)
     rate = args.steps * b / seconds
-    print(f"pytorch stargan: batch {b}, {args.threads} thread(s), {args.steps} iterations: "
+    print(f"pytorch stargan: batch {b}, {args.threads} thread(s), {args.steps} iterations"
+          f"{', channels-last' if args.channels_last else ''}: "
           f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/iteration, last d_loss {float(loss):.3f}")
     print(f"RESULT images_per_s={rate:.2f}")
 

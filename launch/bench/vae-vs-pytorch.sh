@@ -45,8 +45,9 @@ run_ours() {
 }
 run_peer() {
   /usr/bin/python3 launch/bench/vae_pytorch.py --arch conv --threads 1 --batch 128 \
-    --steps "$steps" --warmup 30 2>&1 | rate
+    --steps "$steps" --warmup 30 "$@" 2>&1 | rate
 }
+peer_layouts=both  # Note [peer layouts]
 interleave "$rounds"
 report "conv vae 1x1" "${ours[*]}" "${peer[*]}"
 one=(); two=(); twoWide=()

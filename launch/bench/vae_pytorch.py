@@ -68,14 +68,16 @@ class ConvVae(Vae):
         self.conv2 = nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1)
         self.up1 = nn.ConvTranspose2d(channels[1], channels[0], 4, stride=2, padding=1)
         self.up2 = nn.ConvTranspose2d(channels[0], 1, 4, stride=2, padding=1)
+        self.fmt = torch.contiguous_format  # --channels-last: torch.channels_last
 
     def encode(self, x):
+        x = x.contiguous(memory_format=self.fmt)
         h = F.relu(self.conv2(F.relu(self.conv1(x))))
         return F.relu(self.enc(h.flatten(1)))
 
     def decode(self, z, x):
         h = F.relu(self.dec2(F.relu(self.dec1(z))))
-        h = h.view(x.shape[0], -1, self.side, self.side)
+        h = h.view(x.shape[0], -1, self.side, self.side).contiguous(memory_format=self.fmt)
         return self.up2(F.relu(self.up1(h)))
 
 
@@ -91,6 +93,8 @@ def main():
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     parser.add_argument("--arch", choices=["mlp", "conv"], default="mlp",
                         help="model.arch: the default MLP or the conv VAE")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="conv VAE: channels-last memory format for its convolutions")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -112,6 +116,11 @@ def main():
     images = torch.from_numpy(binary.astype(np.float32)).to(device)
     torch.manual_seed(0)
     model = (ConvVae() if args.arch == "conv" else Vae()).to(device)
+    if args.channels_last:
+        if args.arch != "conv":
+            raise SystemExit("--channels-last is for --arch conv (the MLP has no convolutions)")
+        model = model.to(memory_format=torch.channels_last)
+        model.fmt = torch.channels_last
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
