@@ -26,10 +26,19 @@ typename Map::key_type stateKey(const Map&, c10::TensorImpl* impl) {
   }
 }
 
+// The loop walks parameter, gradient and moments as one flat array each: they must be dense and
+// laid out alike (contiguous, or channels-last throughout: Note [channels-last networks]).
 bool fusable(const at::Tensor& p) {
-  return p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() &&
+  return p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_non_overlapping_and_dense() &&
          p.grad().defined() && p.grad().device().is_cpu() && p.grad().scalar_type() == at::kFloat &&
-         p.grad().is_contiguous() && !p.grad().is_sparse();
+         !p.grad().is_sparse() && p.grad().strides() == p.strides();
+}
+
+/// `moment` laid out as its parameter `p` (a state restored or made before the parameter's layout
+/// changed is copied over once).
+at::Tensor laidOutAs(const at::Tensor& p, const at::Tensor& moment) {
+  if (moment.strides() == p.strides()) return moment;
+  return at::empty_like(p).copy_(moment);
 }
 
 struct Coefficients {
@@ -64,8 +73,8 @@ torch::optim::AdamParamState& FusedAdam::stateOf(const at::Tensor& p) {
   if (found == state_.end()) {
     auto fresh = std::make_unique<torch::optim::AdamParamState>();
     fresh->step(0);
-    fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Contiguous));
-    fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Contiguous));
+    fresh->exp_avg(torch::zeros_like(p));  // the parameter's layout
+    fresh->exp_avg_sq(torch::zeros_like(p));
     found = state_.emplace(key, std::move(fresh)).first;
   }
   return static_cast<torch::optim::AdamParamState&>(*found->second);
@@ -94,6 +103,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   if ((kernel == Kernel::Loop && !loop) || (kernel == Kernel::Foreach && !foreach)) {
     kernel = Kernel::Torch;
   }
+  lastKernel_ = kernel;
   if (kernel == Kernel::Torch) return torch::optim::Adam::step(closure);
   torch::Tensor loss;
   if (closure != nullptr) {
@@ -128,6 +138,8 @@ void FusedAdam::stepLoop() {
                            float(options.eps()),
                            float(-options.lr() / correction1),
                            float(options.weight_decay())};
+      state.exp_avg(laidOutAs(p, state.exp_avg()));
+      state.exp_avg_sq(laidOutAs(p, state.exp_avg_sq()));
       float* param = p.data_ptr<float>();
       const float* grad = p.grad().data_ptr<float>();
       float* m = state.exp_avg().data_ptr<float>();

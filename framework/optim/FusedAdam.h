@@ -20,12 +20,15 @@ class FusedAdam : public torch::optim::Adam {
   enum class Kernel { Auto, Loop, Foreach, Torch };
   /// Forces one implementation (tests compare them all on the CPU).
   void setKernel(Kernel kernel) { kernel_ = kernel; }
+  /// The implementation the last step ran (Auto before the first).
+  Kernel lastKernel() const { return lastKernel_; }
 
  private:
   torch::optim::AdamParamState& stateOf(const at::Tensor& p);
   void stepLoop();
   void stepForeach();
   Kernel kernel_ = Kernel::Auto;
+  Kernel lastKernel_ = Kernel::Auto;
 };
 
 }  // namespace gentrain

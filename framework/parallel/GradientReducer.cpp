@@ -105,7 +105,13 @@ void GradientReducer::setMicroBatches(int count) {
 
 at::Tensor GradientReducer::viewOf(const Bucket& bucket, std::size_t position) const {
   const at::Tensor& p = params_[bucket.params[position]];
-  return bucket.flat.narrow(0, bucket.offsets[position], p.numel()).view(p.sizes());
+  const at::Tensor span = bucket.flat.narrow(0, bucket.offsets[position], p.numel());
+  // Laid out as the parameter where it is dense (channels-last weights: Note [channels-last
+  // networks]), so that gradient and parameter pair up element by element in memory.
+  if (!p.is_contiguous() && p.is_non_overlapping_and_dense()) {
+    return span.as_strided(p.sizes(), p.strides());
+  }
+  return span.view(p.sizes());
 }
 
 void GradientReducer::zeroGrad() {
@@ -135,7 +141,10 @@ void GradientReducer::fill(Bucket& bucket, std::size_t current, const at::Tensor
   for (std::size_t index : bucket.params) {
     at::Tensor source = params_[index].grad();
     if (index == current) source = source.defined() ? source + incoming : incoming;
-    whole = whole && source.defined() && !source.is_alias_of(bucket.flat);
+    // (one concatenation fills views laid out as plain rows: channels-last parameters' views
+    // are not, so their gradients are copied one by one)
+    whole = whole && source.defined() && source.is_contiguous() && params_[index].is_contiguous() &&
+            !source.is_alias_of(bucket.flat);
     sources.push_back(std::move(source));
   }
   // Where the collective averages for free, copy the bucket in with one kernel (launch-bound GPU

@@ -160,6 +160,10 @@ class ModelRegistry {
   std::map<std::string, ModelEntry> entries_;
 };
 
+/// Lays out every 4-D parameter and buffer of `net` channels-last, values unchanged (Note
+/// [channels-last networks] in Model.cpp). Call before the network is registered.
+void useChannelsLast(torch::nn::Module& net);
+
 /// Registers every built-in model (defined in models/Models.cpp).
 void registerBuiltinModels();
 

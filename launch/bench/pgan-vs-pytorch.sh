@@ -32,8 +32,9 @@ for case in "${cases[@]}"; do
   }
   run_peer() {
     $python launch/bench/pgan_pytorch.py --resolution "$res" "${fading[@]}" --threads 1 \
-      --batch 32 --device "$device" --steps "$steps" --warmup 2 2>&1 | rate
+      --batch 32 --device "$device" --steps "$steps" --warmup 2 "$@" 2>&1 | rate
   }
+  peer_layouts=both  # Note [peer layouts]
   interleave "$rounds"
   report "$case" "${ours[*]}" "${peer[*]}"
 done

@@ -63,6 +63,14 @@ void Pgan::addKeys(Schema& s) {
          1e5});
   s.add({"model.swd_directions", KeyType::Int, "128", "SWD random projections per repeat", 1, 1e6});
   s.add({"model.swd_repeats", KeyType::Int, "4", "SWD repeats of the projections", 1, 1e4});
+  s.add({"model.channels_last",
+         KeyType::String,
+         "auto",
+         "lay the networks and images out channels-last (Note [channels-last networks]); auto: "
+         "on the CPU",
+         -big,
+         big,
+         {"auto", "true", "false"}});
   addOptimizerKeys(s, "g", "adam", 1e-3, 0.0, 0.99);
   addOptimizerKeys(s, "d", "adam", 1e-3, 0.0, 0.99);
 }
@@ -143,6 +151,15 @@ void Pgan::build(ModelContext& context, const DataShape& data) {
     for (std::size_t k = 0; k < from.size(); ++k) to[k].copy_(from[k]);
   }
   for (at::Tensor& p : gEma_->parameters()) p.requires_grad_(false);
+  const std::string layout = spec.text("model.channels_last");
+  channelsLast_ = layout == "true" || (layout == "auto" && device_.is_cpu());
+  if (channelsLast_) {
+    for (torch::nn::Module* net :
+         {static_cast<torch::nn::Module*>(g_.get()), static_cast<torch::nn::Module*>(gEma_.get()),
+          static_cast<torch::nn::Module*>(d_.get())}) {
+      useChannelsLast(*net);
+    }
+  }
   context.addNetwork("g", g_.ptr());
   context.addNetwork("d", d_.ptr());
   context.addNetwork("g_ema", gEma_.ptr());
@@ -259,8 +276,10 @@ StepMetrics Pgan::trainStep(const Batch& batch) {
         at::arange(first, n, subSteps, at::TensorOptions().dtype(at::kLong).device(device_));
     const double alpha = alphaAt(phaseIndex, batch.step * globalBatch_ + k * b);
     alphaSum += alpha;
+    const at::Tensor picked = images.index_select(0, index);  // laid out as rows (NCHW)
     const at::Tensor reals =
-        realsAt(images.index_select(0, index), phase.level, phase.fading, alpha);
+        realsAt(channelsLast_ ? picked.contiguous(at::MemoryFormat::ChannelsLast) : picked,
+                phase.level, phase.fading, alpha);
 
     // D step: WGAN-GP with the drift term.
     dOpt_->zeroGrad();

@@ -91,6 +91,7 @@ class Pgan : public Model {
   int64_t swdImages_ = 0;
   pgan::SwdOptions swd_;
   bool symmetric_ = false;
+  bool channelsLast_ = false;  // model.channels_last (Note [channels-last networks])
   c10::Device device_{c10::kCPU};
   uint64_t seed_ = 0;
 };

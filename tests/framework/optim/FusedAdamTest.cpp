@@ -81,3 +81,41 @@ TEST(FusedAdam, StateSavesInTorchAdamsFormat) {
     EXPECT_TRUE(at::allclose(continued[k], theirs[k], 1e-5, 1e-6));
   }
 }
+
+// Note [channels-last networks]: channels-last weights take the fused loop too (parameter,
+// gradient and moments laid out alike), with torch's results; moments made for the old layout
+// follow a parameter that changes layout.
+TEST(FusedAdam, ChannelsLastWeightsTakeTheLoopWithTorchsResults) {
+  torch::manual_seed(4);
+  const at::Tensor start = at::randn({6, 5, 3, 3});
+  const auto channelsLast = [&] {
+    return std::vector<at::Tensor>{
+        start.clone().contiguous(at::MemoryFormat::ChannelsLast).requires_grad_(),
+        at::randn({6}).requires_grad_()};
+  };
+  auto mine = channelsLast();
+  auto theirs = cloned(mine);
+  const auto options = torch::optim::AdamOptions(0.01).betas({0.8, 0.95});
+  FusedAdam fused(mine, options);
+  torch::optim::Adam reference(theirs, options);
+  run(mine, fused, 5);
+  EXPECT_EQ(fused.lastKernel(), FusedAdam::Kernel::Loop);
+  run(theirs, reference, 5);
+  EXPECT_TRUE(at::allclose(mine[0], theirs[0], 1e-5, 1e-6));
+
+  // A parameter laid out as rows for 3 steps, then channels-last (moments made as rows).
+  std::vector<at::Tensor> changing{start.clone().requires_grad_(), at::randn({6}).requires_grad_()};
+  auto plain = cloned(changing);
+  FusedAdam switched(changing, options);
+  torch::optim::Adam steady(plain, options);
+  run(changing, switched, 3);
+  {
+    torch::NoGradGuard noGrad;
+    changing[0].set_data(changing[0].contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  run(changing, switched, 3);
+  EXPECT_EQ(switched.lastKernel(), FusedAdam::Kernel::Loop);
+  run(plain, steady, 3);
+  run(plain, steady, 3);
+  EXPECT_TRUE(at::allclose(changing[0], plain[0], 1e-5, 1e-6));
+}

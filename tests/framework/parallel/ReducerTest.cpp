@@ -253,3 +253,35 @@ TEST(GradientReducer, HookCheckFallsBackWhereAHookDidNotSeeTheStoredGradient) {
   wide[0].sum().backward();
   EXPECT_TRUE(doubles.gradientsFinite());
 }
+
+// Note [channels-last networks]: a channels-last weight's gradient comes back as a view of its
+// bucket laid out as the weight, with the mean's values, in either copy path.
+TEST(GradientReducer, ChannelsLastParametersGetGradientsLaidOutAlike) {
+  for (bool averaging : {false, true}) {
+    class Averaging : public MirrorCommunicator {
+     public:
+      using MirrorCommunicator::MirrorCommunicator;
+      bool averagesInCollective() const override { return true; }
+      void allReduce(at::Tensor& t, ReduceOp op) override {
+        if (op == ReduceOp::Sum) t.mul_(size());
+      }
+    };
+    MirrorCommunicator summing(2);
+    Averaging mean(2);
+    Communicator& comm = averaging ? static_cast<Communicator&>(mean) : summing;
+    torch::manual_seed(5);
+    at::Tensor weight =
+        at::randn({4, 3, 2, 5}).contiguous(at::MemoryFormat::ChannelsLast).requires_grad_();
+    at::Tensor bias = at::randn({4}).requires_grad_();
+    GradientReducer reducer(comm, {weight, bias}, 1 << 20);
+    reducer.zeroGrad();
+    const at::Tensor upstream = at::randn({4, 3, 2, 5});
+    (weight * upstream).sum().backward();
+    (bias * 2).sum().backward();
+    reducer.reduce();
+    EXPECT_EQ(weight.grad().strides(), weight.strides()) << "averaging " << averaging;
+    EXPECT_TRUE(at::allclose(weight.grad(), upstream)) << "averaging " << averaging;
+    EXPECT_TRUE(at::allclose(bias.grad(), at::full({4}, 2.0)));
+    EXPECT_EQ(weight.grad().storage().data(), bias.grad().storage().data()) << "one bucket";
+  }
+}

@@ -351,6 +351,27 @@ TEST(PganModel, ACheckpointInTheMiddleOfAFadeResumesExactly) {
   EXPECT_EQ(maxDifference(straight, second.parameters()), 0.0);
 }
 
+// Note [channels-last networks]: the layout changes where values sit in memory, not what is
+// computed: the same run with and without it ends at the same weights (to rounding: oneDNN sums
+// in another order), through fades, the gradient penalty and the moving average.
+TEST(PganModel, ChannelsLastTrainsAsRowMajorDoes) {
+  PganFixture f;
+  Trainer rows(f.comm, c10::kCPU, f.spec("rows", {"model.channels_last=false"}), {});
+  rows.run();
+  Trainer last(f.comm, c10::kCPU, f.spec("last", {"model.channels_last=true"}), {});
+  bool anyChannelsLast = false;
+  for (const at::Tensor& p : last.parameters()) {
+    anyChannelsLast = anyChannelsLast || (p.dim() == 4 && !p.is_contiguous() &&
+                                          p.is_contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  EXPECT_TRUE(anyChannelsLast);
+  last.run();
+  EXPECT_LT(maxDifference(copies(rows.parameters()), last.parameters()), 1e-4);
+  Trainer untrained(f.comm, c10::kCPU, f.spec("untrained", {"model.channels_last=false"}), {});
+  EXPECT_GT(maxDifference(copies(rows.parameters()), untrained.parameters()), 1e-3)
+      << "the runs trained";
+}
+
 TEST(PganModel, RefusesDataAndBatchesItCannotGrowOn) {
   PganFixture f;
   gentrain::test::writeTinyDataset(f.dir + "/odd.h5", 48, 10, 3, 12, 12);
