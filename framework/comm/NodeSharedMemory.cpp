@@ -199,8 +199,9 @@ std::shared_ptr<NodeSegment> NodeSharedMemory::allocate(std::size_t bytes) {
   const std::size_t mapped = NodeSegment::kControl + dataBytes;
   constexpr int kName = 64;
   char name[kName] = {};
-  std::snprintf(name, kName, "/gentrain.%ld.%llu", static_cast<long>(getpid()),
-                static_cast<unsigned long long>(allocations_++));
+  // Unique on the node: the pid, and a count over every communicator of this process.
+  static std::atomic<unsigned long long> allocations{0};
+  std::snprintf(name, kName, "/gentrain.%ld.%llu", static_cast<long>(getpid()), allocations++);
   std::vector<char*> bases(static_cast<std::size_t>(size_), nullptr);
   auto unmapAll = [&] {
     for (char*& base : bases) {

@@ -49,7 +49,6 @@ class NodeSharedMemory {
   MPI_Comm comm_;
   int rank_;
   int size_;
-  std::uint64_t allocations_ = 0;
   mutable std::mutex mutex_;
   std::vector<std::weak_ptr<NodeSegment>> segments_;
 };
