@@ -1,10 +1,27 @@
-"""What the PyTorch peers (launch/bench/*_pytorch.py) share: timing their training steps, and
-a per-operator profile of a few more (PEER_PROFILE=N steps, after the timed ones), printed as
-`gentrain bench train --profile N` prints its own (launch/OpProfile.h)."""
+"""What the PyTorch peers (launch/bench/*_pytorch.py) share: their thread count, timing their
+training steps, and a per-operator profile of a few more (PEER_PROFILE=N steps, after the timed
+ones), printed as `gentrain bench train --profile N` prints its own (launch/OpProfile.h)."""
+import ctypes
 import os
 import time
 
 import torch
+
+
+def set_threads(n):
+    """torch.set_num_threads(n), and OpenBLAS's thread pool, which ignores it: with Debian's
+    pthread OpenBLAS a peer at "1 thread" ran its matrix products on every core (the VAE's at
+    14,400 images/s on one core, 16,500 on two). gentrain sets both (setComputeThreads in
+    framework/runtime/Runtime.cpp); so does the peer, or the ratio is against more cores."""
+    torch.set_num_threads(n)
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "openblas" in line or "libblas" in line}
+    for path in sorted(paths):
+        try:
+            setter = ctypes.CDLL(path).openblas_set_num_threads
+        except (OSError, AttributeError):
+            continue
+        setter(ctypes.c_int(n))
 
 
 def time_steps(step, warmup, steps, device):

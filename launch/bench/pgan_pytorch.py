@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from peer_timing import time_steps
+from peer_timing import set_threads, time_steps
 
 
 class EqConv(nn.Module):
@@ -161,7 +161,7 @@ def main():
     ap.add_argument("--channels-last", action="store_true",
                     help="channels-last memory format for the networks and their inputs")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(2018)
     device = torch.device(args.device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format

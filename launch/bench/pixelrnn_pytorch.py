@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from peer_timing import time_steps
+from peer_timing import set_threads, time_steps
 
 
 def conv_mask(out, inp, kh, kw, mask_a):
@@ -266,7 +266,7 @@ def main():
     args = ap.parse_args()
     if args.ranks > 1 and "RANK" not in os.environ:
         return spawn(args.ranks)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.train_steps:
         return train_and_test(args)
     torch.manual_seed(1234)

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from peer_timing import time_steps
+from peer_timing import set_threads, time_steps
 
 
 def load_idx_images(path):
@@ -97,7 +97,7 @@ def main():
                         help="conv VAE: channels-last memory format for its convolutions")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     world = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
     if world > 1:
