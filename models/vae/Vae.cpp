@@ -8,6 +8,7 @@
 #include "framework/base/Log.h"
 #include "framework/data/DeviceStager.h"
 #include "framework/random/CounterRng.h"
+#include "models/common/BceWithLogits.h"
 #include "models/common/ConvTranspose.h"
 
 namespace gentrain::models {
@@ -148,10 +149,8 @@ std::pair<at::Tensor, at::Tensor> Vae::reconAndKl(const at::Tensor& images, cons
   auto [mu, logVar] = net_->encode(images);
   const at::Tensor z = mu + eps * (0.5 * logVar).exp();
   const at::Tensor logits = net_->decodeLogits(z);
-  const at::Tensor recon =
-      torch::binary_cross_entropy_with_logits(logits, images, {}, {}, at::Reduction::None)
-          .flatten(1)
-          .sum(1);
+  // Note [fused binary cross-entropy]
+  const at::Tensor recon = bceWithLogitsPerImage(logits, images);
   const at::Tensor kl = -0.5 * (1 + logVar - mu.pow(2) - logVar.exp()).sum(1);
   return {recon, kl};
 }
