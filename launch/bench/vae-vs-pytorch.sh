@@ -69,7 +69,8 @@ for round in $(seq 1 "$rounds"); do
   one+=("$(ours_on 1)")
   two+=("$(ours_on 2)")
   twoWide+=("$(ours_on 2 train.global_batch=256)")
-  if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  # (nproc alone would answer OMP_NUM_THREADS, which the benchmarks set to 1)
+  if command -v taskset >/dev/null && [ "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" -ge 2 ]; then
     slowerApart+=("$(apart | python3 -c 'import sys; print(min(map(float, sys.stdin.read().split())))')")
   fi
 done
