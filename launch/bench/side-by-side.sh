@@ -52,8 +52,8 @@ best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
 # A PyTorch user who tunes a convolutional network tries channels-last too. Where a script sets
 # peer_layouts=both (its peer takes --channels-last), each round runs the peer in both memory
 # formats and keeps the faster run, and the report says how often each format won. On this VM
-# (2026-12-06) channels-last was slower for PixelCNN, StarGAN and the conv VAE in eager PyTorch
-# and about even for the Progressive GAN.
+# (2026-12-06) eager PyTorch was faster channels-last for the Progressive GAN in every round,
+# mostly NCHW for PixelCNN, StarGAN and the conv VAE, either way for the Row LSTM.
 peer_layouts=contiguous
 layout_log=${TMPDIR:-/tmp}/gentrain-peer-layouts.$$  # made by interleave, removed by report
 run_peer_tuned() {
