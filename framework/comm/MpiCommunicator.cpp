@@ -100,10 +100,8 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
   }
   if (node_ && op != ReduceOp::Max && op != ReduceOp::Min) {
     const std::optional<NodeElement> element = nodeElement(tensor.scalar_type());
-    const auto bytes = static_cast<std::size_t>(tensor.numel() * tensor.element_size());
-    if (element && node_->holds(tensor.data_ptr(), bytes)) {
-      node_->allReduce(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()), *element,
-                       op == ReduceOp::Mean);
+    if (element && node_->tryAllReduce(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()),
+                                       *element, op == ReduceOp::Mean)) {
       return;
     }
   }

@@ -281,13 +281,9 @@ NodeSegment* NodeSharedMemory::find(const void* data, std::size_t bytes) const {
   return nullptr;
 }
 
-bool NodeSharedMemory::holds(const void* data, std::size_t bytes) const {
-  return find(data, bytes) != nullptr;
-}
-
-void NodeSharedMemory::allReduce(void* data, std::size_t count, NodeElement type, bool mean) {
+bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean) {
   NodeSegment* segment = find(data, count * elementSize(type));
-  if (!segment) throw CommError("internal: shared-memory all-reduce of memory it does not hold");
+  if (!segment) return false;
   const std::size_t offset =
       static_cast<std::size_t>(static_cast<char*>(data) - segment->ownData());
   const std::uint64_t sequence = segment->next();
@@ -315,6 +311,7 @@ void NodeSharedMemory::allReduce(void* data, std::size_t count, NodeElement type
   }
   segment->done(rank_).store(sequence, std::memory_order_release);
   waitForAll(*segment, sequence, true);
+  return true;
 }
 
 }  // namespace gentrain

@@ -35,12 +35,11 @@ class NodeSharedMemory {
   /// This rank's memory of `segment`.
   static void* data(const NodeSegment& segment);
 
-  /// Whether [data, data + bytes) lies inside one live segment of this rank's.
-  bool holds(const void* data, std::size_t bytes) const;
-  /// In place, over all ranks: the sum (or the mean) of `count` elements at `data`, which must
-  /// lie inside a live segment (holds()), at the same offset on every rank, as MPI requires of
-  /// any collective. Every rank ends with the same bits.
-  void allReduce(void* data, std::size_t count, NodeElement type, bool mean);
+  /// In place, over all ranks: the sum (or the mean) of `count` elements at `data`, at the same
+  /// offset of a live segment on every rank, as MPI requires of any collective; every rank ends
+  /// with the same bits. False, touching nothing, where the elements are not inside one live
+  /// segment of this rank's (ordinary memory: the caller reduces them another way).
+  bool tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean);
 
  private:
   NodeSharedMemory(MPI_Comm comm, int rank, int size);

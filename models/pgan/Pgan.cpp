@@ -154,11 +154,9 @@ void Pgan::build(ModelContext& context, const DataShape& data) {
   const std::string layout = spec.text("model.channels_last");
   channelsLast_ = layout == "true" || (layout == "auto" && device_.is_cpu());
   if (channelsLast_) {
-    for (torch::nn::Module* net :
-         {static_cast<torch::nn::Module*>(g_.get()), static_cast<torch::nn::Module*>(gEma_.get()),
-          static_cast<torch::nn::Module*>(d_.get())}) {
-      useChannelsLast(*net);
-    }
+    useChannelsLast(*g_);
+    useChannelsLast(*gEma_);
+    useChannelsLast(*d_);
   }
   context.addNetwork("g", g_.ptr());
   context.addNetwork("d", d_.ptr());
