@@ -6,14 +6,16 @@ namespace gentrain {
 namespace {
 
 struct DoneWork : Work {
+  explicit DoneWork(std::optional<bool> finite) : finite(finite) {}
   void wait() override {}
+  std::optional<bool> resultFinite() const override { return finite; }
+  std::optional<bool> finite;
 };
 
 }  // namespace
 
 std::unique_ptr<Work> Communicator::allReduceAsync(at::Tensor& tensor, ReduceOp op) {
-  allReduce(tensor, op);
-  return std::make_unique<DoneWork>();
+  return std::make_unique<DoneWork>(allReduceChecked(tensor, op));
 }
 
 at::Tensor Communicator::collectiveBuffer(int64_t numel, const at::TensorOptions& options) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ class Work {
  public:
   virtual ~Work() = default;
   virtual void wait() = 0;
+  /// After wait(): whether every element of the result is finite, where the backend found out
+  /// while it reduced, without a pass of its own over the data; nullopt where it did not.
+  virtual std::optional<bool> resultFinite() const { return std::nullopt; }
 };
 
 class Communicator {
@@ -40,6 +44,13 @@ class Communicator {
   /// In place, over all ranks. `tensor` must be contiguous; CPU tensors use MPI, CUDA tensors use
   /// the device backend when there is one.
   virtual void allReduce(at::Tensor& tensor, ReduceOp op) = 0;
+  /// allReduce, and whether every element of the result is finite where the backend learns it
+  /// for free while it reduces (MPI's all-reduce through node memory reads each element once
+  /// anyway); nullopt otherwise. The same answer on every rank.
+  virtual std::optional<bool> allReduceChecked(at::Tensor& tensor, ReduceOp op) {
+    allReduce(tensor, op);
+    return std::nullopt;
+  }
   /// Starts an in-place all-reduce and returns at once where the backend can (NCCL on CUDA
   /// tensors); `tensor` must stay alive and untouched until wait(). By default (MPI) the
   /// reduction is done by the time this returns: Open MPI's non-blocking all-reduce took twice

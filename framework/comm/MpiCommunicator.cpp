@@ -87,7 +87,7 @@ MpiCommunicator::~MpiCommunicator() {
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
-void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
+std::optional<bool> MpiCommunicator::allReduceChecked(at::Tensor& tensor, ReduceOp op) {
   Watchdog::Scope wait("an MPI all-reduce");
   if (!tensor.is_contiguous()) throw CommError("allReduce needs a contiguous tensor");
   if (!tensor.device().is_cpu()) {
@@ -96,13 +96,14 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
     at::Tensor staged = tensor.cpu();
     allReduce(staged, op);
     tensor.copy_(staged);
-    return;
+    return std::nullopt;
   }
   if (node_ && op != ReduceOp::Max && op != ReduceOp::Min) {
     const std::optional<NodeElement> element = nodeElement(tensor.scalar_type());
+    bool finite = true;
     if (element && node_->tryAllReduce(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()),
-                                       *element, op == ReduceOp::Mean)) {
-      return;
+                                       *element, op == ReduceOp::Mean, &finite)) {
+      return finite;
     }
   }
   MPI_Datatype type = mpiType(tensor.scalar_type());
@@ -111,7 +112,7 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
     at::Tensor wide = tensor.to(at::kFloat);
     allReduce(wide, op);
     tensor.copy_(wide);
-    return;
+    return std::nullopt;
   }
   char* data = static_cast<char*>(tensor.data_ptr());
   const int64_t elementSize = tensor.element_size();
@@ -121,6 +122,7 @@ void MpiCommunicator::allReduce(at::Tensor& tensor, ReduceOp op) {
         MPI_Allreduce(MPI_IN_PLACE, data + start * elementSize, count, type, mpiOp(op), comm_));
   }
   if (op == ReduceOp::Mean) tensor.div_(size_);
+  return std::nullopt;
 }
 
 void MpiCommunicator::shareNodeMemory(bool enable) {

@@ -24,7 +24,8 @@ class MpiCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
 
-  void allReduce(at::Tensor& tensor, ReduceOp op) override;
+  void allReduce(at::Tensor& tensor, ReduceOp op) override { allReduceChecked(tensor, op); }
+  std::optional<bool> allReduceChecked(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor collectiveBuffer(int64_t numel, const at::TensorOptions& options) override;
   /// Collective: whether collectiveBuffer() may hand out memory every rank maps, when all ranks
   /// run on one node (runtime.shm_allreduce; off until asked).

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "framework/base/Error.h"
 #include "framework/base/Log.h"
@@ -32,6 +33,13 @@ namespace gentrain {
 // owner starts to overwrite for collective n + 1. Waiting spins briefly, then yields the core (a
 // node may run more ranks than cores); a rank that never arrives is the watchdog's to catch, as
 // in any collective.
+//
+// The sum also says whether the result is all finite, for the non-finite gradient check (Note
+// [non-finite check] in GradientReducer.cpp): each rank ORs the exponent bits of the values it
+// writes while they are in L1 (an integer reduction, which vectorises; a float one would not), and
+// publishes a flag beside its `done` counter before raising it. Every rank reads all flags before
+// it leaves collective n; no rank writes its flag of n + 1 before all have arrived at n + 1, so
+// the flags read are those of n, and every rank gets the same answer.
 
 class NodeSegment {
  public:
@@ -43,13 +51,15 @@ class NodeSegment {
   NodeSegment(const NodeSegment&) = delete;
   NodeSegment& operator=(const NodeSegment&) = delete;
 
-  static constexpr std::size_t kControl = 128;  // two cache lines: arrived, done
+  static constexpr std::size_t kControl = 128;  // two cache lines: arrived; done and finite
   char* data(int rank) const { return bases_[static_cast<std::size_t>(rank)] + kControl; }
   char* ownData() const { return data(rank_); }
   std::size_t dataBytes() const { return dataBytes_; }
   int ranks() const { return static_cast<int>(bases_.size()); }
   std::atomic<std::uint64_t>& arrived(int rank) const { return counter(rank, 0); }
   std::atomic<std::uint64_t>& done(int rank) const { return counter(rank, 64); }
+  /// Whether the rank's slice of its latest collective was all finite (1) or not (0).
+  std::atomic<std::uint64_t>& finite(int rank) const { return counter(rank, 72); }
   std::uint64_t next() { return ++sequence_; }
 
  private:
@@ -105,16 +115,43 @@ inline std::uint16_t toBf16(float value) {
   return static_cast<std::uint16_t>(bits >> 16);
 }
 
+// Exponent bits all ones (NaN or infinity) in any value ORed in: `bits & kExponent` plus one
+// exponent step carries into the sign bit only for an all-ones exponent.
+template <typename Bits, Bits kExponent, Bits kStep, Bits kSign>
+struct FiniteBits {
+  Bits seen = 0;
+  template <typename T>
+  void add(const T* values, std::size_t n) {
+    static_assert(sizeof(T) == sizeof(Bits), "one value's bits");
+    Bits acc = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      Bits bits;
+      std::memcpy(&bits, values + i, sizeof bits);
+      acc |= static_cast<Bits>((bits & kExponent) + kStep);
+    }
+    seen |= acc;
+  }
+  bool finite() const { return (seen & kSign) == 0; }
+};
+using FiniteFloat = FiniteBits<std::uint32_t, 0x7f800000u, 0x00800000u, 0x80000000u>;
+using FiniteDouble =
+    FiniteBits<std::uint64_t, 0x7ff0000000000000ull, 0x0010000000000000ull, 0x8000000000000000ull>;
+using FiniteBf16 = FiniteBits<std::uint16_t, 0x7f80u, 0x0080u, 0x8000u>;
+
+template <typename T>
+using FiniteOf = std::conditional_t<sizeof(T) == 8, FiniteDouble, FiniteFloat>;
+
 // Sums elements [begin, end) of every rank's buffer (at byte `offset`) in rank order, scales
-// the sum, and writes it into every rank's buffer. Blocks of kBlock keep the partial sums in L1
-// and the loops simple enough to vectorise.
+// the sum, and writes it into every rank's buffer; true when everything written is finite. Blocks
+// of kBlock keep the partial sums in L1 and the loops simple enough to vectorise.
 constexpr std::size_t kBlock = 1024;
 
 template <typename T>
-void sumSlice(const NodeSegment& segment, std::size_t offset, std::size_t begin, std::size_t end,
+bool sumSlice(const NodeSegment& segment, std::size_t offset, std::size_t begin, std::size_t end,
               T scale, bool scaled) {
   const int ranks = segment.ranks();
-  T sum[kBlock];
+  alignas(64) T sum[kBlock];
+  FiniteOf<T> check;
   for (std::size_t block = begin; block < end; block += kBlock) {
     const std::size_t n = std::min(kBlock, end - block);
     const T* first = reinterpret_cast<const T*>(segment.data(0) + offset) + block;
@@ -126,17 +163,20 @@ void sumSlice(const NodeSegment& segment, std::size_t offset, std::size_t begin,
     if (scaled) {
       for (std::size_t i = 0; i < n; ++i) sum[i] *= scale;
     }
+    check.add(sum, n);
     for (int rank = 0; rank < ranks; ++rank) {
       std::memcpy(reinterpret_cast<T*>(segment.data(rank) + offset) + block, sum, n * sizeof(T));
     }
   }
+  return check.finite();
 }
 
-void sumSliceBf16(const NodeSegment& segment, std::size_t offset, std::size_t begin,
+bool sumSliceBf16(const NodeSegment& segment, std::size_t offset, std::size_t begin,
                   std::size_t end, float scale, bool scaled) {
   const int ranks = segment.ranks();
   float sum[kBlock];
-  std::uint16_t out[kBlock];
+  alignas(64) std::uint16_t out[kBlock];
+  FiniteBf16 check;
   for (std::size_t block = begin; block < end; block += kBlock) {
     const std::size_t n = std::min(kBlock, end - block);
     for (std::size_t i = 0; i < n; ++i) sum[i] = 0;
@@ -145,11 +185,13 @@ void sumSliceBf16(const NodeSegment& segment, std::size_t offset, std::size_t be
       for (std::size_t i = 0; i < n; ++i) sum[i] += fromBf16(in[i]);
     }
     for (std::size_t i = 0; i < n; ++i) out[i] = toBf16(scaled ? sum[i] * scale : sum[i]);
+    check.add(out, n);
     for (int rank = 0; rank < ranks; ++rank) {
       std::memcpy(reinterpret_cast<std::uint16_t*>(segment.data(rank) + offset) + block, out,
                   n * sizeof(std::uint16_t));
     }
   }
+  return check.finite();
 }
 
 std::size_t elementSize(NodeElement type) {
@@ -281,7 +323,8 @@ NodeSegment* NodeSharedMemory::find(const void* data, std::size_t bytes) const {
   return nullptr;
 }
 
-bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean) {
+bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean,
+                                    bool* finite) {
   NodeSegment* segment = find(data, count * elementSize(type));
   if (!segment) return false;
   const std::size_t offset =
@@ -298,19 +341,27 @@ bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement t
       std::min(count, static_cast<std::size_t>(rank_) * linesPerRank * perLine);
   const std::size_t end = std::min(count, begin + linesPerRank * perLine);
   const double scale = 1.0 / size_;
+  bool sliceFinite = true;
   switch (type) {
     case NodeElement::Float32:
-      sumSlice<float>(*segment, offset, begin, end, static_cast<float>(scale), mean);
+      sliceFinite = sumSlice<float>(*segment, offset, begin, end, static_cast<float>(scale), mean);
       break;
     case NodeElement::Float64:
-      sumSlice<double>(*segment, offset, begin, end, scale, mean);
+      sliceFinite = sumSlice<double>(*segment, offset, begin, end, scale, mean);
       break;
     case NodeElement::BFloat16:
-      sumSliceBf16(*segment, offset, begin, end, static_cast<float>(scale), mean);
+      sliceFinite = sumSliceBf16(*segment, offset, begin, end, static_cast<float>(scale), mean);
       break;
   }
+  segment->finite(rank_).store(sliceFinite ? 1 : 0, std::memory_order_relaxed);
   segment->done(rank_).store(sequence, std::memory_order_release);
   waitForAll(*segment, sequence, true);
+  if (finite != nullptr) {
+    *finite = true;
+    for (int rank = 0; rank < size_; ++rank) {
+      *finite = *finite && segment->finite(rank).load(std::memory_order_relaxed) == 1;
+    }
+  }
   return true;
 }
 

@@ -38,8 +38,10 @@ class NodeSharedMemory {
   /// In place, over all ranks: the sum (or the mean) of `count` elements at `data`, at the same
   /// offset of a live segment on every rank, as MPI requires of any collective; every rank ends
   /// with the same bits. False, touching nothing, where the elements are not inside one live
-  /// segment of this rank's (ordinary memory: the caller reduces them another way).
-  bool tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean);
+  /// segment of this rank's (ordinary memory: the caller reduces them another way). With
+  /// `finite`, also whether every element of the result is finite (the same answer on all ranks).
+  bool tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean,
+                    bool* finite = nullptr);
 
  private:
   NodeSharedMemory(MPI_Comm comm, int rank, int size);

@@ -240,6 +240,7 @@ void GradientReducer::reduce() {
     activity::setBucket(static_cast<int>(&bucket - storage_.data()));
     bucket.work->wait();
     activity::setBucket(-1);
+    bucket.finite = bucket.work->resultFinite();
     bucket.work.reset();
     for (std::size_t position = 0; position < bucket.params.size(); ++position) {
       at::Tensor& p = params_[bucket.params[position]];
@@ -272,11 +273,21 @@ void GradientReducer::reduce() {
 // keeps exactly that one. A parameter whose hook ran twice (gradients accumulated: two finite ones
 // may sum to infinity) or never, or whose gradient it could not read, is summed after backward as
 // before. A non-finite gradient in any hook is final: NaN and infinity survive being added to.
+// On several ranks of one node the all-reduce through shared memory (Note [all-reduce through
+// shared memory]) reads and writes every reduced element anyway: it tells each bucket's answer
+// (Work::resultFinite), the same on every rank, and such buckets are not read again (the check
+// went from 0.094 ms, 1.1% of the 2-rank VAE step, to its share of the sum's own pass).
 bool GradientReducer::gradientsFinite() const {
   if (sawNonFinite_) return false;
   std::vector<at::Tensor> sums;
   if (active_) {
-    for (const Bucket& bucket : storage_) sums.push_back(bucket.flat.sum(at::kFloat));
+    for (const Bucket& bucket : storage_) {
+      if (!bucket.finite) {
+        sums.push_back(bucket.flat.sum(at::kFloat));
+      } else if (!*bucket.finite) {
+        return false;
+      }
+    }
   } else {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const at::Tensor& grad = params_[i].grad();

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "framework/comm/Communicator.h"
@@ -85,6 +86,7 @@ class GradientReducer {
     std::size_t pending = 0;       // parameters still to arrive this step (armed)
     bool filled = false;           // holds this step's gradients
     std::unique_ptr<Work> work;    // the all-reduce in flight
+    std::optional<bool> finite;    // what the last all-reduce found, where it found out
   };
   at::Tensor viewOf(const Bucket& bucket, std::size_t position) const;
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <optional>
 
 #include "MpiUtil.h"
 #include "framework/base/Error.h"
@@ -93,6 +95,56 @@ TEST(Mpi, SharedMemoryAllReduceSumsLikeMpiOnEveryRank) {
   at::Tensor plain = at::full({7}, float(r));
   comm.allReduce(plain, ReduceOp::Sum);
   EXPECT_TRUE(at::equal(plain, at::full({7}, float(n * (n - 1) / 2))));
+}
+
+// The sum through shared memory also says whether its result is all finite (Note [non-finite
+// check]), the same on every rank, whichever rank's slice holds the bad element and whether it
+// came in bad or overflowed in the sum; one collective's answer never leaks into the next.
+TEST(Mpi, SharedMemoryAllReduceSaysWhetherTheResultIsFinite) {
+  REQUIRE_RANKS();
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  comm.shareNodeMemory(true);
+  ASSERT_TRUE(comm.sharesNodeMemory());
+  const int n = comm.size(), r = comm.rank();
+  const int64_t length = 70001;  // a slice for each rank
+  for (at::ScalarType type : {at::kFloat, at::kDouble, at::kBFloat16}) {
+    at::Tensor buffer = comm.collectiveBuffer(length, at::TensorOptions(type));
+    const double big = type == at::kDouble ? 1e307 : 3e38 / n;  // finite, n of them too
+    const double huge = type == at::kDouble ? 1e308 : 3e38;     // two of them are not
+    struct Case {
+      const char* what;
+      int rank;      // the rank that puts `value` in (-1: none)
+      double value;  // at `at`, on `rank`
+      int64_t at;
+      bool finite;
+    };
+    const std::vector<Case> cases = {
+        {"all finite, some near the largest", -1, 0, 0, true},
+        {"NaN in the first slice", n - 1, std::nan(""), 5, false},
+        {"infinity in the last slice", 0, HUGE_VAL, length - 2, false},
+        {"finite again", -1, 0, 0, true},
+        {"a sum that overflows", -2, huge, length / 2, false},
+        {"-infinity", n - 1, -HUGE_VAL, length / 3, false},
+        {"finite once more", -1, 0, 0, true},
+    };
+    for (const Case& c : cases) {
+      for (bool mean : {false, true}) {
+        buffer.fill_(1.0);
+        buffer.narrow(0, length - 7, 7).fill_(big);
+        if (c.rank == r || c.rank == -2) buffer[c.at].fill_(c.value);  // -2: every rank
+        const std::optional<bool> finite =
+            comm.allReduceChecked(buffer, mean ? ReduceOp::Mean : ReduceOp::Sum);
+        ASSERT_TRUE(finite.has_value()) << "node memory tells";
+        EXPECT_EQ(*finite, c.finite) << c10::toString(type) << ": " << c.what;
+        EXPECT_EQ(*finite, at::isfinite(buffer).all().item<bool>()) << c.what;
+        const auto all = comm.allGatherBytes(std::string(1, *finite ? 'y' : 'n'));
+        for (const std::string& theirs : all) EXPECT_EQ(theirs, all[0]) << "every rank alike";
+      }
+    }
+  }
+  // Ordinary memory: MPI's all-reduce does not find out.
+  at::Tensor plain = at::full({7}, 1.0f);
+  EXPECT_FALSE(comm.allReduceChecked(plain, ReduceOp::Sum).has_value());
 }
 
 TEST(Mpi, SharedMemoryBuffersMayBeFreedAtDifferentTimes) {
