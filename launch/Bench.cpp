@@ -92,6 +92,11 @@ int benchTrain(Runtime& runtime, const TrainBenchOptions& options) {
                 static_cast<long long>(steps), images / wall, images / wall / comm.size(), data,
                 compute, reduce, update, check, 100.0 * check / total, total);
   log::info(line);
+  if (runtime.device().is_cuda()) {
+    log::info(trainer.notCapturedBecause().empty()
+                  ? "bench train: the step was recorded as a CUDA graph and replayed"
+                  : "bench train: steps not captured: " + trainer.notCapturedBecause());
+  }
   const double publishedMax = comm.allReduceScalar(published, ReduceOp::Max);
   if (comm.rank() == 0) {
     std::printf("RESULT images_per_s=%.2f nonfinite_check_share=%.4f publishing_share=%.5f\n",

@@ -7,7 +7,8 @@
 #   3. reads a short run's TensorBoard event files with TensorBoard's own Python reader;
 #   4. benchmarks the VAE and PixelRNN side by side with PyTorch eager on the same GPU (the VAE in fp32 and bf16), and
 #      prints images/s and ratios; the reducer's cost on one rank (always on vs off, overlap on vs
-#      off); and the GPU's busy share (NVML utilisation: the share of time a kernel ran).
+#      off); the VAE with and without its step captured as a CUDA graph (train.cuda_graph); and
+#      the GPU's busy share (NVML utilisation: the share of time a kernel ran).
 # Usage: bash launch/gpu_check.sh [OUT_DIR]   (logs go to OUT_DIR, default /tmp/gentrain-gpu)
 # Needs: python3 with a CUDA torch, cmake, ninja, MPI, HDF5, yaml-cpp, GoogleTest, libpng/jpeg,
 # h5py; for step 3 protobuf (headers and protoc) and Python's tensorboard;
@@ -36,7 +37,7 @@ if ! cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_
     >"$out/configure.log" 2>&1; then
   say "FAIL: configure (see $out/configure.log)"; tail -40 "$out/configure.log"; exit 1
 fi
-grep -E "gentrain: NCCL" "$out/configure.log" | tee -a "$summary"
+grep -E "gentrain: CUDA graphs" "$out/configure.log" | tee -a "$summary"
 if ! timeout 420 cmake --build build-gpu -- -k 0 >"$out/build.log" 2>&1; then
   say "FAIL: build (see $out/build.log)"
   grep -E "error|Error" -A4 "$out/build.log" | head -120
@@ -105,6 +106,7 @@ best() { python3 -c "import sys; v=[float(x) for x in sys.argv[1:] if x]; print(
 declare -A r
 for round in $(seq "$rounds"); do
   r[o32]+=" $(ours fp32)";        r[p32]+=" $(peer fp32)"
+  r[o32e]+=" $(ours fp32-eager train.cuda_graph=off)"
   r[o16]+=" $(ours bf16 train.precision=bf16)"; r[p16]+=" $(peer bf16 --bf16)"
   r[o32b]+=" $(ours fp32-b1024 train.global_batch=1024)"
   r[p32b]+=" $(peer fp32-b1024 --batch 1024)"
@@ -115,6 +117,7 @@ done
 for k in "${!r[@]}"; do declare "b_$k=$(best ${r[$k]})"; done
 ratio() { python3 -c "import sys; a,b=map(float,sys.argv[1:]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 say "VAE 784-400-20, batch 128, fp32: gentrain $b_o32 img/s, PyTorch eager $b_p32 img/s: ratio $(ratio "$b_o32" "$b_p32")"
+say "VAE 784-400-20, batch 128, fp32, no CUDA graph (train.cuda_graph=off): gentrain $b_o32e img/s: ratio $(ratio "$b_o32e" "$b_p32") to PyTorch eager; the graph's gain $(ratio "$b_o32" "$b_o32e")x"
 say "VAE 784-400-20, batch 128, bf16: gentrain $b_o16 img/s, PyTorch eager $b_p16 img/s: ratio $(ratio "$b_o16" "$b_p16")"
 say "VAE 784-400-20, batch 1024, fp32: gentrain $b_o32b img/s, PyTorch eager $b_p32b img/s: ratio $(ratio "$b_o32b" "$b_p32b")"
 say "conv VAE, batch 128, fp32: gentrain $b_oconv img/s"
@@ -161,6 +164,7 @@ print(f"{sum(mid) / len(mid):.0f}% over {len(mid)} samples" if mid else "no samp
 PY
 }
 say "GPU busy share, gentrain VAE fp32: $(util ours build-gpu/gentrain bench train configs/vae-fashion-mnist.yaml data.path=$data --steps $((steps * 4)) --warmup 200)"
+say "GPU busy share, gentrain VAE fp32, no CUDA graph: $(util ours-eager build-gpu/gentrain bench train configs/vae-fashion-mnist.yaml data.path=$data train.cuda_graph=off --steps $((steps * 4)) --warmup 200)"
 say "GPU busy share, PyTorch VAE fp32: $(util peer python3 launch/bench/vae_pytorch.py --device cuda --h5 $data --steps $((steps * 4)) --warmup 200)"
 echo "== summary ($summary)"
 cat "$summary"

@@ -225,6 +225,16 @@ void addTrainKeys(Schema& s) {
          -big,
          big,
          {"auto", "stop", "skip", "off"}});
+  s.add({"train.cuda_graph",
+         KeyType::String,
+         "auto",
+         "record the training step once as a CUDA graph and replay it (Note [captured steps]): "
+         "auto where the step allows it (a GPU, one rank, fp32, one micro-batch, "
+         "train.nonfinite off, Adam, a model that allows it) and says why not where not; on "
+         "refuses a run where it cannot; off never",
+         -big,
+         big,
+         {"auto", "on", "off"}});
   s.add({"train.overlap", KeyType::Bool, "true",
          "start each gradient bucket's all-reduce during backward, as soon as it is complete"});
   s.add({"train.grad_compression",

@@ -81,6 +81,17 @@ torch::optim::AdamParamState& FusedAdam::stateOf(const at::Tensor& p) {
 }
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
+  if (captured()) {
+    torch::Tensor loss;
+    if (closure != nullptr) {
+      at::AutoGradMode enable(true);
+      loss = closure();
+    }
+    torch::NoGradGuard noGrad;
+    stepCaptured();
+    lastKernel_ = Kernel::Captured;
+    return loss;
+  }
   Kernel kernel = kernel_;
   std::optional<c10::Device> device;
   bool loop = true, foreach = true;
@@ -187,6 +198,89 @@ void FusedAdam::stepForeach() {
       at::_foreach_div_(denominators, std::sqrt(correction2));
       at::_foreach_add_(denominators, options.eps());
       at::_foreach_addcdiv_(lists.params, lists.m, denominators, -options.lr() / correction1);
+    }
+  }
+}
+
+bool FusedAdam::setCaptured(bool on) {
+  if (!on) {
+    if (captured()) syncHostState();
+    captured_.clear();
+    return true;
+  }
+  if (captured()) return true;
+  std::vector<CapturedGroup> groups;
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    if (options.amsgrad() || group.params().empty()) return false;
+    const c10::Device device = group.params().front().device();
+    std::optional<int64_t> steps;
+    bool fresh = false;
+    for (const auto& p : group.params()) {
+      if (p.device() != device || p.scalar_type() != at::kFloat) return false;
+      const auto found = state_.find(stateKey(state_, p.unsafeGetTensorImpl()));
+      const int64_t taken =
+          found == state_.end()
+              ? 0
+              : static_cast<const torch::optim::AdamParamState&>(*found->second).step();
+      fresh = fresh || found == state_.end();
+      if (steps && *steps != taken) return false;  // a step count for all, or moments missing
+      steps = taken;
+    }
+    if (fresh && *steps != 0) return false;
+    // Moments now, laid out as their parameters: a graph must not allocate them.
+    for (const auto& p : group.params()) {
+      auto& state = stateOf(p);
+      state.exp_avg(laidOutAs(p, state.exp_avg()));
+      state.exp_avg_sq(laidOutAs(p, state.exp_avg_sq()));
+    }
+    const auto scalar = at::TensorOptions(device).dtype(at::kDouble);
+    groups.push_back(
+        {at::full({}, double(*steps), scalar), at::full({}, options.lr(), scalar), options.lr()});
+  }
+  captured_ = std::move(groups);
+  return true;
+}
+
+void FusedAdam::loadLearningRates() {
+  for (std::size_t g = 0; g < captured_.size(); ++g) {
+    const double lr = param_groups_[g].options().get_lr();
+    if (lr == captured_[g].hostLr) continue;
+    captured_[g].lr.fill_(lr);
+    captured_[g].hostLr = lr;
+  }
+}
+
+void FusedAdam::syncHostState() {
+  for (std::size_t g = 0; g < captured_.size(); ++g) {
+    const auto steps = static_cast<int64_t>(captured_[g].step.item<double>());
+    for (const auto& p : param_groups_[g].params()) stateOf(p).step(steps);
+  }
+}
+
+// The arithmetic of Adam::step with the step-dependent scalars as tensors: the bias corrections
+// from the step count on the device, the step size from the learning rate there.
+void FusedAdam::stepCaptured() {
+  for (std::size_t g = 0; g < captured_.size(); ++g) {
+    auto& group = param_groups_[g];
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    const double beta1 = std::get<0>(options.betas());
+    const double beta2 = std::get<1>(options.betas());
+    CapturedGroup& scalars = captured_[g];
+    scalars.step.add_(1);
+    const at::Tensor negStepSize =
+        (scalars.lr / (at::pow(beta1, scalars.step) - 1)).to(at::kFloat);  // -lr / correction 1
+    const at::Tensor sqrtCorrection2 = (1 - at::pow(beta2, scalars.step)).sqrt().to(at::kFloat);
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto& state = stateOf(p);
+      at::Tensor grad = p.grad();
+      if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
+      state.exp_avg().mul_(beta1).add_(grad, 1 - beta1);
+      state.exp_avg_sq().mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+      const at::Tensor denominator =
+          (state.exp_avg_sq().sqrt() / sqrtCorrection2).add_(options.eps());
+      p.addcdiv_(state.exp_avg() * negStepSize, denominator);
     }
   }
 }

@@ -17,16 +17,38 @@ class FusedAdam : public torch::optim::Adam {
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
 
-  enum class Kernel { Auto, Loop, Foreach, Torch };
+  enum class Kernel { Auto, Loop, Foreach, Torch, Captured };
   /// Forces one implementation (tests compare them all on the CPU).
   void setKernel(Kernel kernel) { kernel_ = kernel; }
   /// The implementation the last step ran (Auto before the first).
   Kernel lastKernel() const { return lastKernel_; }
 
+  /// Captured steps (Note [captured steps] in framework/train/CapturedStep.h): steps that read
+  /// nothing on the host, so that a CUDA graph of one stays right when replayed. Each group's
+  /// step count and learning rate live in tensors on its parameters' device; the state's own
+  /// step counts are brought up to date by syncHostState(). False, changing nothing, where this
+  /// optimizer can't (amsgrad; parameters of one group at different step counts, on different
+  /// devices, or not float32).
+  bool setCaptured(bool on);
+  bool captured() const { return !captured_.empty(); }
+  /// Captured: copies each group's learning rate into its tensor where it changed (outside the
+  /// graph, before a replay).
+  void loadLearningRates();
+  /// Captured: the state's step counts from the device (a synchronisation; before the state is
+  /// read or saved).
+  void syncHostState();
+
  private:
   torch::optim::AdamParamState& stateOf(const at::Tensor& p);
   void stepLoop();
   void stepForeach();
+  void stepCaptured();
+  struct CapturedGroup {
+    at::Tensor step;  // float64, 0-dim: steps taken
+    at::Tensor lr;    // float64, 0-dim
+    double hostLr = 0;
+  };
+  std::vector<CapturedGroup> captured_;  // one per group while captured
   Kernel kernel_ = Kernel::Auto;
   Kernel lastKernel_ = Kernel::Auto;
 };

@@ -52,6 +52,7 @@ class DistributedOptimizer {
   const std::string& name() const { return name_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   GradientReducer& reducer() { return reducer_; }
+  NonFinitePolicy nonFinite() const { return nonFinite_; }
   void setLearningRate(double lr);
 
  private:

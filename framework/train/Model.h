@@ -84,6 +84,10 @@ class Model {
   /// One optimizer step (or one round of steps, for GANs) on this rank's share of a global batch
   /// (or of one micro-batch of it) already on the device. Returns per-batch means, detached.
   virtual StepMetrics trainStep(const Batch& batch) = 0;
+  /// Whether trainStep may be recorded once and replayed (a CUDA graph: Note [captured steps] in
+  /// framework/train/CapturedStep.h): it reads its inputs only from the batch's tensors and
+  /// extras, nothing on the host that changes between steps, and never waits for the device.
+  virtual bool capturableStep() const { return false; }
   /// Makes the optimizers that training step `step` (0-based) uses, when they depend on the step
   /// (a network that grows makes them here through the context build() got). Called before
   /// each step, and before a checkpoint taken after s steps restores its optimizers, with s - 1.

@@ -5,6 +5,7 @@
 #include "framework/base/Activity.h"
 #include "framework/base/Error.h"
 #include "framework/config/Spec.h"
+#include "framework/optim/FusedAdam.h"
 #include "framework/parallel/Consistency.h"
 
 namespace gentrain {
@@ -75,6 +76,39 @@ void NetworkSet::scheduleLearningRates(int64_t step, int64_t total) {
 
 void NetworkSet::setMicroBatch(int index, int count) {
   for (auto& optimizer : optimizers_) optimizer->setMicroBatch(index, count);
+}
+
+std::string NetworkSet::setCaptured(bool on) {
+  std::vector<FusedAdam*> adams;
+  for (auto& optimizer : optimizers_) {
+    auto* adam = dynamic_cast<FusedAdam*>(&optimizer->optimizer());
+    if (adam == nullptr) {
+      if (!on) continue;
+      return "optimizer '" + optimizer->name() + "' is not Adam (optim." + optimizer->name() +
+             ".type: adam keeps its step count on the device)";
+    }
+    adams.push_back(adam);
+  }
+  for (std::size_t k = 0; k < adams.size(); ++k) {
+    if (adams[k]->setCaptured(on)) continue;
+    for (std::size_t undo = 0; undo < k; ++undo) adams[undo]->setCaptured(false);
+    return "optimizer '" + optimizers_[k]->name() +
+           "' has amsgrad, or parameters at different step counts";
+  }
+  return {};
+}
+
+void NetworkSet::loadLearningRates() {
+  for (auto& optimizer : optimizers_) {
+    if (auto* adam = dynamic_cast<FusedAdam*>(&optimizer->optimizer())) adam->loadLearningRates();
+  }
+}
+
+void NetworkSet::syncOptimizerState() {
+  for (auto& optimizer : optimizers_) {
+    auto* adam = dynamic_cast<FusedAdam*>(&optimizer->optimizer());
+    if (adam != nullptr && adam->captured()) adam->syncHostState();
+  }
 }
 
 std::vector<at::Tensor> NetworkSet::parameters() const {

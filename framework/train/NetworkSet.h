@@ -43,6 +43,13 @@ class NetworkSet {
   void scheduleLearningRates(int64_t step, int64_t total);
   /// Tells every optimizer which micro-batch of the step comes next.
   void setMicroBatch(int index, int count);
+  /// Captured optimizer steps for all optimizers (Note [captured steps]): empty when done, else
+  /// why not (and nothing changed). off: back to plain steps, the optimizers' state up to date.
+  std::string setCaptured(bool on);
+  /// Captured: each optimizer's learning rate into its device tensor (before a replay).
+  void loadLearningRates();
+  /// Captured: the optimizers' host state brought up to date (before it is read or saved).
+  void syncOptimizerState();
 
   const NamedNetworks& networks() const { return networks_; }
   const std::vector<std::unique_ptr<DistributedOptimizer>>& optimizers() const {

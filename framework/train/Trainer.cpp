@@ -18,8 +18,10 @@
 #include "framework/base/Watchdog.h"
 #include "framework/checkpoint/CheckpointStore.h"
 #include "framework/data/DeviceStager.h"
+#include "framework/optim/FusedAdam.h"
 #include "framework/parallel/Consistency.h"
 #include "framework/tracking/RunDirectory.h"
+#include "framework/train/CapturedStep.h"
 #include "framework/train/Evaluator.h"
 #include "framework/train/Precision.h"
 #include "framework/train/ProgressReporter.h"
@@ -34,6 +36,10 @@
 namespace gentrain {
 
 namespace {
+
+/// Eager steps before a captured step is recorded: they allocate gradients and optimizer state
+/// and let cuDNN and cuBLAS settle on their kernels.
+constexpr int kCaptureWarmup = 3;
 
 /// "step-000000001234", the name of a step's sample grid.
 std::string stepTag(int64_t step) {
@@ -72,6 +78,14 @@ Trainer::Trainer(Communicator& comm, c10::Device device, Spec spec, TrainerOptio
   microBatches_ = static_cast<int>(spec_.integer("train.micro_batches"));
   bf16_ = spec_.text("train.precision") == "bf16";
   buildModel();
+  if (spec_.text("train.cuda_graph") == "on" && options_.mode != TrainerMode::Inspect) {
+    const std::string why = whyNotCapturable();
+    if (!why.empty()) {
+      throw SpecError(spec_.where("train.cuda_graph") +
+                      ": 'on', but the step cannot be captured: " + why +
+                      "; use auto (captures where it can) or off");
+    }
+  }
   if (!writesRunDirectory()) return;
   // Everything that can refuse the run comes before the first write into the run directory, so
   // that a refused run leaves it as it was (its spec.yaml included).
@@ -135,6 +149,7 @@ void Trainer::saveCheckpoint() {
   {
     // On a GPU the payload starts with copies to the host.
     Watchdog::Scope wait("encoding the checkpoint (device to host copies)", Watchdog::Kind::Local);
+    networks_.syncOptimizerState();  // captured steps count on the device
     payload = TrainingState::encode(comm_, step_, spec_, networks_, *model_);
   }
   static const double slow = slowCheckpointSeconds(comm_.rank());  // Note [fault injection]
@@ -207,10 +222,33 @@ void Trainer::trainStep(const Batch& batch) {
   model_->beginStep(step_);  // may replace optimizers (growing networks)
   networks_.scheduleLearningRates(step_, totalSteps());
   std::vector<StepMetrics> parts;
-  for (int k = 0; k < microBatches_; ++k) {
-    networks_.setMicroBatch(k, microBatches_);
-    AutocastScope autocast(device_.type(), bf16_);
-    parts.push_back(model_->trainStep(batch.part(k, microBatches_)));
+  std::optional<StepMetrics> replayed;
+  if (captured_) {
+    networks_.loadLearningRates();
+    const bool recording = !captured_->captured();
+    try {
+      replayed = captured_->run(batch, [this](const Batch& b) { return model_->trainStep(b); });
+    } catch (const c10::Error& e) {
+      if (!recording) throw;
+      const std::string what = e.what_without_backtrace();
+      const std::string why = "recording the step failed: " + what.substr(0, what.find('\n'));
+      if (spec_.text("train.cuda_graph") == "on") {
+        throw Error(spec_.where("train.cuda_graph") + ": 'on', but " + why +
+                    "; use auto (goes on without graphs) or off");
+      }
+      log::warn("train.cuda_graph auto: " + why + "; training on without CUDA graphs");
+      endCapture();
+      notCaptured_ = why;
+    }
+  }
+  if (replayed) {
+    parts.push_back(std::move(*replayed));
+  } else {
+    for (int k = 0; k < microBatches_; ++k) {
+      networks_.setMicroBatch(k, microBatches_);
+      AutocastScope autocast(device_.type(), bf16_);
+      parts.push_back(model_->trainStep(batch.part(k, microBatches_)));
+    }
   }
   for (const StepMetrics& metrics : parts) progress_->add(metrics);
   if (observer_) {  // tests: per-step values on the host (a synchronisation; never in training)
@@ -222,6 +260,51 @@ void Trainer::trainStep(const Batch& batch) {
     }
     observer_(step_ + 1, means);
   }
+}
+
+std::string Trainer::whyNotCapturable() const {
+  if (!options_.stepGraph && !device_.is_cuda()) return "the device is not a GPU";
+  if (!options_.stepGraph && !cudaStepGraphsBuilt()) return "this build has no CUDA";
+  if (!model_->capturableStep()) {
+    return "model '" + spec_.text("model.name") + "' does not allow it (its step reads the host)";
+  }
+  if (comm_.size() > 1) return "several ranks (all-reduces inside the step are not recorded)";
+  if (options_.reduce != ReduceMode::WhenDistributed) return "the reducer runs on one rank";
+  if (microBatches_ > 1) return "train.micro_batches > 1";
+  if (bf16_) return "train.precision bf16";
+  for (const auto& optimizer : networks_.optimizers()) {
+    if (optimizer->nonFinite() != NonFinitePolicy::Off) {
+      return "train.nonfinite checks every step's gradients on the host (set it to off)";
+    }
+    if (!dynamic_cast<const FusedAdam*>(&optimizer->optimizer())) {
+      return "optimizer '" + optimizer->name() + "' is not Adam";
+    }
+  }
+  return {};
+}
+
+void Trainer::beginCapture() {
+  captured_.reset();
+  const std::string mode = spec_.text("train.cuda_graph");
+  notCaptured_ = mode == "off" ? "train.cuda_graph is off" : whyNotCapturable();
+  if (notCaptured_.empty()) notCaptured_ = networks_.setCaptured(true);
+  if (!notCaptured_.empty()) {
+    if (mode == "auto" && device_.is_cuda()) {
+      log::info("train.cuda_graph auto: steps not captured: " + notCaptured_);
+    }
+    return;
+  }
+  std::unique_ptr<StepGraph> graph =
+      options_.stepGraph ? options_.stepGraph() : makeCudaStepGraph(device_.index());
+  captured_ = std::make_unique<CapturedStep>(std::move(graph), kCaptureWarmup);
+  log::info(log::cat("train.cuda_graph ", mode, ": the step is recorded after ", kCaptureWarmup,
+                     " eager steps and replayed (Note [captured steps])"));
+}
+
+void Trainer::endCapture() {
+  if (!captured_) return;
+  networks_.setCaptured(false);  // the optimizers' state as plain steps keep it
+  captured_.reset();
 }
 
 void Trainer::guardedStep(Batch& batch) {
@@ -366,6 +449,17 @@ RunSummary Trainer::runSteps(int64_t maxSteps) {
     if (doDueWork(false) && stopAgreed()) return summary_;
   }
 
+  beginCapture();
+  struct EndCapture {  // also when a step throws
+    Trainer* trainer;
+    ~EndCapture() {
+      try {
+        trainer->endCapture();
+      } catch (const std::exception& e) {
+        log::warn(std::string("ending captured steps: ") + e.what());
+      }
+    }
+  } endCapture{this};
   double intervalStart = monotonicSeconds();
   int64_t intervalSteps = 0;
   Batch next;

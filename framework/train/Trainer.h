@@ -18,7 +18,9 @@
 
 namespace gentrain {
 
+class CapturedStep;
 class DeviceStager;
+class StepGraph;
 class ProgressReporter;
 class RunOutputs;
 class Schedule;
@@ -38,6 +40,9 @@ enum class TrainerMode {
 struct TrainerOptions {
   TrainerMode mode = TrainerMode::Fresh;
   ReduceMode reduce = ReduceMode::WhenDistributed;
+  /// What records captured steps (Note [captured steps]); unset: CUDA graphs on a GPU. Tests set
+  /// an EagerStepGraph to run the captured-step path on the CPU (train.cuda_graph still decides).
+  std::function<std::unique_ptr<StepGraph>()> stepGraph;
 };
 
 class Trainer : public ModelContext {
@@ -65,6 +70,9 @@ class Trainer : public ModelContext {
   int64_t totalSteps() const;
   /// Whether the last run() ended early on a stop signal (after writing a checkpoint).
   bool stopped() const { return stopped_; }
+  /// Whether the last run()'s steps were recorded and replayed (train.cuda_graph), and if not,
+  /// why (empty when they were).
+  const std::string& notCapturedBecause() const { return notCaptured_; }
   /// The run directory's path (empty in Benchmark and Inspect modes).
   std::string runDir() const;
   Model& model() { return *model_; }
@@ -107,6 +115,11 @@ class Trainer : public ModelContext {
   void guardedStep(Batch& batch);
   /// One optimizer step on a device batch: micro-batches, autocast, metrics.
   void trainStep(const Batch& batch);
+  /// Why this run's steps cannot be captured (train.cuda_graph), or empty when they can.
+  std::string whyNotCapturable() const;
+  /// Sets up captured steps for runSteps when train.cuda_graph and the run allow them.
+  void beginCapture();
+  void endCapture();
   /// The checkpoint (unless `checkpoint` is false), evaluation and samples that fall due after
   /// the current step, in that order (Note [checkpoint first]). True when a stop signal cut
   /// them short.
@@ -132,7 +145,9 @@ class Trainer : public ModelContext {
   std::unique_ptr<RunOutputs> outputs_;  // Fresh and Resume modes only
   std::unique_ptr<ProgressReporter> progress_;
   std::unique_ptr<StopAgreement> stops_;
-  std::unique_ptr<StepTrace> trace_;  // run.trace_steps
+  std::unique_ptr<StepTrace> trace_;        // run.trace_steps
+  std::unique_ptr<CapturedStep> captured_;  // while runSteps records and replays steps
+  std::string notCaptured_ = "not run yet";
   int64_t step_ = 0;
   int microBatches_ = 1;
   bool bf16_ = false;

@@ -42,6 +42,8 @@ class Vae : public Model {
   /// The training noise eps, made on the loader's thread.
   void prepareBatch(Batch& batch) const override;
   StepMetrics trainStep(const Batch& batch) override;
+  /// Its noise comes prepared in the batch's extras (prepareBatch); the rest is tensors.
+  bool capturableStep() const override { return true; }
   PerImage evaluate(const Batch& batch, bool final) override;
   at::Tensor sample(int64_t first, int64_t count, int64_t step) override;
 
