@@ -56,9 +56,11 @@ bool CapturedStep::load(const Batch& batch) {
 }
 
 StepMetrics CapturedStep::copyOutputs() const {
-  // One copy for all of them: a stack, then views of its rows.
+  // One copy for all of them: a stack (in float: a no-op for float metrics), then its rows.
   std::vector<at::Tensor> values;
-  for (const auto& [name, value] : outputs_) values.push_back(value.detach().reshape({}));
+  for (const auto& [name, value] : outputs_) {
+    values.push_back(value.detach().reshape({}).to(at::kFloat));
+  }
   if (values.empty()) return {};
   const at::Tensor rows = at::stack(values);
   StepMetrics out;
