@@ -119,3 +119,45 @@ TEST(FusedAdam, ChannelsLastWeightsTakeTheLoopWithTorchsResults) {
   run(plain, steady, 3);
   EXPECT_TRUE(at::allclose(changing[0], plain[0], 1e-5, 1e-6));
 }
+
+// Captured steps (Note [captured steps] in framework/train/CapturedStep.h) keep step count and
+// learning rate in tensors and match torch's Adam, a rate changed between steps included;
+// turning them off writes the step counts back into the state.
+TEST(FusedAdam, CapturedStepsMatchTorchAdamAndWriteTheirStepCountsBack) {
+  const auto start = initial();
+  auto mine = cloned(start), theirs = cloned(start);
+  auto options = torch::optim::AdamOptions(0.02).betas({0.8, 0.95}).weight_decay(0.01);
+  FusedAdam fused(mine, options);
+  torch::optim::Adam reference(theirs, options);
+  const auto both = [&](int steps) {
+    run(mine, fused, steps);
+    run(theirs, reference, steps);
+  };
+  both(1);  // a plain step first: capture takes over a step count of 1
+  ASSERT_TRUE(fused.setCaptured(true));
+  both(5);
+  EXPECT_EQ(fused.lastKernel(), FusedAdam::Kernel::Captured);
+  // A schedule's new rate, copied into the device tensor before the next step.
+  fused.param_groups()[0].options().set_lr(0.005);
+  reference.param_groups()[0].options().set_lr(0.005);
+  fused.loadLearningRates();
+  both(6);
+  for (std::size_t k = 0; k < mine.size(); ++k) {
+    EXPECT_TRUE(at::allclose(mine[k], theirs[k], 1e-5, 1e-6)) << k;
+  }
+  ASSERT_TRUE(fused.setCaptured(false));
+  ASSERT_EQ(fused.state().size(), 2u);
+  for (const auto& entry : fused.state()) {
+    EXPECT_EQ(static_cast<const torch::optim::AdamParamState&>(*entry.second).step(), 12);
+  }
+  both(1);  // plain again, from the same counts
+  EXPECT_NE(fused.lastKernel(), FusedAdam::Kernel::Captured);
+  for (std::size_t k = 0; k < mine.size(); ++k) {
+    EXPECT_TRUE(at::allclose(mine[k], theirs[k], 1e-5, 1e-6)) << k;
+  }
+  // amsgrad keeps a running maximum the captured kernel does not: refused, nothing changed.
+  auto other = std::vector<at::Tensor>{at::randn({3}).requires_grad_()};
+  FusedAdam amsgrad(other, torch::optim::AdamOptions(0.1).amsgrad(true));
+  EXPECT_FALSE(amsgrad.setCaptured(true));
+  EXPECT_FALSE(amsgrad.captured());
+}

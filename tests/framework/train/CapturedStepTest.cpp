@@ -4,12 +4,10 @@
 // through EagerStepGraph and must train exactly as the plain path does.
 #include <gtest/gtest.h>
 #include <mpi.h>
-#include <torch/torch.h>
 
 #include "TestUtil.h"
 #include "framework/base/Error.h"
 #include "framework/comm/MpiCommunicator.h"
-#include "framework/optim/FusedAdam.h"
 #include "framework/train/CapturedStep.h"
 #include "framework/train/Trainer.h"
 
@@ -83,63 +81,6 @@ TEST(CapturedStep, WarmsUpRecordsOnceThenReplaysThroughTheSameBuffers) {
   other.extras.clear();
   EXPECT_FALSE(captured.run(other, step).has_value());
   EXPECT_EQ(replays, 3);
-}
-
-// Adam's captured steps keep step count and learning rate on the device and match torch's Adam,
-// a learning rate changed between steps included; turning them off writes the counts back.
-TEST(CapturedStep, AdamsCapturedStepsMatchTorchsAdam) {
-  torch::manual_seed(5);
-  const std::vector<at::Tensor> start = {at::randn({40, 30}), at::randn({7})};
-  std::vector<at::Tensor> mine, theirs;
-  for (const auto& t : start) {
-    mine.push_back(t.clone().requires_grad_());
-    theirs.push_back(t.clone().requires_grad_());
-  }
-  const auto options = torch::optim::AdamOptions(0.02).betas({0.8, 0.95}).weight_decay(0.01);
-  FusedAdam fused(mine, options);
-  torch::optim::Adam reference(theirs, options);
-  const auto stepBoth = [&](int s) {
-    for (auto* params : {&mine, &theirs}) {
-      at::Tensor loss = at::zeros({});
-      for (auto& p : *params) {
-        p.mutable_grad().reset();
-        loss = loss + (p - 1).pow(2).sum() * (s + 1) + p.pow(4).sum();
-      }
-      loss.backward();
-    }
-    fused.step();
-    reference.step();
-  };
-  stepBoth(0);  // a plain step first: capture takes over a step count of 1
-  ASSERT_TRUE(fused.setCaptured(true));
-  for (int s = 1; s < 12; ++s) {
-    if (s == 6) {  // a schedule's new rate: copied into the device tensor before the step
-      fused.param_groups()[0].options().set_lr(0.005);
-      reference.param_groups()[0].options().set_lr(0.005);
-    }
-    fused.loadLearningRates();
-    stepBoth(s);
-    EXPECT_EQ(fused.lastKernel(), FusedAdam::Kernel::Captured);
-  }
-  for (std::size_t k = 0; k < mine.size(); ++k) {
-    EXPECT_TRUE(at::allclose(mine[k], theirs[k], 1e-5, 1e-6)) << k;
-  }
-  ASSERT_TRUE(fused.setCaptured(false));
-  // The host state counts the captured steps, as torch's does.
-  ASSERT_EQ(fused.state().size(), 2u);
-  for (const auto& entry : fused.state()) {
-    EXPECT_EQ(static_cast<const torch::optim::AdamParamState&>(*entry.second).step(), 12);
-  }
-  stepBoth(12);  // plain again, from the same counts
-  EXPECT_NE(fused.lastKernel(), FusedAdam::Kernel::Captured);
-  for (std::size_t k = 0; k < mine.size(); ++k) {
-    EXPECT_TRUE(at::allclose(mine[k], theirs[k], 1e-5, 1e-6)) << k;
-  }
-  // amsgrad keeps a running maximum this kernel does not: refused, nothing changed.
-  auto other = std::vector<at::Tensor>{at::randn({3}).requires_grad_()};
-  FusedAdam amsgrad(other, torch::optim::AdamOptions(0.1).amsgrad(true));
-  EXPECT_FALSE(amsgrad.setCaptured(true));
-  EXPECT_FALSE(amsgrad.captured());
 }
 
 namespace {
