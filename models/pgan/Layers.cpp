@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "framework/base/Error.h"
+#include "models/common/SecondOrder.h"
 
 namespace gentrain::models::pgan {
 
@@ -13,7 +14,7 @@ EqualizedConv2dImpl::EqualizedConv2dImpl(int64_t in, int64_t out, int64_t kernel
 }
 
 at::Tensor EqualizedConv2dImpl::forward(const at::Tensor& x) {
-  return at::conv2d(x, weight_ * scale_, bias_, 1, padding_);
+  return secondorder::conv2d(x, weight_ * scale_, bias_, 1, padding_);
 }
 
 EqualizedLinearImpl::EqualizedLinearImpl(int64_t in, int64_t out, double gain)
@@ -53,6 +54,6 @@ at::Tensor upscale2d(const at::Tensor& x) {
   return at::upsample_nearest2d(x, at::IntArrayRef(size));
 }
 
-at::Tensor downscale2d(const at::Tensor& x) { return at::avg_pool2d(x, 2); }
+at::Tensor downscale2d(const at::Tensor& x) { return secondorder::averagePool2(x); }
 
 }  // namespace gentrain::models::pgan

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 
+#include "models/common/SecondOrder.h"
+
 namespace gentrain::models::pgan {
 
 namespace {
-at::Tensor lrelu(const at::Tensor& x) { return at::leaky_relu(x, 0.2); }
+// Note [cheap second order]: the discriminator's input gradient is differentiated again.
+at::Tensor lrelu(const at::Tensor& x) { return secondorder::leakyRelu(x, 0.2); }
 
 void append(std::vector<at::Tensor>& out, torch::nn::Module& module) {
   for (const at::Tensor& p : module.parameters()) out.push_back(p);

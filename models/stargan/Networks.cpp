@@ -2,8 +2,10 @@
 
 #include <torch/torch.h>
 
+#include "framework/base/Error.h"
 #include "models/common/ConvTranspose.h"
 #include "models/common/InstanceNorm.h"
+#include "models/common/SecondOrder.h"
 
 namespace gentrain::models::stargan {
 namespace nn = torch::nn;
@@ -17,6 +19,11 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t
                 bool bias = false) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(bias));
 }
+
+// The discriminator's main layers: 4 x 4 convolutions with stride 2 and padding 1, each
+// followed by a leaky ReLU of slope 0.01.
+constexpr int64_t kMainStride = 2, kMainPadding = 1;
+constexpr double kSlope = 0.01;
 }  // namespace
 
 at::Tensor tileLabels(const at::Tensor& images, const at::Tensor& labels) {
@@ -71,8 +78,8 @@ DiscriminatorImpl::DiscriminatorImpl(int64_t channels, int64_t imageSize, int64_
   int64_t width = channels;
   for (int64_t k = 0; k < layers; ++k) {
     const int64_t out = k == 0 ? convDim : width * 2;
-    main_->push_back(conv(width, out, 4, 2, 1, /*bias=*/true));
-    main_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.01)));
+    main_->push_back(conv(width, out, 4, kMainStride, kMainPadding, /*bias=*/true));
+    main_->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(kSlope)));
     width = out;
   }
   const int64_t side = imageSize >> layers;
@@ -82,9 +89,21 @@ DiscriminatorImpl::DiscriminatorImpl(int64_t channels, int64_t imageSize, int64_
 }
 
 std::pair<at::Tensor, at::Tensor> DiscriminatorImpl::forward(const at::Tensor& images) {
-  const at::Tensor h = main_->forward(images);
+  // main_'s modules, run by the functions of Note [cheap second order]: the gradient penalty
+  // differentiates this network's input gradient.
+  at::Tensor h = images;
+  for (const auto& module : main_->children()) {
+    if (const auto* c = module->as<nn::Conv2dImpl>()) {
+      h = secondorder::conv2d(h, c->weight, c->bias, kMainStride, kMainPadding);
+    } else if (module->as<nn::LeakyReLUImpl>() != nullptr) {
+      h = secondorder::leakyRelu(h, kSlope);
+    } else {
+      throw UsageError("internal: the StarGAN discriminator holds a layer it cannot run");
+    }
+  }
   const at::Tensor logits = classes_->forward(h);
-  return {source_->forward(h), logits.view({logits.size(0), logits.size(1)})};
+  return {secondorder::conv2d(h, source_->weight, {}, 1, 1),
+          logits.view({logits.size(0), logits.size(1)})};
 }
 
 }  // namespace gentrain::models::stargan
