@@ -43,13 +43,14 @@ Schema ModelRegistry::schemaFor(const std::string& modelName) const {
 // every input, weight and gradient into it and back, call after call; given channels-last ones
 // (weights and images laid out [N, H, W, C] in memory, same shapes) they do not, and the layers
 // between (activations, pooling, upsampling, normalisation over channels) keep the layout. For
-// the Progressive GAN that is worth 10-25% of a CPU step, in PyTorch eager and here alike; for
-// networks of few channels or with many non-convolution steps it costs instead (PixelCNN,
-// StarGAN, the conv VAE, measured: launch/bench/*-vs-pytorch.sh run the peer both ways), so a
-// model opts in. The framework keeps the layout where it touches parameters: gradient buckets
-// give each parameter a view with its strides (GradientReducer::viewOf), the fused Adam walks
-// parameter, gradient and moments as one array each when they are laid out alike, and
-// broadcasts and checkpoints move values, not memory.
+// the Progressive GAN that is worth 10-25% of a CPU step, in PyTorch eager and here alike, and
+// for PixelCNN once its first layer's output is made channels-last (Note [channels-last
+// PixelCNN]); for networks with many non-convolution steps it costs instead (StarGAN, the conv
+// VAE, measured: launch/bench/*-vs-pytorch.sh run the peer both ways), so a model opts in. The
+// framework keeps the layout where it touches parameters: gradient buckets give each parameter a
+// view with its strides (GradientReducer::viewOf), the fused Adam walks parameter, gradient and
+// moments as one array each when they are laid out alike, and broadcasts and checkpoints move
+// values, not memory.
 void useChannelsLast(torch::nn::Module& net) {
   torch::NoGradGuard noGrad;
   for (at::Tensor& p : net.parameters()) {

@@ -26,6 +26,9 @@ class PixelNetImpl : public torch::nn::Module {
   /// block c * levels .. (c + 1) * levels - 1 (levels 1: a Bernoulli logit).
   at::Tensor forward(const at::Tensor& images);
   int64_t levels() const { return levels_; }
+  /// Lays the weights out channels-last and keeps every feature map so (Note [channels-last
+  /// networks]; Note [channels-last PixelCNN]).
+  void useChannelsLast();
   /// The pieces, for the sampler (Sampler.h).
   pixelrnn::MaskedConv2dImpl& first() { return *first_; }
   torch::nn::ModuleList& layers() { return layers_; }
@@ -34,6 +37,7 @@ class PixelNetImpl : public torch::nn::Module {
 
  private:
   int64_t levels_;
+  bool channelsLast_ = false;
   pixelrnn::MaskedConv2d first_{nullptr}, out1_{nullptr}, out2_{nullptr};
   torch::nn::ModuleList layers_{nullptr};
 };

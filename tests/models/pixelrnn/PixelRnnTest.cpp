@@ -252,3 +252,40 @@ TEST_P(IncrementalSampling, DrawsWhatFullPassesDraw) {
 
 INSTANTIATE_TEST_SUITE_P(PixelRnn, IncrementalSampling,
                          ::testing::Values("pixelcnn", "row_lstm", "diagonal_bilstm"));
+
+// Note [channels-last PixelCNN]: the same function and gradients, one copy of the first layer's
+// output making every later map channels-last, and the sampler unchanged by it.
+TEST(PixelRnn, ChannelsLastComputesWhatNchwComputes) {
+  for (const auto& [channels, levels] : {std::pair<int64_t, int64_t>{1, 1}, {1, 256}, {3, 256}}) {
+    torch::manual_seed(11);
+    PixelNet nchw("pixelcnn", 2, 6, 6, 3, channels, levels);
+    torch::manual_seed(11);
+    PixelNet last("pixelcnn", 2, 6, 6, 3, channels, levels);
+    last->useChannelsLast();
+    const at::Tensor x = torch::rand({2, channels, 5, 6});
+    const at::Tensor a = nchw->forward(x), b = last->forward(x);
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6))
+        << channels << " channel(s): largest difference " << (a - b).abs().max().item<double>();
+    if (channels * levels > 1) {  // one output channel is both layouts at once
+      EXPECT_TRUE(b.is_contiguous(at::MemoryFormat::ChannelsLast) && !b.is_contiguous());
+    }
+    a.square().sum().backward();
+    b.square().sum().backward();
+    const auto pa = nchw->named_parameters(), pb = last->named_parameters();
+    for (const auto& item : pa) {
+      const at::Tensor& ga = item.value().grad();
+      const at::Tensor& gb = pb[item.key()].grad();
+      EXPECT_TRUE(torch::allclose(ga, gb, 1e-4, 1e-5))
+          << item.key() << ": largest difference " << (ga - gb).abs().max().item<double>();
+      if (item.value().dim() == 4 && item.value().size(1) > 1 && item.value().size(2) > 1) {
+        EXPECT_TRUE(pb[item.key()].is_contiguous(at::MemoryFormat::ChannelsLast)) << item.key();
+      }
+    }
+    const at::Tensor uniforms = torch::rand({3, channels, 5, 6});
+    at::Tensor referenceLogits, incrementalLogits;
+    const at::Tensor reference = sampleByFullPasses(*last, uniforms, &referenceLogits);
+    const at::Tensor incremental = sampleIncrementally(*last, uniforms, &incrementalLogits);
+    EXPECT_TRUE(at::equal(incremental, reference)) << channels << " channel(s), " << levels;
+    EXPECT_TRUE(torch::allclose(incrementalLogits, referenceLogits, 1e-4, 1e-5));
+  }
+}
