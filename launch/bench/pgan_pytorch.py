@@ -3,7 +3,8 @@
 
 Mirrors models/pgan: equalized-learning-rate convolutions and dense layers (N(0, 1) weights times
 gain / sqrt(fan_in) at run time), pixelwise feature normalisation, leaky ReLU 0.2, nearest 2x
-upsampling and 2x2 average pooling, the minibatch standard deviation layer (consecutive groups),
+upsampling and 2x2 average pooling (by default inside the 3x3 convolutions next to them, as the
+official code's fused_scale and gentrain's model.fused_scale: --resample), the minibatch standard deviation layer (consecutive groups),
 fade-in of the newest level in both networks and of the real images; per step a WGAN-GP critic
 step (lambda 10, drift 0.001) and a generator step with the critic's weights frozen, Adam
 (1e-3, betas (0, 0.99)) over the parameters the level uses, and the generator's moving average
@@ -35,6 +36,18 @@ class EqConv(nn.Module):
 
     def forward(self, x):
         return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.pad)
+
+    def summed_shifts(self):  # [..., 3, 3] -> [..., 4, 4]: s[k] = w[k - 1] + w[k], both axes
+        w = F.pad(self.weight * self.scale, [1, 1, 1, 1])
+        w = w[:, :, 1:] + w[:, :, :-1]
+        return w[:, :, :, 1:] + w[:, :, :, :-1]
+
+    def up_conv(self, x):  # self(up(x)), the official code's upscale2d_conv2d
+        w = self.summed_shifts().flip([2, 3]).transpose(0, 1)
+        return F.conv_transpose2d(x, w, self.bias, stride=2, padding=1)
+
+    def conv_down(self, x):  # down(self(x)), the official code's conv2d_downscale2d
+        return F.conv2d(x, self.summed_shifts() * 0.25, self.bias, stride=2, padding=1)
 
 
 class EqLinear(nn.Module):
@@ -73,9 +86,10 @@ def mbstd(x, group=4):
 
 
 class Generator(nn.Module):
-    def __init__(self, nf, latent, channels, max_level):
+    def __init__(self, nf, latent, channels, max_level, resample="fused"):
         super().__init__()
         self.nf = nf
+        self.resample = resample
         self.dense = EqLinear(latent, nf(1) * 16, math.sqrt(2) / 4)
         self.convs = nn.ModuleList([EqConv(nf(1), nf(1), 3)])
         self.to_rgb = nn.ModuleList([EqConv(nf(1), channels, 1, 1.0)])
@@ -91,8 +105,9 @@ class Generator(nn.Module):
         prev = x
         for r in range(3, level + 1):
             prev = x
-            x = up(x)
-            x = pixel_norm(lrelu(self.convs[2 * r - 5](x)))
+            conv = self.convs[2 * r - 5]
+            x = conv.up_conv(x) if self.resample == "fused" else conv(up(x))
+            x = pixel_norm(lrelu(x))
             x = pixel_norm(lrelu(self.convs[2 * r - 4](x)))
         img = self.to_rgb[level - 2](x)
         if level == 2 or alpha >= 1:
@@ -111,9 +126,10 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, nf, channels, max_level, group=4):
+    def __init__(self, nf, channels, max_level, group=4, resample="fused"):
         super().__init__()
         self.group = group
+        self.resample = resample
         self.from_rgb = nn.ModuleList([EqConv(channels, nf(1), 1)])
         self.convs = nn.ModuleList([EqConv(nf(1) + 1, nf(1), 3)])
         for r in range(3, max_level + 1):
@@ -127,7 +143,13 @@ class Discriminator(nn.Module):
         x = lrelu(self.from_rgb[level - 2](img))
         for r in range(level, 2, -1):
             x = lrelu(self.convs[2 * r - 5](x))
-            x = down(lrelu(self.convs[2 * r - 4](x)))
+            conv = self.convs[2 * r - 4]
+            if self.resample == "fused":
+                x = lrelu(conv.conv_down(x))
+            elif self.resample == "split":
+                x = lrelu(down(conv(x)))
+            else:
+                x = down(lrelu(conv(x)))
             if r == level and alpha < 1:
                 before = lrelu(self.from_rgb[level - 3](down(img)))
                 x = before + alpha * (x - before)
@@ -160,6 +182,11 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--channels-last", action="store_true",
                     help="channels-last memory format for the networks and their inputs")
+    ap.add_argument("--resample", choices=["fused", "split", "separate"], default="fused",
+                    help="fused: resampling inside the 3x3 convolutions next to it, as the official "
+                    "code and gentrain's model.fused_scale=true; split: the same function with "
+                    "separate upsampling and pooling layers; separate: the model of "
+                    "model.fused_scale=false (the critic activates before it pools)")
     args = ap.parse_args()
     set_threads(args.threads)
     torch.manual_seed(2018)
@@ -167,9 +194,12 @@ def main():
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     level, max_level = int(math.log2(args.resolution)), int(math.log2(args.max_resolution))
     nf = lambda s: min(args.fmap_base >> s, args.fmap_max)
-    g = Generator(nf, args.latent, args.channels, max_level).to(device, memory_format=fmt)
-    d = Discriminator(nf, args.channels, max_level).to(device, memory_format=fmt)
-    g_ema = Generator(nf, args.latent, args.channels, max_level).to(device, memory_format=fmt)
+    g = Generator(nf, args.latent, args.channels, max_level, args.resample).to(
+        device, memory_format=fmt)
+    d = Discriminator(nf, args.channels, max_level, resample=args.resample).to(
+        device, memory_format=fmt)
+    g_ema = Generator(nf, args.latent, args.channels, max_level, args.resample).to(
+        device, memory_format=fmt)
     g_ema.load_state_dict(g.state_dict())
     g_ema.requires_grad_(False)
     alpha = 0.5 if args.fading else 1.0
@@ -216,7 +246,7 @@ def main():
     rate = args.steps * b / seconds
     what = f"{args.resolution}x{args.resolution}" + (" fading" if args.fading else "")
     print(f"pytorch pgan {what}: batch {b}, {args.threads} thread(s), {args.steps} steps"
-          f"{', channels-last' if args.channels_last else ''}: "
+          f"{', channels-last' if args.channels_last else ''}, {args.resample} resampling: "
           f"{rate:.1f} images/s, {1000 * seconds / args.steps:.1f} ms/step, last d_loss {float(loss):.3f}")
     print(f"RESULT images_per_s={rate:.2f}")
 

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "framework/base/Error.h"
+#include "models/common/ConvTranspose.h"
 #include "models/common/SecondOrder.h"
 
 namespace gentrain::models::pgan {
@@ -15,6 +16,51 @@ EqualizedConv2dImpl::EqualizedConv2dImpl(int64_t in, int64_t out, int64_t kernel
 
 at::Tensor EqualizedConv2dImpl::forward(const at::Tensor& x) {
   return secondorder::conv2d(x, weight_ * scale_, bias_, 1, padding_);
+}
+
+// Note [fused scale]
+// Nearest 2x upsampling followed by a 3 x 3 convolution is one transposed convolution of stride
+// 2 whose 4 x 4 kernel sums the 3 x 3 kernel's taps that land on the same input pixel; a 3 x 3
+// convolution followed by 2 x 2 average pooling is one convolution of stride 2 whose 4 x 4
+// kernel is the average of the four shifted 3 x 3 kernels. Both do 16 multiply-adds per
+// low-resolution pixel where the separate layers do 36, and never make the high-resolution map
+// that the pooling reads or the upsampling writes. The official code does this by default
+// (G_paper / D_paper, fused_scale=True); there the discriminator's activation follows the
+// pooling (conv, downscale, bias, activation), where its separate layers activate first. The
+// weights stay 3 x 3 parameters: checkpoints of either form load into the other.
+namespace {
+/// [..., 3, 3] -> [..., 4, 4]: s[k] = w[k - 1] + w[k] along both spatial axes (w zero outside).
+at::Tensor summedShifts(const at::Tensor& w) {
+  const at::Tensor p = at::constant_pad_nd(w, {1, 1, 1, 1});
+  const at::Tensor rows = p.narrow(2, 0, 4) + p.narrow(2, 1, 4);
+  return rows.narrow(3, 0, 4) + rows.narrow(3, 1, 4);
+}
+
+void requireThreeByThree(const at::Tensor& weight) {
+  if (weight.size(2) != 3 || weight.size(3) != 3) {
+    throw UsageError("fused resampling needs a 3 x 3 convolution, not " +
+                     std::to_string(weight.size(2)) + " x " + std::to_string(weight.size(3)));
+  }
+}
+}  // namespace
+
+at::Tensor EqualizedConv2dImpl::forwardUpscaled(const at::Tensor& x) {
+  requireThreeByThree(weight_);
+  // Output row Y reads upsampled rows Y - 1 .. Y + 1, i.e. input rows (Y - 1) / 2 .. (Y + 1) / 2;
+  // as a transposed convolution (output Y = 2h + k - 1 from input row h, tap k) the taps that
+  // meet input row h are 2 - k and 3 - k: the summed kernel flipped.
+  const at::Tensor kernel = summedShifts(weight_ * scale_)
+                                .flip({2, 3})
+                                .transpose(0, 1)
+                                .contiguous(x.suggest_memory_format());
+  return convTranspose2d(x, kernel, bias_, 2, 1);
+}
+
+at::Tensor EqualizedConv2dImpl::forwardDownscaled(const at::Tensor& x) {
+  requireThreeByThree(weight_);
+  const at::Tensor kernel =
+      (summedShifts(weight_ * scale_) * 0.25).contiguous(x.suggest_memory_format());
+  return secondorder::conv2d(x, kernel, bias_, 2, 1);
 }
 
 EqualizedLinearImpl::EqualizedLinearImpl(int64_t in, int64_t out, double gain)

@@ -17,6 +17,12 @@ class EqualizedConv2dImpl : public torch::nn::Module {
  public:
   EqualizedConv2dImpl(int64_t in, int64_t out, int64_t kernel, double gain = std::sqrt(2.0));
   at::Tensor forward(const at::Tensor& x);
+  /// forward(upscale2d(x)) as one transposed convolution of stride 2 (Note [fused scale]).
+  /// 3 x 3 kernels only.
+  at::Tensor forwardUpscaled(const at::Tensor& x);
+  /// downscale2d(forward(x)) as one convolution of stride 2 (Note [fused scale]). 3 x 3 kernels
+  /// only.
+  at::Tensor forwardDownscaled(const at::Tensor& x);
   double scale() const { return scale_; }
 
  private:

@@ -47,8 +47,9 @@ at::Tensor GeneratorImpl::forward(const at::Tensor& latents, int64_t level, doub
   at::Tensor previous;
   for (int64_t r = 3; r <= level; ++r) {
     previous = x;
-    x = upscale2d(x);
-    x = pixelNorm(lrelu(conv(firstConv(r)).forward(x)));
+    EqualizedConv2dImpl& first = conv(firstConv(r));
+    x = widths_.fusedScale ? first.forwardUpscaled(x) : first.forward(upscale2d(x));
+    x = pixelNorm(lrelu(x));
     x = pixelNorm(lrelu(conv(firstConv(r) + 1).forward(x)));
   }
   const at::Tensor image = toRgb_[level - 2]->as<EqualizedConv2dImpl>()->forward(x);
@@ -92,7 +93,10 @@ at::Tensor DiscriminatorImpl::forward(const at::Tensor& images, int64_t level, d
   at::Tensor x = fromRgb(images, level);
   for (int64_t r = level; r >= 3; --r) {
     x = lrelu(conv(firstConv(r)).forward(x));
-    x = downscale2d(lrelu(conv(firstConv(r) + 1).forward(x)));
+    EqualizedConv2dImpl& second = conv(firstConv(r) + 1);
+    // Note [fused scale]: fused, the activation follows the pooling, as in the official code.
+    x = widths_.fusedScale ? lrelu(second.forwardDownscaled(x))
+                           : downscale2d(lrelu(second.forward(x)));
     if (r == level && alpha < 1) {
       // Fading in: at alpha = 0 exactly the previous level's input, from the image downsampled.
       const at::Tensor before = fromRgb(downscale2d(images), level - 1);

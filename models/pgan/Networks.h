@@ -23,6 +23,9 @@ struct Widths {
   int64_t latent = 512;
   int64_t channels = 3;
   int64_t maxLevel = 5;  ///< 32x32
+  /// Resample inside the 3 x 3 convolutions next to it (Note [fused scale]): the official
+  /// code's default. False: separate upscale2d / downscale2d layers.
+  bool fusedScale = true;
   /// nf(stage).
   int64_t nf(int64_t stage) const;
 };

@@ -63,6 +63,10 @@ void Pgan::addKeys(Schema& s) {
          1e5});
   s.add({"model.swd_directions", KeyType::Int, "128", "SWD random projections per repeat", 1, 1e6});
   s.add({"model.swd_repeats", KeyType::Int, "4", "SWD repeats of the projections", 1, 1e4});
+  s.add({"model.fused_scale", KeyType::Bool, "true",
+         "resample inside the 3x3 convolutions next to it, as the official code does by default "
+         "(Note [fused scale]); false: separate upscale/downscale layers, the discriminator "
+         "activating before it pools"});
   s.add({"model.channels_last",
          KeyType::String,
          "auto",
@@ -107,8 +111,12 @@ void Pgan::build(ModelContext& context, const DataShape& data) {
   lambdaGp_ = spec.real("model.lambda_gp");
   drift_ = spec.real("model.drift");
   emaBeta_ = spec.real("model.ema");
-  widths_ = {spec.integer("model.fmap_base"), spec.integer("model.fmap_max"),
-             spec.integer("model.latent"), data.channels, maxLevel};
+  widths_ = {spec.integer("model.fmap_base"),
+             spec.integer("model.fmap_max"),
+             spec.integer("model.latent"),
+             data.channels,
+             maxLevel,
+             spec.flag("model.fused_scale")};
 
   const std::vector<int64_t> batches = spec.integers("model.batch");
   for (int64_t level = 2; level <= maxLevel; ++level) {

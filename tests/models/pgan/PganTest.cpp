@@ -83,6 +83,71 @@ TEST(PganLayers, ResamplingBetweenResolutions) {
 }
 
 namespace {
+/// The gradients of `loss` with respect to `inputs`, kept differentiable.
+std::vector<at::Tensor> gradients(const at::Tensor& loss, const std::vector<at::Tensor>& inputs) {
+  return torch::autograd::grad({loss}, inputs, {}, /*retain_graph=*/true, /*create_graph=*/true);
+}
+
+/// Largest difference between two lists of tensors, element by element.
+double largestDifference(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  double worst = 0;
+  for (size_t k = 0; k < a.size(); ++k) {
+    worst = std::max(worst, (a[k] - b[k]).abs().max().item<double>());
+  }
+  return worst;
+}
+}  // namespace
+
+// Note [fused scale]: one strided (transposed) convolution computes what the separate layers do,
+// with the gradients, and the downscaling one's gradients of gradients (the critic's penalty).
+TEST(PganLayers, FusedResamplingEqualsSeparateLayers) {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    for (const auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      torch::manual_seed(9);
+      EqualizedConv2d conv(5, 7, 3);
+      conv->to(dtype);
+      {
+        torch::NoGradGuard noGrad;
+        conv->named_parameters()["bias"].normal_();
+      }
+      const at::Tensor weight = conv->named_parameters()["weight"];
+      const at::Tensor bias = conv->named_parameters()["bias"];
+      const double tolerance = dtype == at::kDouble ? 1e-10 : 1e-4;
+      const std::string where =
+          std::string(dtype == at::kDouble ? "double" : "float") +
+          (format == at::MemoryFormat::ChannelsLast ? ", channels-last" : ", contiguous");
+
+      const at::Tensor small =
+          torch::randn({2, 5, 4, 4}, dtype).contiguous(format).requires_grad_(true);
+      const at::Tensor up = conv->forwardUpscaled(small);
+      const at::Tensor upReference = conv->forward(upscale2d(small));
+      ASSERT_EQ(up.sizes(), upReference.sizes()) << where;
+      EXPECT_LT((up - upReference).abs().max().item<double>(), tolerance) << where;
+      EXPECT_LT(largestDifference(
+                    gradients((up * upReference.detach()).sum(), {small, weight, bias}),
+                    gradients((upReference * upReference.detach()).sum(), {small, weight, bias})),
+                tolerance * 10)
+          << where;
+
+      const at::Tensor large =
+          torch::randn({2, 5, 8, 8}, dtype).contiguous(format).requires_grad_(true);
+      const at::Tensor down = conv->forwardDownscaled(large);
+      const at::Tensor downReference = downscale2d(conv->forward(large));
+      ASSERT_EQ(down.sizes(), downReference.sizes()) << where;
+      EXPECT_LT((down - downReference).abs().max().item<double>(), tolerance) << where;
+      // A penalty on the input gradient, differentiated again with respect to the weights.
+      const at::Tensor gx = gradients(down.square().sum(), {large})[0];
+      const at::Tensor gxReference = gradients(downReference.square().sum(), {large})[0];
+      EXPECT_LT((gx - gxReference).abs().max().item<double>(), tolerance * 10) << where;
+      EXPECT_LT(largestDifference(gradients(gx.square().sum(), {weight, bias}),
+                                  gradients(gxReference.square().sum(), {weight, bias})),
+                tolerance * 100)
+          << where;
+    }
+  }
+}
+
+namespace {
 Widths tinyWidths() {
   Widths w;
   w.fmapBase = 32;
