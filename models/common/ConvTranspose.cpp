@@ -48,9 +48,12 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
   // The bias is added outside (autograd cannot take an undefined input here).
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& weight, int64_t stride, int64_t padding) {
-    const at::Tensor shapeOnly = at::empty(outputShape(x, weight, stride, padding), x.options());
+    // In x's memory format: a channels-last network stays so (Note [channels-last networks]).
+    const at::MemoryFormat format = x.suggest_memory_format();
+    const at::Tensor shapeOnly =
+        at::empty(outputShape(x, weight, stride, padding), x.options().memory_format(format));
     at::Tensor y = std::get<0>(at::convolution_backward(
-        x.contiguous(), shapeOnly, weight, at::OptionalIntArrayRef(), {stride, stride},
+        x.contiguous(format), shapeOnly, weight, at::OptionalIntArrayRef(), {stride, stride},
         {padding, padding}, {1, 1}, false, {0, 0}, 1, {true, false, false}));
     ctx->save_for_backward({x, weight});
     ctx->saved_data["stride"] = stride;
@@ -64,7 +67,8 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
     const at::Tensor &x = saved[0], &weight = saved[1];
     const int64_t stride = ctx->saved_data["stride"].toInt();
     const int64_t padding = ctx->saved_data["padding"].toInt();
-    const at::Tensor g = grads[0].contiguous();
+    const at::MemoryFormat format = x.suggest_memory_format();
+    const at::Tensor g = grads[0].contiguous(format);
     if (at::GradMode::is_enabled()) {  // create_graph: LibTorch's own, differentiated again
       torch::autograd::variable_list wanted;
       std::vector<int> which;
@@ -84,7 +88,7 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
     if (ctx->needs_input_grad(0)) dx = at::conv2d(g, weight, {}, stride, padding);
     if (ctx->needs_input_grad(1)) {
       dweight = std::get<1>(at::convolution_backward(
-          x.contiguous(), g, weight, at::OptionalIntArrayRef(), {stride, stride},
+          x.contiguous(format), g, weight, at::OptionalIntArrayRef(), {stride, stride},
           {padding, padding}, {1, 1}, false, {0, 0}, 1, {false, true, false}));
     }
     return {dx, dweight, at::Tensor(), at::Tensor()};

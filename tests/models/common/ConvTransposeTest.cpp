@@ -54,6 +54,23 @@ TEST(ConvTranspose, EqualsLibTorchsForwardAndGradients) {
       expectClose(ours.dbias, ref.dbias, "dbias");
     }
   }
+  // Channels-last in, channels-last out (Progressive GAN's generator), the same values.
+  {
+    const at::Tensor x = at::randn({2, 12, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast),
+                     w = at::randn({12, 16, 4, 4}), b = at::randn({16});
+    const at::Tensor y0 = at::conv_transpose2d(x, w, b, 2, 1);
+    const at::Tensor g = at::randn(y0.sizes()).contiguous(at::MemoryFormat::ChannelsLast);
+    const Grads ours = run(
+        [](auto& xx, auto& ww, auto& bb) { return convTranspose2d(xx, ww, bb, 2, 1); }, x, w, b, g);
+    const Grads ref =
+        run([](auto& xx, auto& ww, auto& bb) { return at::conv_transpose2d(xx, ww, bb, 2, 1); }, x,
+            w, b, g);
+    EXPECT_TRUE(ours.y.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(ours.dx.is_contiguous(at::MemoryFormat::ChannelsLast));
+    expectClose(ours.y, ref.y, "channels-last y");
+    expectClose(ours.dx, ref.dx, "channels-last dx");
+    expectClose(ours.dweight, ref.dweight, "channels-last dweight");
+  }
   // Without a bias (StarGAN's generator).
   const at::Tensor x = at::randn({2, 8, 5, 5}).requires_grad_(), w = at::randn({8, 16, 4, 4});
   const at::Tensor y = convTranspose2d(x, w, {}, 2, 1);
