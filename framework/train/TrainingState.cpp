@@ -4,6 +4,7 @@
 #include <torch/serialize/archive.h>
 
 #include <cstring>
+#include <map>
 #include <sstream>
 
 #include "framework/base/Error.h"
@@ -89,7 +90,23 @@ void restoreRandomState(torch::serialize::InputArchive& root, Communicator& comm
 
 }  // namespace
 
+// Note [keys newer than a checkpoint]
+// A key added to a model after a checkpoint was written is absent from the checkpoint's spec.
+// Where the key changes the function the model computes, its absence stands for the behaviour
+// from before it existed, which need not be its default: a Progressive GAN run from before
+// model.fused_scale trained separate resampling layers (false) while the default is now true.
+// Comparing that value, not "(absent)", lets such a run resume once the user says so
+// (model.fused_scale=false) and refuses it with the value to give otherwise. Keys that only lay
+// memory out (channels_last) change no value and never block a resume.
+namespace {
+const std::map<std::string, std::string>& absentMeans() {
+  static const std::map<std::string, std::string> values{{"model.fused_scale", "false"}};
+  return values;
+}
+}  // namespace
+
 bool TrainingState::resumeCritical(const std::string& key) {
+  if (key.size() >= 14 && key.substr(key.size() - 14) == ".channels_last") return false;
   return key.rfind("model.", 0) == 0 || key == "seed" || key == "train.global_batch" ||
          (key.rfind("optim.", 0) == 0 && key.size() > 5 && key.substr(key.size() - 5) == ".type");
 }
@@ -137,7 +154,11 @@ std::vector<std::string> TrainingState::specChanges(const std::string& thenYaml,
   std::vector<std::string> changed;
   for (const auto& [key, text] : Spec::flatten(currentYaml)) {
     const auto it = then.find(key);
-    const std::string before = it == then.end() ? "(absent)" : it->second;
+    std::string before = it == then.end() ? "(absent)" : it->second;
+    if (it == then.end() && absentMeans().count(key) != 0) {
+      if (absentMeans().at(key) == text) continue;
+      before = absentMeans().at(key) + " (the checkpoint predates the key)";
+    }
     if (before == text) continue;
     (strict && resumeCritical(key) ? critical : changed)
         .push_back(key + ": " + before + " -> " + text);

@@ -29,6 +29,26 @@ TEST(TrainingState, ResumeCriticalKeysAreTheModelSeedBatchAndOptimizerTypes) {
   EXPECT_TRUE(critical.empty());
 }
 
+// Note [keys newer than a checkpoint]: a key the checkpoint predates compares as the behaviour
+// from before it; layout keys never block a resume.
+TEST(TrainingState, AKeyNewerThanTheCheckpointComparesAsTheBehaviourBeforeIt) {
+  std::vector<std::string> critical;
+  TrainingState::specChanges("model: {name: pgan}\n", "model: {name: pgan, fused_scale: true}\n",
+                             true, critical);
+  EXPECT_EQ(critical, std::vector<std::string>{
+                          "model.fused_scale: false (the checkpoint predates the key) -> true"});
+  critical.clear();
+  EXPECT_TRUE(TrainingState::specChanges("model: {name: pgan}\n",
+                                         "model: {name: pgan, fused_scale: false}\n", true,
+                                         critical)
+                  .empty());
+  EXPECT_TRUE(critical.empty());
+  EXPECT_FALSE(TrainingState::resumeCritical("model.channels_last"));
+  TrainingState::specChanges("model: {name: pixelrnn}\n",
+                             "model: {name: pixelrnn, channels_last: auto}\n", true, critical);
+  EXPECT_TRUE(critical.empty());
+}
+
 TEST(TrainingState, APayloadPutsBackTheStepNetworksAndOptimizersExactly) {
   const std::string dir = test::freshDir("state");
   test::writeTinyDataset(dir + "/d.h5", 48, 10);
