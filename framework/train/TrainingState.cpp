@@ -106,9 +106,13 @@ const std::map<std::string, std::string>& absentMeans() {
 }  // namespace
 
 bool TrainingState::resumeCritical(const std::string& key) {
-  if (key.size() >= 14 && key.substr(key.size() - 14) == ".channels_last") return false;
+  const auto endsWith = [&](const std::string& tail) {
+    return key.size() >= tail.size() &&
+           key.compare(key.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (endsWith(".channels_last")) return false;
   return key.rfind("model.", 0) == 0 || key == "seed" || key == "train.global_batch" ||
-         (key.rfind("optim.", 0) == 0 && key.size() > 5 && key.substr(key.size() - 5) == ".type");
+         (key.rfind("optim.", 0) == 0 && endsWith(".type"));
 }
 
 std::string TrainingState::encode(Communicator& comm, int64_t step, const Spec& spec,

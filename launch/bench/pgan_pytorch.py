@@ -4,8 +4,8 @@
 Mirrors models/pgan: equalized-learning-rate convolutions and dense layers (N(0, 1) weights times
 gain / sqrt(fan_in) at run time), pixelwise feature normalisation, leaky ReLU 0.2, nearest 2x
 upsampling and 2x2 average pooling (by default inside the 3x3 convolutions next to them, as the
-official code's fused_scale and gentrain's model.fused_scale: --resample), the minibatch standard deviation layer (consecutive groups),
-fade-in of the newest level in both networks and of the real images; per step a WGAN-GP critic
+official code's fused_scale and gentrain's model.fused_scale: --resample), the minibatch
+standard deviation layer (consecutive groups), fade-in of the newest level in both networks and of the real images; per step a WGAN-GP critic
 step (lambda 10, drift 0.001) and a generator step with the critic's weights frozen, Adam
 (1e-3, betas (0, 0.99)) over the parameters the level uses, and the generator's moving average
 (0.999). Feature maps nf(s) = min(fmap_base >> s, fmap_max).
