@@ -33,6 +33,10 @@ class MaskedConv2dImpl : public torch::nn::Module {
   MaskedConv2dImpl(int64_t in, int64_t out, int64_t kh, int64_t kw, MaskType type, int64_t groups,
                    int64_t outChunks = 1);
   at::Tensor forward(const at::Tensor& x);
+  /// The same function as forward(), computed as one matrix product of the input's shifted copies
+  /// (one per tap the mask keeps) with the kept taps; the result is laid out channels-last. For
+  /// few input channels and a large kernel on the CPU (Note [first layer as one product]).
+  at::Tensor forwardAsProduct(const at::Tensor& x);
   /// The kernel as used, weight * mask, and the bias (a 1 x 1 one is a linear map of features).
   at::Tensor maskedWeight() const { return weight_ * mask_; }
   const at::Tensor& bias() const { return bias_; }
@@ -40,6 +44,7 @@ class MaskedConv2dImpl : public torch::nn::Module {
  private:
   at::Tensor weight_, bias_, mask_;
   int64_t padH_, padW_;
+  at::Tensor keptTaps_;  ///< y * kw + x of every tap where the mask is not all zero
 };
 TORCH_MODULE(MaskedConv2d);
 

@@ -289,3 +289,42 @@ TEST(PixelRnn, ChannelsLastComputesWhatNchwComputes) {
     EXPECT_TRUE(torch::allclose(incrementalLogits, referenceLogits, 1e-4, 1e-5));
   }
 }
+
+// Note [first layer as one product]: the first layer's product of shifted copies is the masked
+// convolution, values and gradients (weight, bias and, where asked for, the input), for mask A
+// on one and on three channels (where the centre tap is masked per channel pair) and mask B.
+TEST(PixelRnnLayers, FirstLayerAsProductIsTheMaskedConvolution) {
+  struct Case {
+    int64_t in, out, kernel;
+    MaskType type;
+    at::ScalarType dtype;
+  };
+  for (const Case& c :
+       {Case{1, 8, 7, MaskType::A, at::kFloat}, Case{3, 6, 7, MaskType::A, at::kDouble},
+        Case{3, 6, 3, MaskType::B, at::kDouble}}) {
+    torch::manual_seed(5);
+    MaskedConv2d conv(c.in, c.out, c.kernel, c.kernel, c.type, c.in);
+    conv->to(c.dtype);
+    const at::Tensor x = torch::rand({2, c.in, 5, 6}, at::TensorOptions(c.dtype)).requires_grad_();
+    const at::Tensor upstream = torch::randn({2, c.out, 5, 6}, at::TensorOptions(c.dtype));
+    const at::Tensor plain = conv->forward(x);
+    const auto [gx, gw, gb] = [&] {
+      const auto grads = torch::autograd::grad(
+          {plain}, {x, conv->parameters()[0], conv->parameters()[1]}, {upstream});
+      return std::make_tuple(grads[0], grads[1], grads[2]);
+    }();
+    const at::Tensor product = conv->forwardAsProduct(x);
+    EXPECT_TRUE(product.is_contiguous(at::MemoryFormat::ChannelsLast));
+    const double tolerance = c.dtype == at::kDouble ? 1e-10 : 1e-5;
+    EXPECT_TRUE(torch::allclose(product, plain, tolerance, tolerance))
+        << c.in << " channel(s): largest difference "
+        << (product - plain).abs().max().item<double>();
+    const auto grads = torch::autograd::grad(
+        {product}, {x, conv->parameters()[0], conv->parameters()[1]}, {upstream});
+    EXPECT_TRUE(torch::allclose(grads[0], gx, tolerance, tolerance)) << "input, " << c.in;
+    EXPECT_TRUE(torch::allclose(grads[1], gw, tolerance, tolerance)) << "weight, " << c.in;
+    EXPECT_TRUE(torch::allclose(grads[2], gb, tolerance, tolerance)) << "bias, " << c.in;
+    // the masked taps keep a zero gradient, as in the convolution
+    EXPECT_EQ((grads[1] * (1 - conv->named_buffers()["mask"])).abs().max().item<double>(), 0);
+  }
+}
