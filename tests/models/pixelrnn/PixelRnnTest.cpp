@@ -253,14 +253,22 @@ TEST_P(IncrementalSampling, DrawsWhatFullPassesDraw) {
 INSTANTIATE_TEST_SUITE_P(PixelRnn, IncrementalSampling,
                          ::testing::Values("pixelcnn", "row_lstm", "diagonal_bilstm"));
 
-// Note [channels-last PixelCNN]: the same function and gradients, one copy of the first layer's
-// output making every later map channels-last, and the sampler unchanged by it.
+// Note [channels-last PixelCNN]: the same function and gradients, every map after the first
+// layer channels-last, and the sampler unchanged by it; for PixelCNN and the Row LSTM (whose
+// scan reads and writes its own layout in between).
 TEST(PixelRnn, ChannelsLastComputesWhatNchwComputes) {
-  for (const auto& [channels, levels] : {std::pair<int64_t, int64_t>{1, 1}, {1, 256}, {3, 256}}) {
+  struct Case {
+    const char* variant;
+    int64_t channels, levels;
+  };
+  for (const auto& [variant, channels, levels] :
+       {Case{"pixelcnn", 1, 1}, Case{"pixelcnn", 1, 256}, Case{"pixelcnn", 3, 256},
+        Case{"row_lstm", 1, 1}, Case{"row_lstm", 3, 256}}) {
+    SCOPED_TRACE(variant);
     torch::manual_seed(11);
-    PixelNet nchw("pixelcnn", 2, 6, 6, 3, channels, levels);
+    PixelNet nchw(variant, 2, 6, 6, 3, channels, levels);
     torch::manual_seed(11);
-    PixelNet last("pixelcnn", 2, 6, 6, 3, channels, levels);
+    PixelNet last(variant, 2, 6, 6, 3, channels, levels);
     last->useChannelsLast();
     const at::Tensor x = torch::rand({2, channels, 5, 6});
     const at::Tensor a = nchw->forward(x), b = last->forward(x);
