@@ -16,7 +16,10 @@ gan_setup
 table() {  # SIDE: the PROFILE table of the output on stdin, its first TOP rows
   awk -v top="$top" -v side="$1" '/^PROFILE/ { on = 1; n = 0; print side ": " $0; next }
     on && /^all recorded/ { print; on = 0; next }
-    on && n <= top { print; n++ }'
+    on && n <= top { print; n++ }
+    /^aten::copy_ by/ { print; copies = 1; next }
+    copies && /^  in / { print; next }
+    { copies = 0 }'
 }
 pair() {  # NAME STEPS "GENTRAIN ARGS" "PEER ARGS"
   echo "== $1"
