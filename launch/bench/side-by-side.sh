@@ -54,6 +54,10 @@ best() { python3 -c "import sys; print(max(map(float, sys.argv[1:])))" "$@"; }
 # formats and keeps the faster run, and the report says how often each format won. On this VM
 # (2026-12-06) eager PyTorch was faster channels-last for the Progressive GAN in every round,
 # mostly NCHW for PixelCNN, StarGAN and the conv VAE, either way for the Row LSTM.
+# Keeping the faster of two runs is also a second draw of the machine's noise, which on a VM that
+# drifts 10-20% between runs is worth several percent by itself; so gentrain runs as many times
+# in such a round and keeps its faster run too, and both sides' round figures are best-of-two.
+# (Until 2026-12-06 late gentrain ran once a round against the peer's best of two.)
 peer_layouts=contiguous
 layout_log=${TMPDIR:-/tmp}/gentrain-peer-layouts.$$  # made by interleave, removed by report
 run_peer_tuned() {
@@ -73,6 +77,17 @@ print(max(plain, last))
 PY
 }
 
+# As many runs of gentrain in a round as the peer has (Note [peer layouts]), the faster kept.
+run_ours_matched() {
+  local first
+  first=$(run_ours)
+  if [ "$peer_layouts" != both ]; then
+    echo "$first"
+    return
+  fi
+  best "$first" "$(run_ours)"
+}
+
 # interleave ROUNDS: calls the caller's run_ours and run_peer (each prints a rate) ROUNDS times,
 # alternating which goes first; the rates land in the arrays `ours` and `peer`, in round order.
 interleave() {
@@ -82,11 +97,11 @@ interleave() {
   local round
   for round in $(seq 1 "$1"); do
     if [ $((round % 2)) = 1 ]; then
-      ours+=("$(run_ours)")
+      ours+=("$(run_ours_matched)")
       peer+=("$(run_peer_tuned)")
     else
       peer+=("$(run_peer_tuned)")
-      ours+=("$(run_ours)")
+      ours+=("$(run_ours_matched)")
     fi
   done
 }
