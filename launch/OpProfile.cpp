@@ -123,13 +123,11 @@ OpProfile::~OpProfile() {
 namespace {
 using Rows = std::vector<std::pair<std::string, Totals>>;
 
-/// The entries of `from`, largest self time first, and their sum.
-Rows sorted(const std::map<std::string, Totals>& from, int64_t* sum) {
+/// The entries of `from`, largest self time first.
+Rows sorted(const std::map<std::string, Totals>& from) {
   Rows rows(from.begin(), from.end());
   std::sort(rows.begin(), rows.end(),
             [](const auto& a, const auto& b) { return a.second.selfNs > b.second.selfNs; });
-  *sum = 0;
-  for (const auto& row : rows) *sum += row.second.selfNs;
   return rows;
 }
 
@@ -155,12 +153,13 @@ std::string lines(const Rows& rows, int top, int64_t steps, int64_t all, const c
 
 std::string OpProfile::table(int top, int64_t steps) const {
   Rows rows, copyRows;
-  int64_t all = 0, copied = 0;
   {
     std::lock_guard<std::mutex> lock(totalsLock);
-    rows = sorted(*totals, &all);
-    copyRows = sorted(*copies, &copied);
+    rows = sorted(*totals);
+    copyRows = sorted(*copies);
   }
+  int64_t all = 0;
+  for (const auto& row : rows) all += row.second.selfNs;
   char line[300];
   std::snprintf(line, sizeof(line), "%-44s %10s %12s %7s\n", "operator (self time)", "calls/step",
                 "ms/step", "share");
