@@ -159,9 +159,10 @@ std::vector<std::string> TrainingState::specChanges(const std::string& thenYaml,
   for (const auto& [key, text] : Spec::flatten(currentYaml)) {
     const auto it = then.find(key);
     std::string before = it == then.end() ? "(absent)" : it->second;
-    if (it == then.end() && absentMeans().count(key) != 0) {
-      if (absentMeans().at(key) == text) continue;
-      before = absentMeans().at(key) + " (the checkpoint predates the key)";
+    const auto absent = absentMeans().find(key);
+    if (it == then.end() && absent != absentMeans().end()) {
+      if (absent->second == text) continue;
+      before = absent->second + " (the checkpoint predates the key)";
     }
     if (before == text) continue;
     (strict && resumeCritical(key) ? critical : changed)
