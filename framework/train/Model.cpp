@@ -43,10 +43,12 @@ Schema ModelRegistry::schemaFor(const std::string& modelName) const {
 // every input, weight and gradient into it and back, call after call; given channels-last ones
 // (weights and images laid out [N, H, W, C] in memory, same shapes) they do not, and the layers
 // between (activations, pooling, upsampling, normalisation over channels) keep the layout. For
-// the Progressive GAN that is worth 10-25% of a CPU step, in PyTorch eager and here alike, and
-// for PixelCNN once its first layer's output is made channels-last (Note [channels-last
-// PixelCNN]); for networks with many non-convolution steps it costs instead (StarGAN, the conv
-// VAE, measured: launch/bench/*-vs-pytorch.sh run the peer both ways), so a model opts in. The
+// PixelCNN and the Row LSTM that is worth 12-15% of a CPU step once the first layer's output is
+// made channels-last (Note [channels-last PixelCNN]); for networks with many non-convolution
+// steps it costs instead (StarGAN, the conv VAE, measured: launch/bench/*-vs-pytorch.sh run the
+// peer both ways), and for the Progressive GAN it no longer pays since its critic's second
+// order stopped going through LibTorch's formulas (Note [Progressive GAN's layout]), so a model
+// opts in. The
 // framework keeps the layout where it touches parameters: gradient buckets give each parameter a
 // view with its strides (GradientReducer::viewOf), the fused Adam walks parameter, gradient and
 // moments as one array each when they are laid out alike, and broadcasts and checkpoints move
