@@ -23,6 +23,10 @@ class EqualizedConv2dImpl : public torch::nn::Module {
   /// downscale2d(forward(x)) as one convolution of stride 2 (Note [fused scale]). 3 x 3 kernels
   /// only.
   at::Tensor forwardDownscaled(const at::Tensor& x);
+  /// forward(cat(x, map)) where map is one more feature map holding values[n] at every pixel of
+  /// sample n (the minibatch stddev layer's), without making the map (Note [constant map]).
+  /// A kernel over x.size(1) + 1 features.
+  at::Tensor forwardAppended(const at::Tensor& x, const at::Tensor& values);
   double scale() const { return scale_; }
 
  private:
@@ -58,6 +62,9 @@ at::Tensor pixelNorm(const at::Tensor& x, double eps = 1e-8);
 /// same statistic on shuffled data, and keep a rank's share of a global batch (a multiple of the
 /// group size) grouped exactly as in one process, as data-parallel equivalence needs.
 at::Tensor minibatchStddev(const at::Tensor& x, int64_t groupSize = 4);
+
+/// The values minibatchStddev appends, one per sample: [N, C, H, W] -> [N].
+at::Tensor groupStddev(const at::Tensor& x, int64_t groupSize = 4);
 
 /// Nearest-neighbour 2x upsampling and 2x2 average pooling: [N, C, H, W] <-> [N, C, 2H, 2W].
 at::Tensor upscale2d(const at::Tensor& x);

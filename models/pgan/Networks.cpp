@@ -103,7 +103,7 @@ at::Tensor DiscriminatorImpl::forward(const at::Tensor& images, int64_t level, d
       x = before + alpha * (x - before);
     }
   }
-  x = lrelu(conv(0).forward(minibatchStddev(x, groupSize_)));
+  x = lrelu(conv(0).forwardAppended(x, groupStddev(x, groupSize_)));  // Note [constant map]
   x = lrelu(dense_->forward(x.flatten(1)));
   return out_->forward(x).squeeze(1);
 }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -96,6 +97,37 @@ double largestDifference(const std::vector<at::Tensor>& a, const std::vector<at:
   }
   return worst;
 }
+
+/// A seeded EqualizedConv2d in `dtype`, its bias drawn too (a zero bias would hide its errors).
+EqualizedConv2d testConv(int64_t in, int64_t out, at::ScalarType dtype, uint64_t seed) {
+  torch::manual_seed(seed);
+  EqualizedConv2d conv(in, out, 3);
+  conv->to(dtype);
+  torch::NoGradGuard noGrad;
+  conv->named_parameters()["bias"].normal_();
+  return conv;
+}
+
+std::string describe(at::ScalarType dtype, at::MemoryFormat format) {
+  return std::string(dtype == at::kDouble ? "double" : "float") +
+         (format == at::MemoryFormat::ChannelsLast ? ", channels-last" : ", contiguous");
+}
+
+/// y and reference, computed from x by `conv` two ways, have the same input gradient of a
+/// penalty-like loss, and that gradient the same gradients with respect to the weights (the
+/// critic's penalty differentiates it again).
+void expectSameSecondOrder(const at::Tensor& y, const at::Tensor& reference, const at::Tensor& x,
+                           EqualizedConv2d& conv, double tolerance, const std::string& where) {
+  const at::Tensor weight = conv->named_parameters()["weight"];
+  const at::Tensor bias = conv->named_parameters()["bias"];
+  const at::Tensor gx = gradients(y.square().sum(), {x})[0];
+  const at::Tensor gxReference = gradients(reference.square().sum(), {x})[0];
+  EXPECT_LT((gx - gxReference).abs().max().item<double>(), tolerance * 10) << where;
+  EXPECT_LT(largestDifference(gradients(gx.square().sum(), {weight, bias}),
+                              gradients(gxReference.square().sum(), {weight, bias})),
+            tolerance * 100)
+      << where;
+}
 }  // namespace
 
 // Note [fused scale]: one strided (transposed) convolution computes what the separate layers do,
@@ -103,19 +135,11 @@ double largestDifference(const std::vector<at::Tensor>& a, const std::vector<at:
 TEST(PganLayers, FusedResamplingEqualsSeparateLayers) {
   for (const auto dtype : {at::kDouble, at::kFloat}) {
     for (const auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
-      torch::manual_seed(9);
-      EqualizedConv2d conv(5, 7, 3);
-      conv->to(dtype);
-      {
-        torch::NoGradGuard noGrad;
-        conv->named_parameters()["bias"].normal_();
-      }
+      EqualizedConv2d conv = testConv(5, 7, dtype, 9);
       const at::Tensor weight = conv->named_parameters()["weight"];
       const at::Tensor bias = conv->named_parameters()["bias"];
       const double tolerance = dtype == at::kDouble ? 1e-10 : 1e-4;
-      const std::string where =
-          std::string(dtype == at::kDouble ? "double" : "float") +
-          (format == at::MemoryFormat::ChannelsLast ? ", channels-last" : ", contiguous");
+      const std::string where = describe(dtype, format);
 
       const at::Tensor small =
           torch::randn({2, 5, 4, 4}, dtype).contiguous(format).requires_grad_(true);
@@ -135,16 +159,42 @@ TEST(PganLayers, FusedResamplingEqualsSeparateLayers) {
       const at::Tensor downReference = downscale2d(conv->forward(large));
       ASSERT_EQ(down.sizes(), downReference.sizes()) << where;
       EXPECT_LT((down - downReference).abs().max().item<double>(), tolerance) << where;
-      // A penalty on the input gradient, differentiated again with respect to the weights.
-      const at::Tensor gx = gradients(down.square().sum(), {large})[0];
-      const at::Tensor gxReference = gradients(downReference.square().sum(), {large})[0];
-      EXPECT_LT((gx - gxReference).abs().max().item<double>(), tolerance * 10) << where;
-      EXPECT_LT(largestDifference(gradients(gx.square().sum(), {weight, bias}),
-                                  gradients(gxReference.square().sum(), {weight, bias})),
-                tolerance * 100)
-          << where;
+      expectSameSecondOrder(down, downReference, large, conv, tolerance, where);
     }
   }
+}
+
+// Note [constant map]: the stddev map's share of the 3 x 3 convolution as a pattern times each
+// sample's value: the same output, and the same gradients to the second order (a penalty on
+// the input gradient, differentiated with respect to the weights), on 4 x 4 and 5 x 3 maps.
+TEST(PganLayers, ConstantMapConvolutionEqualsTheAppendedMap) {
+  for (const auto dtype : {at::kDouble, at::kFloat}) {
+    for (const auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      for (const std::array<int64_t, 2> side : {std::array<int64_t, 2>{4, 4}, {5, 3}}) {
+        EqualizedConv2d conv = testConv(7, 5, dtype, 5);
+        const at::Tensor weight = conv->named_parameters()["weight"];
+        const at::Tensor bias = conv->named_parameters()["bias"];
+        const double tolerance = dtype == at::kDouble ? 1e-10 : 1e-4;
+        const std::string where = describe(dtype, format) + ", " + std::to_string(side[0]) + " x " +
+                                  std::to_string(side[1]);
+        const at::Tensor x =
+            torch::randn({8, 6, side[0], side[1]}, dtype).contiguous(format).requires_grad_(true);
+        const at::Tensor y = conv->forwardAppended(x, groupStddev(x, 4));
+        const at::Tensor reference = conv->forward(minibatchStddev(x, 4));
+        ASSERT_EQ(y.sizes(), reference.sizes()) << where;
+        EXPECT_LT((y - reference).abs().max().item<double>(), tolerance) << where;
+        const at::Tensor probe = torch::randn_like(reference);
+        EXPECT_LT(largestDifference(gradients((y * probe).sum(), {x, weight, bias}),
+                                    gradients((reference * probe).sum(), {x, weight, bias})),
+                  tolerance * 10)
+            << where;
+        expectSameSecondOrder(y, reference, x, conv, tolerance, where);
+      }
+    }
+  }
+  EqualizedConv2d narrow(6, 5, 3);
+  EXPECT_THROW(narrow->forwardAppended(torch::randn({4, 6, 4, 4}), torch::zeros({4})),
+               gentrain::UsageError);
 }
 
 namespace {
