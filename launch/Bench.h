@@ -33,12 +33,19 @@ struct AllReduceBenchOptions {
 };
 int benchAllReduce(Runtime& runtime, const AllReduceBenchOptions& options);
 
-/// The CPU instance-norm kernel (models/common/InstanceNorm.h) next to LibTorch's
-/// at::instance_norm, forward and forward + backward, on StarGAN's generator's maps.
-struct InstanceNormBenchOptions {
+/// A kernel of ours next to LibTorch's, call by call.
+struct KernelBenchOptions {
   int iterations = 200;
   int threads = 1;
 };
-int benchInstanceNorm(Runtime& runtime, const InstanceNormBenchOptions& options);
+
+/// The CPU instance-norm kernel (models/common/InstanceNorm.h) next to LibTorch's
+/// at::instance_norm, forward and forward + backward, on StarGAN's generator's maps.
+int benchInstanceNorm(Runtime& runtime, const KernelBenchOptions& options);
+
+/// The Winograd 3 x 3 convolution (models/common/Winograd.h) next to LibTorch's at::conv2d
+/// (oneDNN on the CPU), forward, with the input and weight gradients, and a penalty's second
+/// order, on Progressive GAN's and StarGAN's maps.
+int benchWinograd(Runtime& runtime, const KernelBenchOptions& options);
 
 }  // namespace gentrain

@@ -1,5 +1,6 @@
 // bench ...: benchmarks that print figures (they start MPI: run them under mpirun for ranks).
 #include <memory>
+#include <string>
 
 #include "framework/base/Error.h"
 #include "launch/Bench.h"
@@ -62,14 +63,14 @@ void addAllReduceBench(CLI::App& bench, CommandList& commands) {
                [options](Runtime* runtime) { return benchAllReduce(*runtime, *options); });
 }
 
-void addInstanceNormBench(CLI::App& bench, CommandList& commands) {
-  auto options = std::make_shared<InstanceNormBenchOptions>();
-  auto* cmd = bench.add_subcommand("instance-norm",
-                                   "the CPU instance-norm kernel vs LibTorch's, on StarGAN's maps");
+/// A bench of one kernel against LibTorch's: `name`, what it compares, and the function.
+void addKernelBench(CLI::App& bench, CommandList& commands, const std::string& name,
+                    const std::string& what, int (*run)(Runtime&, const KernelBenchOptions&)) {
+  auto options = std::make_shared<KernelBenchOptions>();
+  auto* cmd = bench.add_subcommand(name, what);
   cmd->add_option("--iterations", options->iterations, "timed calls per figure");
   cmd->add_option("--threads", options->threads, "CPU threads");
-  commands.add(cmd, true,
-               [options](Runtime* runtime) { return benchInstanceNorm(*runtime, *options); });
+  commands.add(cmd, true, [options, run](Runtime* runtime) { return run(*runtime, *options); });
 }
 
 }  // namespace
@@ -81,7 +82,13 @@ void addBenchCommands(CLI::App& app, CommandList& commands) {
   addLoaderBench(*bench, commands);
   addShuffleBench(*bench, commands);
   addAllReduceBench(*bench, commands);
-  addInstanceNormBench(*bench, commands);
+  addKernelBench(*bench, commands, "instance-norm",
+                 "the CPU instance-norm kernel vs LibTorch's, on StarGAN's maps",
+                 benchInstanceNorm);
+  addKernelBench(*bench, commands, "winograd",
+                 "the Winograd 3x3 convolution vs LibTorch's, on Progressive GAN's and StarGAN's "
+                 "maps",
+                 benchWinograd);
 }
 
 }  // namespace gentrain

@@ -10,7 +10,9 @@ namespace gentrain::models::secondorder {
 
 /// at::conv2d(x, weight, bias, stride, padding) (square stride and padding, no dilation or
 /// groups; `bias` may be undefined). The input and weight gradients are convolutions of their
-/// own, whose gradients are again these three.
+/// own, whose gradients are again these three. A 3 x 3 kernel of stride 1 and padding 1 over
+/// enough features runs as winograd::conv3x3 (models/common/Winograd.h), whose pieces are
+/// differentiable to any order the same way.
 at::Tensor conv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                   int64_t stride, int64_t padding);
 
