@@ -40,11 +40,11 @@ for m in "${models[@]}"; do
     pgan16)
       pair "pgan 16x16 fading in" 3 "configs/pgan-fashion-mnist-color32.yaml model.start_resolution=8 \
         model.stable_images=0 model.fade_images=100000000 train.global_batch=32 model.batch=[32]" \
-        "launch/bench/pgan_pytorch.py --resolution 16 --fading --batch 32 --channels-last" ;;
+        "launch/bench/pgan_pytorch.py --resolution 16 --fading --batch 32" ;;
     pgan32)
       pair "pgan 32x32 stable" 3 "configs/pgan-fashion-mnist-color32.yaml model.start_resolution=32 \
         model.stable_images=100000000 train.global_batch=32 model.batch=[32]" \
-        "launch/bench/pgan_pytorch.py --resolution 32 --batch 32 --channels-last" ;;
+        "launch/bench/pgan_pytorch.py --resolution 32 --batch 32" ;;
     stargan)
       pair stargan 10 "configs/stargan-fashion-mnist-color32.yaml model.classifier=none \
         train.global_batch=16" "launch/bench/stargan_pytorch.py --batch 16" ;;
