@@ -88,8 +88,10 @@ at::Tensor EqualizedConv2dImpl::forwardDownscaled(const at::Tensor& x) {
 // made by convolving a map of ones, once per pass. The features alone are then 128 channels,
 // not 129: oneDNN's input gradient for 129 (or 136) input channels took 3.1 ms where 128 took
 // 1.6 (batch 32, 4 x 4, 1 thread), and the critic's penalty takes that gradient five times a
-// step. Every piece is a differentiable LibTorch or SecondOrder.h operation, so the penalty's
-// second order holds.
+// step (measured before Winograd's convolution took this layer, Note [Winograd convolution],
+// which runs 128 or 129 features alike; the pattern still saves the concatenation). Every
+// piece is a differentiable LibTorch or SecondOrder.h operation, so the penalty's second order
+// holds.
 at::Tensor EqualizedConv2dImpl::forwardAppended(const at::Tensor& x, const at::Tensor& values) {
   const int64_t features = x.size(1);
   if (weight_.size(1) != features + 1) {
