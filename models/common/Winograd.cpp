@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "framework/base/ParallelFor.h"
@@ -323,15 +324,16 @@ variable_list Output::backward(AutogradContext* /*ctx*/, variable_list grads) {
   return {OutputAdjoint::apply(grads[0]), at::Tensor(), at::Tensor()};
 }
 
-/// kron(G, G): [16, 9], row 4i + j, column 3a + b = G[i][a] G[j][b].
-at::Tensor kernelTransform(const at::TensorOptions& options) {
-  static const at::Tensor g = [] {
+/// kron(G, G): [16, 9], row 4i + j, column 3a + b = G[i][a] G[j][b]; made once per type.
+at::Tensor kernelTransform(at::ScalarType type) {
+  static const std::array<at::Tensor, 2> g = [] {
     const at::Tensor half =
         at::tensor({1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0.0, 0.0, 1.0}, at::kDouble)
             .view({4, 3});
-    return at::kron(half, half);
+    const at::Tensor both = at::kron(half, half);
+    return std::array<at::Tensor, 2>{both.to(at::kFloat), both};
   }();
-  return g.to(options);
+  return g[type == at::kDouble ? 1 : 0];
 }
 }  // namespace
 
@@ -351,8 +353,9 @@ at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   if (!applies(x, weight)) return at::conv2d(x, weight, bias, 1, 1);
   const int64_t out = weight.size(0), in = weight.size(1);
   // U [16, out, in] = kron(G, G) applied to each 3 x 3 kernel; m [16, P, out] = v U^T.
-  const at::Tensor u = at::mm(kernelTransform(weight.options()), weight.reshape({out * in, 9}).t())
-                           .view({16, out, in});
+  const at::Tensor u =
+      at::mm(kernelTransform(weight.scalar_type()), weight.reshape({out * in, 9}).t())
+          .view({16, out, in});
   const at::Tensor m = at::bmm(Input::apply(x), u.transpose(1, 2));
   const std::vector<int64_t> shape{x.size(0), out, x.size(2), x.size(3)};
   at::Tensor y = Output::apply(m, shape, isChannelsLast(x));

@@ -139,10 +139,10 @@ void PixelRnn::build(ModelContext& context, const DataShape& data) {
   channels_ = data.channels;
   height_ = data.height;
   width_ = data.width;
-  net_ = PixelNet(spec.text("model.variant"), spec.integer("model.layers"), hidden, outHidden,
+  const std::string variant = spec.text("model.variant");
+  net_ = PixelNet(variant, spec.integer("model.layers"), hidden, outHidden,
                   spec.integer("model.row_kernel"), data.channels, output == "binary" ? 1 : 256);
   const std::string layout = spec.text("model.channels_last");
-  const std::string variant = spec.text("model.variant");
   if (layout == "true" ||
       (layout == "auto" && device_.is_cpu() && (variant == "pixelcnn" || variant == "row_lstm"))) {
     net_->useChannelsLast();
