@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <vector>
 
 #include "framework/base/ParallelFor.h"
@@ -11,33 +12,115 @@
 namespace gentrain::models::winograd {
 
 // Note [Winograd convolution]
-// A 3 x 3 convolution (stride 1, padding 1) cut into 2 x 2 output tiles: each tile is
-// A^T [(G g G^T) . (B^T d B)] A for the 4 x 4 input patch d around it and the kernel g, with
-//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
-//   A^T = [1 1 1 0; 0 1 -1 -1]
-// (Lavin and Gray 2016, F(2 x 2, 3 x 3)). Summed over input features, the 16 element-wise
-// products become 16 matrix products [tiles, in] x [in, out]: 16 multiply-adds per tile and
-// feature pair where the direct convolution does 36. The products are OpenBLAS's; the
-// transforms are adds and subtracts over whole feature vectors, so they run channels-last:
-// v [16, P, in] and m [16, P, out], P = N x tilesHigh x tilesWide, from and to maps laid out
-// [N, H, W, C] (an NCHW map is reordered once each way). Each transform and its adjoint (the
-// gradient's map) are autograd functions whose gradients are each other, the products at::bmm,
-// the kernel's transform an at::mm: LibTorch differentiates the whole to any order (the
-// critic's gradient penalty), and every gradient is again 16 products.
-// `gentrain bench winograd` times it against LibTorch's convolution (oneDNN) on our maps.
+// A 3 x 3 convolution (stride 1, padding 1) cut into m x m output tiles: each tile is
+// A^T [(G g G^T) . (B^T d B)] A for the (m + 2) x (m + 2) input patch d around it and the
+// kernel g (Lavin and Gray 2016; the matrices are F2's and F4's below). Summed over input
+// features, the alpha^2 = (m + 2)^2 element-wise products become alpha^2 matrix products
+// [tiles, in] x [in, out]: F(2 x 2, 3 x 3) does 16 multiply-adds per 2 x 2 tile and feature
+// pair, F(4 x 4, 3 x 3) 36 per 4 x 4 tile, where the direct convolution does 36 per pixel (9x
+// and 2.25x fewer than direct per output: 4 and 2.25 per pixel). The products are OpenBLAS's;
+// the transforms are adds and subtracts (and small integer multiples) over whole feature
+// vectors, so they run channels-last: v [alpha^2, P, in] and m [alpha^2, P, out], P = N x
+// tilesHigh x tilesWide, from and to maps laid out [N, H, W, C] (an NCHW map is reordered once
+// each way). Each transform and its adjoint (the gradient's map) are autograd functions whose
+// gradients are each other, the products at::bmm, the kernel's transform an at::mm: LibTorch
+// differentiates the whole to any order (the critic's gradient penalty), and every gradient is
+// again alpha^2 products.
+// The larger tile wins twice: fewer multiplies, and 36 / 16 transformed values per output
+// pixel against 16 / 4, so the transforms move half the memory; at 64 features (Progressive
+// GAN's 16 x 16 layers) only F(4 x 4, 3 x 3) beats oneDNN (`gentrain bench winograd`: forward
+// and gradients 20.4 vs 30.3 ms at [32, 64, 16, 16], where F(2 x 2, 3 x 3) took 26.9). Its
+// float rounding is larger (the transforms scale by up to 8 and 1 / 24) but well inside the
+// tests' 2e-4 of LibTorch's. tileFor takes it wherever a map holds a whole 4 x 4 tile.
+// `gentrain bench winograd` times both schemes against LibTorch's convolution (oneDNN) on our
+// maps.
 
 namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The two schemes' matrices (Lavin and Gray 2016, section 4.1 and 4.2): F(m x m, 3 x 3) reads
+// (m + 2) x (m + 2) input patches, alpha = m + 2 points per axis.
+struct F2 {
+  static constexpr int kM = 2, kAlpha = 4;
+  static constexpr double kBt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double kG[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+  static constexpr double kAt[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+struct F4 {
+  static constexpr int kM = 4, kAlpha = 6;
+  static constexpr double kBt[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
+                                       {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
+                                       {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double kG[6][3] = {{1. / 4, 0, 0},
+                                      {-1. / 6, -1. / 6, -1. / 6},
+                                      {-1. / 6, 1. / 6, -1. / 6},
+                                      {1. / 24, 1. / 12, 1. / 6},
+                                      {1. / 24, -1. / 12, 1. / 6},
+                                      {0, 0, 1}};
+  static constexpr double kAt[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+};
+
+/// body(F2{}) or body(F4{}) for an output tile of side 2 or 4.
+template <typename Body>
+void withScheme(int64_t tile, const Body& body) {
+  if (tile == 4) {
+    body(F4{});
+  } else {
+    body(F2{});
+  }
+}
+
+// Each transform's tile body is flattened: every lambda and helper in it inlined, however many
+// (the early inliner stops short of F(4 x 4, 3 x 3)'s hundreds), so the coefficients are
+// constants and its k loop vectorises.
+#if defined(__GNUC__)
+#define GENTRAIN_FLATTEN __attribute__((flatten))
+#else
+#define GENTRAIN_FLATTEN
+#endif
+
+/// body(std::integral_constant<int, i>{}) for i = 0 .. N - 1, unrolled by the language: the
+/// transforms index the schemes' constant matrices with these, so each coefficient is known
+/// where it is used.
+template <typename Body, int... I>
+inline void staticForEach(const Body& body, std::integer_sequence<int, I...> /*indices*/) {
+  (body(std::integral_constant<int, I>{}), ...);
+}
+template <int N, typename Body>
+inline void staticFor(const Body& body) {
+  staticForEach(body, std::make_integer_sequence<int, N>{});
+}
+
+/// sum over j < N of coefficient(j) * value(j). The coefficients are the schemes' constants
+/// indexed by compile-time j: the compiler keeps only the nonzero terms, a 1 or -1 as an add or
+/// subtract, and the k loops around the transforms vectorise.
+template <typename T, int N, typename Coefficient, typename Value>
+inline T combine(const Coefficient& coefficient, const Value& value) {
+  T sum{};
+  bool any = false;
+  staticFor<N>([&](auto j) {
+    const double c = coefficient(j);
+    if (c == 0) return;
+    const T term = c == 1 ? value(j) : c == -1 ? -value(j) : T(c) * value(j);
+    sum = any ? sum + term : term;
+    any = true;
+  });
+  return sum;
+}
+
 struct Tiles {
   int64_t n, c, h, w;  // the map's batch, features (in or out), height, width
-  int64_t high() const { return (h + 1) / 2; }
-  int64_t wide() const { return (w + 1) / 2; }
+  int64_t m;           // the output tile's side
+  int64_t high() const { return (h + m - 1) / m; }
+  int64_t wide() const { return (w + m - 1) / m; }
   int64_t count() const { return n * high() * wide(); }
 };
 
-Tiles tilesOf(at::IntArrayRef shape) { return {shape[0], shape[1], shape[2], shape[3]}; }
+Tiles tilesOf(at::IntArrayRef shape, int64_t tile) {
+  return {shape[0], shape[1], shape[2], shape[3], tile};
+}
 
 /// Runs body(n, ty, tx, p, spill) for every tile, images split among threads (tiles of one
 /// image overlap in the input, so an adjoint that adds into it keeps each image to one thread).
@@ -67,138 +150,149 @@ P* pixel(P* map, const Tiles& t, int64_t n, int64_t row, int64_t column, P* outs
   return inside ? map + ((n * t.h + row) * t.w + column) * t.c : outside;
 }
 
-/// x [N, H, W, C] -> v [16, P, C]: v[4i + j] = (B^T d B)[i][j] over each tile's 4 x 4 patch of
-/// the map zero-padded by one (by two past an odd edge).
-template <typename T>
+/// The pixels of tile (ty, tx)'s alpha x alpha input patch, row-major: the map zero-padded by
+/// one, and past the far edges as far as the last tile reads (`outside` there).
+template <typename S, typename P>
+void patch(P* map, const Tiles& t, int64_t n, int64_t ty, int64_t tx, P* outside,
+           P* (&d)[S::kAlpha * S::kAlpha]) {
+  for (int64_t r = 0; r < S::kAlpha; ++r) {
+    for (int64_t s = 0; s < S::kAlpha; ++s) {
+      d[S::kAlpha * r + s] = pixel(map, t, n, S::kM * ty + r - 1, S::kM * tx + s - 1, outside);
+    }
+  }
+}
+
+/// x [N, H, W, C] -> v [alpha^2, P, C]: v[alpha i + j] = (B^T d B)[i][j] over each tile's
+/// patch d.
+template <typename S, typename T>
 void transformInput(const T* x, T* v, const Tiles& t) {
-  const int64_t count = t.count(), c = t.c;
-  const std::vector<T> zeros(c, T(0));
-  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* /*spill*/) {
-    const T* d[16];
-    for (int64_t r = 0; r < 4; ++r) {
-      for (int64_t s = 0; s < 4; ++s) {
-        d[4 * r + s] = pixel(x, t, n, 2 * ty + r - 1, 2 * tx + s - 1, zeros.data());
-      }
-    }
-    T* out = v + p * c;
-    const int64_t plane = count * c;
+  constexpr int A = S::kAlpha;
+  const int64_t count = t.count();
+  const std::vector<T> zeros(t.c, T(0));
+  forEachTile<T>(t,
+                 [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* /*spill*/) GENTRAIN_FLATTEN {
+                   const T* d[A * A];
+                   patch<S>(x, t, n, ty, tx, zeros.data(), d);
+                   T* out = v + p * t.c;
+                   const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
-    for (int64_t k = 0; k < c; ++k) {
-      T e[16];
-      for (int s = 0; s < 4; ++s) {  // B^T down each column
-        e[s] = d[s][k] - d[8 + s][k];
-        e[4 + s] = d[4 + s][k] + d[8 + s][k];
-        e[8 + s] = d[8 + s][k] - d[4 + s][k];
-        e[12 + s] = d[4 + s][k] - d[12 + s][k];
-      }
-      for (int i = 0; i < 4; ++i) {  // then B along each row
-        out[(4 * i + 0) * plane + k] = e[4 * i] - e[4 * i + 2];
-        out[(4 * i + 1) * plane + k] = e[4 * i + 1] + e[4 * i + 2];
-        out[(4 * i + 2) * plane + k] = e[4 * i + 2] - e[4 * i + 1];
-        out[(4 * i + 3) * plane + k] = e[4 * i + 1] - e[4 * i + 3];
-      }
-    }
-  });
+                   for (int64_t k = 0; k < c; ++k) {
+                     T e[A][A];  // B^T down each column
+                     staticFor<A>([&](auto i) {
+                       staticFor<A>([&](auto s) {
+                         e[i][s] = combine<T, A>([&](auto r) { return S::kBt[i][r]; },
+                                                 [&](auto r) { return d[A * r + s][k]; });
+                       });
+                     });
+                     staticFor<A>([&](auto i) {  // then B along each row
+                       staticFor<A>([&](auto j) {
+                         out[(A * i + j) * plane + k] = combine<T, A>(
+                             [&](auto s) { return S::kBt[j][s]; }, [&](auto s) { return e[i][s]; });
+                       });
+                     });
+                   }
+                 });
 }
 
-/// The adjoint of transformInput: v [16, P, C] -> x [N, H, W, C] (x zeroed first), each tile's
-/// B g B^T added into the pixels its patch read.
-template <typename T>
+/// The adjoint of transformInput: v [alpha^2, P, C] -> x [N, H, W, C] (x zeroed first), each
+/// tile's B g B^T added into the pixels its patch read.
+template <typename S, typename T>
 void transformInputAdjoint(const T* v, T* x, const Tiles& t) {
-  const int64_t count = t.count(), c = t.c;
-  std::fill(x, x + t.n * t.h * t.w * c, T(0));
-  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) {
-    T* d[16];  // the padding's share goes to `spill`
-    for (int64_t r = 0; r < 4; ++r) {
-      for (int64_t s = 0; s < 4; ++s) {
-        d[4 * r + s] = pixel(x, t, n, 2 * ty + r - 1, 2 * tx + s - 1, spill);
-      }
-    }
-    const T* in = v + p * c;
-    const int64_t plane = count * c;
+  constexpr int A = S::kAlpha;
+  const int64_t count = t.count();
+  std::fill(x, x + t.n * t.h * t.w * t.c, T(0));
+  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) GENTRAIN_FLATTEN {
+    T* d[A * A];  // the padding's share goes to `spill`
+    patch<S>(x, t, n, ty, tx, spill, d);
+    const T* in = v + p * t.c;
+    const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
     for (int64_t k = 0; k < c; ++k) {
-      T e[16];
-      for (int i = 0; i < 4; ++i) {  // B along each row, adjoint
-        const T g0 = in[(4 * i + 0) * plane + k], g1 = in[(4 * i + 1) * plane + k];
-        const T g2 = in[(4 * i + 2) * plane + k], g3 = in[(4 * i + 3) * plane + k];
-        e[4 * i] = g0;
-        e[4 * i + 1] = g1 - g2 + g3;
-        e[4 * i + 2] = g1 + g2 - g0;
-        e[4 * i + 3] = -g3;
-      }
-      for (int s = 0; s < 4; ++s) {  // B^T down each column, adjoint
-        d[s][k] += e[s];
-        d[4 + s][k] += e[4 + s] - e[8 + s] + e[12 + s];
-        d[8 + s][k] += e[4 + s] + e[8 + s] - e[s];
-        d[12 + s][k] -= e[12 + s];
-      }
+      T e[A][A];  // B along each row, adjoint: e[i][s] = sum over j of g[i][j] B^T[j][s]
+      staticFor<A>([&](auto i) {
+        staticFor<A>([&](auto s) {
+          e[i][s] = combine<T, A>([&](auto j) { return S::kBt[j][s]; },
+                                  [&](auto j) { return in[(A * i + j) * plane + k]; });
+        });
+      });
+      staticFor<A>([&](auto r) {  // then B^T down each column, adjoint
+        staticFor<A>([&](auto s) {
+          d[A * r + s][k] +=
+              combine<T, A>([&](auto i) { return S::kBt[i][r]; }, [&](auto i) { return e[i][s]; });
+        });
+      });
     }
   });
 }
 
-/// m [16, P, C] -> y [N, H, W, C]: each tile's A^T m A, a 2 x 2 block (the half past an odd
-/// edge dropped).
-template <typename T>
+/// m [alpha^2, P, C] -> y [N, H, W, C]: each tile's A^T m A, an m x m block (what falls past
+/// the far edges dropped).
+template <typename S, typename T>
 void transformOutput(const T* m, T* y, const Tiles& t) {
-  const int64_t count = t.count(), c = t.c;
-  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) {
-    T* out[4];
-    for (int64_t i = 0; i < 2; ++i) {
-      for (int64_t j = 0; j < 2; ++j) {
-        out[2 * i + j] = pixel(y, t, n, 2 * ty + i, 2 * tx + j, spill);
+  constexpr int A = S::kAlpha, M = S::kM;
+  const int64_t count = t.count();
+  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) GENTRAIN_FLATTEN {
+    T* out[M * M];
+    for (int64_t i = 0; i < M; ++i) {
+      for (int64_t j = 0; j < M; ++j) {
+        out[M * i + j] = pixel(y, t, n, M * ty + i, M * tx + j, spill);
       }
     }
-    const T* in = m + p * c;
-    const int64_t plane = count * c;
+    const T* in = m + p * t.c;
+    const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
     for (int64_t k = 0; k < c; ++k) {
-      T s[4], d[4];
-      for (int j = 0; j < 4; ++j) {  // A^T down each column
-        const T m0 = in[j * plane + k], m1 = in[(4 + j) * plane + k];
-        const T m2 = in[(8 + j) * plane + k], m3 = in[(12 + j) * plane + k];
-        s[j] = m0 + m1 + m2;
-        d[j] = m1 - m2 - m3;
-      }
-      out[0][k] = s[0] + s[1] + s[2];  // then A along each row
-      out[1][k] = s[1] - s[2] - s[3];
-      out[2][k] = d[0] + d[1] + d[2];
-      out[3][k] = d[1] - d[2] - d[3];
+      T s[M][A];  // A^T down each column
+      staticFor<M>([&](auto i) {
+        staticFor<A>([&](auto b) {
+          s[i][b] = combine<T, A>([&](auto a) { return S::kAt[i][a]; },
+                                  [&](auto a) { return in[(A * a + b) * plane + k]; });
+        });
+      });
+      staticFor<M>([&](auto i) {  // then A along each row
+        staticFor<M>([&](auto j) {
+          out[M * i + j][k] =
+              combine<T, A>([&](auto b) { return S::kAt[j][b]; }, [&](auto b) { return s[i][b]; });
+        });
+      });
     }
   });
 }
 
-/// The adjoint of transformOutput: y [N, H, W, C] -> m [16, P, C], m[4i + j] = (A g A^T)[i][j]
-/// of each tile's 2 x 2 block g (zero past an odd edge).
-template <typename T>
+/// The adjoint of transformOutput: y [N, H, W, C] -> m [alpha^2, P, C], m[alpha a + b] =
+/// (A g A^T)[a][b] of each tile's m x m block g (zero past the far edges).
+template <typename S, typename T>
 void transformOutputAdjoint(const T* y, T* m, const Tiles& t) {
-  const int64_t count = t.count(), c = t.c;
-  const std::vector<T> zeros(c, T(0));
-  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* /*spill*/) {
-    const T* g[4];
-    for (int64_t i = 0; i < 2; ++i) {
-      for (int64_t j = 0; j < 2; ++j) {
-        g[2 * i + j] = pixel(y, t, n, 2 * ty + i, 2 * tx + j, zeros.data());
-      }
-    }
-    T* out = m + p * c;
-    const int64_t plane = count * c;
+  constexpr int A = S::kAlpha, M = S::kM;
+  const int64_t count = t.count();
+  const std::vector<T> zeros(t.c, T(0));
+  forEachTile<T>(t,
+                 [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* /*spill*/) GENTRAIN_FLATTEN {
+                   const T* g[M * M];
+                   for (int64_t i = 0; i < M; ++i) {
+                     for (int64_t j = 0; j < M; ++j) {
+                       g[M * i + j] = pixel(y, t, n, M * ty + i, M * tx + j, zeros.data());
+                     }
+                   }
+                   T* out = m + p * t.c;
+                   const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
-    for (int64_t k = 0; k < c; ++k) {
-      // A along the rows: row i of the tile takes (1, 0), (1, 1), (1, -1), (0, -1) of the
-      // block's two rows; the same down the columns.
-      const T r[4][2] = {{g[0][k], g[1][k]},
-                         {g[0][k] + g[2][k], g[1][k] + g[3][k]},
-                         {g[0][k] - g[2][k], g[1][k] - g[3][k]},
-                         {-g[2][k], -g[3][k]}};
-      for (int i = 0; i < 4; ++i) {
-        out[(4 * i + 0) * plane + k] = r[i][0];
-        out[(4 * i + 1) * plane + k] = r[i][0] + r[i][1];
-        out[(4 * i + 2) * plane + k] = r[i][0] - r[i][1];
-        out[(4 * i + 3) * plane + k] = -r[i][1];
-      }
-    }
-  });
+                   for (int64_t k = 0; k < c; ++k) {
+                     T r[A][M];  // A down the columns: r[a][j] = sum over i of A^T[i][a] g[i][j]
+                     staticFor<A>([&](auto a) {
+                       staticFor<M>([&](auto j) {
+                         r[a][j] = combine<T, M>([&](auto i) { return S::kAt[i][a]; },
+                                                 [&](auto i) { return g[M * i + j][k]; });
+                       });
+                     });
+                     staticFor<A>([&](auto a) {  // then along the rows
+                       staticFor<A>([&](auto b) {
+                         out[(A * a + b) * plane + k] = combine<T, M>(
+                             [&](auto j) { return S::kAt[j][b]; }, [&](auto j) { return r[a][j]; });
+                       });
+                     });
+                   }
+                 });
 }
 
 /// A map's [N, H, W, C] memory: itself where it is laid out so, else a channels-last copy.
@@ -219,52 +313,64 @@ bool isChannelsLast(const at::Tensor& x) {
   return x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
 }
 
-/// A map [N, C, H, W] -> its tiles [16, P, C], by `transform` (a generic lambda over the
-/// scalar type: transformInput or transformOutputAdjoint).
+/// A map [N, C, H, W] -> its tiles [alpha^2, P, C] for output tiles of side `tile`, by
+/// `transform` (a generic lambda over the scheme and the scalar type: transformInput or
+/// transformOutputAdjoint).
 template <typename Transform>
-at::Tensor mapToTiles(const at::Tensor& map, const Transform& transform) {
+at::Tensor mapToTiles(const at::Tensor& map, int64_t tile, const Transform& transform) {
   const at::Tensor in = channelsLast(map);
-  const Tiles t = tilesOf(in.sizes());
-  at::Tensor tiles = at::empty({16, t.count(), t.c}, in.options());
-  AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "winograd map to tiles", [&] {
-    transform(in.data_ptr<scalar_t>(), tiles.data_ptr<scalar_t>(), t);
+  const Tiles t = tilesOf(in.sizes(), tile);
+  at::Tensor tiles = at::empty({(tile + 2) * (tile + 2), t.count(), t.c}, in.options());
+  withScheme(tile, [&](auto scheme) {
+    AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "winograd map to tiles", [&] {
+      transform(scheme, in.data_ptr<scalar_t>(), tiles.data_ptr<scalar_t>(), t);
+    });
   });
   return tiles;
 }
 
-/// Tiles [16, P, C] -> a map of `shape`, by `transform` (transformInputAdjoint or
+/// Tiles [alpha^2, P, C] -> a map of `shape`, by `transform` (transformInputAdjoint or
 /// transformOutput), laid out NCHW unless `asChannelsLast`.
 template <typename Transform>
 at::Tensor tilesToMap(const at::Tensor& tiles, at::IntArrayRef shape, bool asChannelsLast,
-                      const Transform& transform) {
+                      int64_t tile, const Transform& transform) {
   const at::Tensor in = tiles.contiguous();
-  const Tiles t = tilesOf(shape);
+  const Tiles t = tilesOf(shape, tile);
   at::Tensor map = emptyChannelsLast(shape, in.options());
-  AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "winograd tiles to map", [&] {
-    transform(in.data_ptr<scalar_t>(), map.data_ptr<scalar_t>(), t);
+  withScheme(tile, [&](auto scheme) {
+    AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "winograd tiles to map", [&] {
+      transform(scheme, in.data_ptr<scalar_t>(), map.data_ptr<scalar_t>(), t);
+    });
   });
   return layoutAs(map, asChannelsLast);
 }
 
-at::Tensor runInput(const at::Tensor& x) {
-  return mapToTiles(x,
-                    [](const auto* in, auto* out, const Tiles& t) { transformInput(in, out, t); });
-}
-
-at::Tensor runInputAdjoint(const at::Tensor& v, at::IntArrayRef shape, bool asChannelsLast) {
-  return tilesToMap(v, shape, asChannelsLast, [](const auto* in, auto* out, const Tiles& t) {
-    transformInputAdjoint(in, out, t);
+at::Tensor runInput(const at::Tensor& x, int64_t tile) {
+  return mapToTiles(x, tile, [](auto scheme, const auto* in, auto* out, const Tiles& t) {
+    transformInput<decltype(scheme)>(in, out, t);
   });
 }
 
-at::Tensor runOutput(const at::Tensor& m, at::IntArrayRef shape, bool asChannelsLast) {
-  return tilesToMap(m, shape, asChannelsLast,
-                    [](const auto* in, auto* out, const Tiles& t) { transformOutput(in, out, t); });
+at::Tensor runInputAdjoint(const at::Tensor& v, at::IntArrayRef shape, bool asChannelsLast,
+                           int64_t tile) {
+  return tilesToMap(v, shape, asChannelsLast, tile,
+                    [](auto scheme, const auto* in, auto* out, const Tiles& t) {
+                      transformInputAdjoint<decltype(scheme)>(in, out, t);
+                    });
 }
 
-at::Tensor runOutputAdjoint(const at::Tensor& y) {
-  return mapToTiles(
-      y, [](const auto* in, auto* out, const Tiles& t) { transformOutputAdjoint(in, out, t); });
+at::Tensor runOutput(const at::Tensor& m, at::IntArrayRef shape, bool asChannelsLast,
+                     int64_t tile) {
+  return tilesToMap(m, shape, asChannelsLast, tile,
+                    [](auto scheme, const auto* in, auto* out, const Tiles& t) {
+                      transformOutput<decltype(scheme)>(in, out, t);
+                    });
+}
+
+at::Tensor runOutputAdjoint(const at::Tensor& y, int64_t tile) {
+  return mapToTiles(y, tile, [](auto scheme, const auto* in, auto* out, const Tiles& t) {
+    transformOutputAdjoint<decltype(scheme)>(in, out, t);
+  });
 }
 
 std::vector<int64_t> shapeOf(AutogradContext* ctx) {
@@ -273,64 +379,72 @@ std::vector<int64_t> shapeOf(AutogradContext* ctx) {
 
 bool layoutOf(AutogradContext* ctx) { return ctx->saved_data["channels_last"].toBool(); }
 
-void keep(AutogradContext* ctx, const at::Tensor& map) {
+int64_t tileOf(AutogradContext* ctx) { return ctx->saved_data["tile"].toInt(); }
+
+void keep(AutogradContext* ctx, const at::Tensor& map, int64_t tile) {
   ctx->saved_data["shape"] = map.sizes().vec();
   ctx->saved_data["channels_last"] = isChannelsLast(map);
+  ctx->saved_data["tile"] = tile;
 }
 
 // x -> v, and its gradient v -> x (as x was laid out).
 struct Input : torch::autograd::Function<Input> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
-    keep(ctx, x);
-    return runInput(x);
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t tile) {
+    keep(ctx, x, tile);
+    return runInput(x, tile);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads);
 };
 
 struct InputAdjoint : torch::autograd::Function<InputAdjoint> {
-  static at::Tensor forward(AutogradContext* /*ctx*/, const at::Tensor& v, at::IntArrayRef shape,
-                            bool asChannelsLast) {
-    return runInputAdjoint(v, shape, asChannelsLast);
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& v, at::IntArrayRef shape,
+                            bool asChannelsLast, int64_t tile) {
+    ctx->saved_data["tile"] = tile;
+    return runInputAdjoint(v, shape, asChannelsLast, tile);
   }
-  static variable_list backward(AutogradContext* /*ctx*/, variable_list grads) {
-    return {Input::apply(grads[0]), at::Tensor(), at::Tensor()};
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {Input::apply(grads[0], tileOf(ctx)), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 variable_list Input::backward(AutogradContext* ctx, variable_list grads) {
-  return {InputAdjoint::apply(grads[0], shapeOf(ctx), layoutOf(ctx))};
+  return {InputAdjoint::apply(grads[0], shapeOf(ctx), layoutOf(ctx), tileOf(ctx)), at::Tensor()};
 }
 
 // m -> y, and its gradient y -> m.
 struct Output : torch::autograd::Function<Output> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& m, at::IntArrayRef shape,
-                            bool asChannelsLast) {
-    return runOutput(m, shape, asChannelsLast);
+                            bool asChannelsLast, int64_t tile) {
+    ctx->saved_data["tile"] = tile;
+    return runOutput(m, shape, asChannelsLast, tile);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads);
 };
 
 struct OutputAdjoint : torch::autograd::Function<OutputAdjoint> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y) {
-    keep(ctx, y);
-    return runOutputAdjoint(y);
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, int64_t tile) {
+    keep(ctx, y, tile);
+    return runOutputAdjoint(y, tile);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {Output::apply(grads[0], shapeOf(ctx), layoutOf(ctx))};
+    return {Output::apply(grads[0], shapeOf(ctx), layoutOf(ctx), tileOf(ctx)), at::Tensor()};
   }
 };
 
-variable_list Output::backward(AutogradContext* /*ctx*/, variable_list grads) {
-  return {OutputAdjoint::apply(grads[0]), at::Tensor(), at::Tensor()};
+variable_list Output::backward(AutogradContext* ctx, variable_list grads) {
+  return {OutputAdjoint::apply(grads[0], tileOf(ctx)), at::Tensor(), at::Tensor(), at::Tensor()};
 }
 
-/// kron(G, G): [16, 9], row 4i + j, column 3a + b = G[i][a] G[j][b]; made once per type.
+/// kron(G, G): [alpha^2, 9], row alpha i + j, column 3a + b = G[i][a] G[j][b]; made once per
+/// scheme and type.
+template <typename S>
 at::Tensor kernelTransform(at::ScalarType type) {
   static const std::array<at::Tensor, 2> g = [] {
-    const at::Tensor half =
-        at::tensor({1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0.0, 0.0, 1.0}, at::kDouble)
-            .view({4, 3});
-    const at::Tensor both = at::kron(half, half);
+    const at::Tensor one = at::empty({S::kAlpha, 3}, at::kDouble);
+    for (int i = 0; i < S::kAlpha; ++i) {
+      for (int a = 0; a < 3; ++a) one[i][a] = S::kG[i][a];
+    }
+    const at::Tensor both = at::kron(one, one);
     return std::array<at::Tensor, 2>{both.to(at::kFloat), both};
   }();
   return g[type == at::kDouble ? 1 : 0];
@@ -349,16 +463,22 @@ bool applies(const at::Tensor& x, const at::Tensor& weight) {
          (x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast));
 }
 
-at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+int64_t tileFor(const at::Tensor& x) { return x.size(2) >= 4 && x.size(3) >= 4 ? 4 : 2; }
+
+at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                   int64_t tile) {
   if (!applies(x, weight)) return at::conv2d(x, weight, bias, 1, 1);
-  const int64_t out = weight.size(0), in = weight.size(1);
-  // U [16, out, in] = kron(G, G) applied to each 3 x 3 kernel; m [16, P, out] = v U^T.
-  const at::Tensor u =
-      at::mm(kernelTransform(weight.scalar_type()), weight.reshape({out * in, 9}).t())
-          .view({16, out, in});
-  const at::Tensor m = at::bmm(Input::apply(x), u.transpose(1, 2));
+  if (tile != 2 && tile != 4) tile = tileFor(x);
+  const int64_t out = weight.size(0), in = weight.size(1), points = (tile + 2) * (tile + 2);
+  // U [alpha^2, out, in] = kron(G, G) applied to each 3 x 3 kernel; m [alpha^2, P, out] = v U^T.
+  at::Tensor transform;
+  withScheme(tile, [&](auto scheme) {
+    transform = kernelTransform<decltype(scheme)>(weight.scalar_type());
+  });
+  const at::Tensor u = at::mm(transform, weight.reshape({out * in, 9}).t()).view({points, out, in});
+  const at::Tensor m = at::bmm(Input::apply(x, tile), u.transpose(1, 2));
   const std::vector<int64_t> shape{x.size(0), out, x.size(2), x.size(3)};
-  at::Tensor y = Output::apply(m, shape, isChannelsLast(x));
+  at::Tensor y = Output::apply(m, shape, isChannelsLast(x), tile);
   if (bias.defined()) y = y + bias.view({1, out, 1, 1});
   return y;
 }

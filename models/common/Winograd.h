@@ -1,9 +1,9 @@
 #pragma once
-/// @file 3 x 3 convolutions by Winograd's minimal filtering F(2 x 2, 3 x 3) (Lavin and Gray,
-/// "Fast Algorithms for Convolutional Neural Networks", 2016) on the CPU: 16 multiplies per
-/// 2 x 2 output tile and channel pair instead of 36, done as 16 matrix products (Note
-/// [Winograd convolution]). Differentiable to any order: every piece's gradient is again one of
-/// the pieces, so a gradient penalty through it stays cheap.
+/// @file 3 x 3 convolutions by Winograd's minimal filtering F(4 x 4, 3 x 3) and F(2 x 2, 3 x 3)
+/// (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) on the CPU: 36
+/// multiplies per 4 x 4 output tile and channel pair (16 per 2 x 2 tile) instead of 144 (36),
+/// done as 36 (16) matrix products (Note [Winograd convolution]). Differentiable to any order:
+/// every piece's gradient is again one of the pieces, so a gradient penalty through it stays cheap.
 
 #include <ATen/core/Tensor.h>
 
@@ -12,12 +12,18 @@ namespace gentrain::models::winograd {
 /// Whether conv3x3 takes the Winograd path for this input and weight: a float or double CPU
 /// tensor laid out NCHW or channels-last (the output follows), a [out, in, 3, 3] kernel, and at
 /// least `kMinFeatures` input and output features (with fewer, the products are too thin to win
-/// back the transforms).
+/// back the transforms: at 32 features F(4 x 4, 3 x 3) only ties oneDNN with the gradients, and
+/// takes twice its time forward).
 bool applies(const at::Tensor& x, const at::Tensor& weight);
-constexpr int64_t kMinFeatures = 128;
+constexpr int64_t kMinFeatures = 64;
 
 /// at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/1), to float rounding, for inputs
 /// `applies` accepts (anything else goes to at::conv2d). `bias` may be undefined.
-at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+/// `tile` picks the scheme: 2 for F(2 x 2, 3 x 3), 4 for F(4 x 4, 3 x 3), 0 for tileFor's.
+at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                   int64_t tile = 0);
+
+/// The output tile side conv3x3 takes by default for input x.
+int64_t tileFor(const at::Tensor& x);
 
 }  // namespace gentrain::models::winograd

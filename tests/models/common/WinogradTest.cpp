@@ -24,52 +24,64 @@ struct Case {
 
 // Note [Winograd convolution]: the values of LibTorch's convolution, and its gradients to the
 // second order (a penalty on the input gradient, differentiated again), on even and odd maps,
-// down to 1 x 1 and 1 x 2.
+// down to 1 x 1 and 1 x 2, by either scheme.
 TEST(Winograd, IsTheConvolutionToTheSecondOrder) {
-  const std::vector<Case> cases{
-      {{2, 128, 8, 8}, 128}, {{3, 128, 5, 7}, 136}, {{2, 144, 1, 2}, 128}, {{1, 128, 1, 1}, 128}};
-  for (const auto dtype : {at::kDouble, at::kFloat}) {
-    for (const auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
-      for (const Case& c : cases) {
-        torch::manual_seed(3);
-        const at::Tensor x = torch::randn(c.input, dtype).contiguous(format).requires_grad_(true);
-        const at::Tensor w =
-            (torch::randn({c.out, c.input[1], 3, 3}, dtype) / 24).requires_grad_(true);
-        const at::Tensor b = torch::randn({c.out}, dtype).requires_grad_(true);
-        ASSERT_TRUE(winograd::applies(x, w));
-        const std::string where =
-            std::string(dtype == at::kDouble ? "double" : "float") +
-            (format == at::MemoryFormat::ChannelsLast ? " channels-last " : " ") +
-            std::to_string(c.input[2]) + " x " + std::to_string(c.input[3]);
-        const double tolerance = dtype == at::kDouble ? 1e-10 : 2e-4;
+  const std::vector<Case> cases{{{2, 128, 8, 8}, 128}, {{3, 128, 5, 7}, 136},
+                                {{2, 64, 6, 9}, 64},   {{2, 144, 1, 2}, 128},
+                                {{1, 128, 1, 1}, 128}, {{2, 64, 12, 12}, 72}};
+  for (const int64_t tile : {2, 4}) {
+    for (const auto dtype : {at::kDouble, at::kFloat}) {
+      for (const auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+        for (const Case& c : cases) {
+          torch::manual_seed(3);
+          const at::Tensor x = torch::randn(c.input, dtype).contiguous(format).requires_grad_(true);
+          const at::Tensor w =
+              (torch::randn({c.out, c.input[1], 3, 3}, dtype) / 24).requires_grad_(true);
+          const at::Tensor b = torch::randn({c.out}, dtype).requires_grad_(true);
+          ASSERT_TRUE(winograd::applies(x, w));
+          const std::string where =
+              "F(" + std::to_string(tile) + ", 3) " +
+              std::string(dtype == at::kDouble ? "double" : "float") +
+              (format == at::MemoryFormat::ChannelsLast ? " channels-last " : " ") +
+              std::to_string(c.input[2]) + " x " + std::to_string(c.input[3]);
+          const double tolerance = dtype == at::kDouble ? 1e-10 : 2e-4;
 
-        const at::Tensor y = winograd::conv3x3(x, w, b);
-        const at::Tensor reference = at::conv2d(x, w, b, 1, 1);
-        ASSERT_EQ(y.sizes(), reference.sizes()) << where;
-        EXPECT_TRUE(y.is_contiguous(format)) << where;
-        EXPECT_LT(largest(y - reference), tolerance * largest(reference)) << where;
+          const at::Tensor y = winograd::conv3x3(x, w, b, tile);
+          const at::Tensor reference = at::conv2d(x, w, b, 1, 1);
+          ASSERT_EQ(y.sizes(), reference.sizes()) << where;
+          EXPECT_TRUE(y.is_contiguous(format)) << where;
+          EXPECT_LT(largest(y - reference), tolerance * largest(reference)) << where;
 
-        const at::Tensor probe = torch::randn_like(reference);
-        const auto first = gradients((y * probe).sum(), {x, w, b});
-        const auto firstReference = gradients((reference * probe).sum(), {x, w, b});
-        for (std::size_t k = 0; k < first.size(); ++k) {
-          EXPECT_LT(largest(first[k] - firstReference[k]), tolerance * largest(firstReference[k]))
-              << where << ", gradient " << k;
+          const at::Tensor probe = torch::randn_like(reference);
+          const auto first = gradients((y * probe).sum(), {x, w, b});
+          const auto firstReference = gradients((reference * probe).sum(), {x, w, b});
+          for (std::size_t k = 0; k < first.size(); ++k) {
+            EXPECT_LT(largest(first[k] - firstReference[k]), tolerance * largest(firstReference[k]))
+                << where << ", gradient " << k;
+          }
+          const at::Tensor gx = gradients(y.square().sum(), {x})[0];
+          const at::Tensor gxReference = gradients(reference.square().sum(), {x})[0];
+          EXPECT_LT(largest(gx - gxReference), tolerance * largest(gxReference)) << where;
+          const auto second = gradients(gx.square().sum(), {x, w, b});
+          const auto secondReference = gradients(gxReference.square().sum(), {x, w, b});
+          for (std::size_t k = 0; k < second.size(); ++k) {
+            EXPECT_LT(largest(second[k] - secondReference[k]),
+                      tolerance * 10 * largest(secondReference[k]))
+                << where << ", second-order gradient " << k;
+          }
+          EXPECT_TRUE(first[0].is_contiguous(format)) << where;
         }
-        const at::Tensor gx = gradients(y.square().sum(), {x})[0];
-        const at::Tensor gxReference = gradients(reference.square().sum(), {x})[0];
-        EXPECT_LT(largest(gx - gxReference), tolerance * largest(gxReference)) << where;
-        const auto second = gradients(gx.square().sum(), {x, w, b});
-        const auto secondReference = gradients(gxReference.square().sum(), {x, w, b});
-        for (std::size_t k = 0; k < second.size(); ++k) {
-          EXPECT_LT(largest(second[k] - secondReference[k]),
-                    tolerance * 10 * largest(secondReference[k]))
-              << where << ", second-order gradient " << k;
-        }
-        EXPECT_TRUE(first[0].is_contiguous(format)) << where;
       }
     }
   }
+}
+
+// F(4 x 4, 3 x 3) wherever a map holds a whole 4 x 4 tile, F(2 x 2, 3 x 3) on smaller maps.
+TEST(Winograd, TakesTheLargerTileWhereItFits) {
+  EXPECT_EQ(winograd::tileFor(torch::zeros({1, 64, 4, 4})), 4);
+  EXPECT_EQ(winograd::tileFor(torch::zeros({1, 64, 32, 5})), 4);
+  EXPECT_EQ(winograd::tileFor(torch::zeros({1, 64, 3, 8})), 2);
+  EXPECT_EQ(winograd::tileFor(torch::zeros({1, 64, 8, 2})), 2);
 }
 
 TEST(Winograd, LeavesOtherConvolutionsToLibTorch) {
@@ -78,8 +90,10 @@ TEST(Winograd, LeavesOtherConvolutionsToLibTorch) {
   EXPECT_TRUE(winograd::applies(x, w));
   EXPECT_TRUE(winograd::applies(x.contiguous(at::MemoryFormat::ChannelsLast), w));
   EXPECT_FALSE(winograd::applies(x.narrow(3, 0, 4), w));
-  EXPECT_FALSE(winograd::applies(x.narrow(1, 0, 64).contiguous(),
-                                 w.narrow(0, 0, 64).narrow(1, 0, 64).contiguous()));
+  EXPECT_TRUE(winograd::applies(x.narrow(1, 0, 64).contiguous(),
+                                w.narrow(0, 0, 64).narrow(1, 0, 64).contiguous()));
+  EXPECT_FALSE(winograd::applies(x.narrow(1, 0, 32).contiguous(),
+                                 w.narrow(0, 0, 32).narrow(1, 0, 32).contiguous()));
   EXPECT_FALSE(winograd::applies(x, torch::randn({128, 128, 5, 5})));
   EXPECT_FALSE(winograd::applies(x.to(at::kHalf), w.to(at::kHalf)));
   // The critic's convolutions come here through SecondOrder.h, with the same values.
