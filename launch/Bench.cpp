@@ -19,7 +19,9 @@
 #include "framework/train/Trainer.h"
 #include "framework/train/TrainingData.h"
 #include "launch/OpProfile.h"
+#include "models/common/ConvTranspose.h"
 #include "models/common/InstanceNorm.h"
+#include "models/common/SecondOrder.h"
 #include "models/common/Winograd.h"
 
 namespace gentrain {
@@ -279,6 +281,12 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
   const auto conv = [](int k, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
     return k < 2 ? models::winograd::conv3x3(x, w, b, k == 0 ? 2 : 4) : at::conv2d(x, w, b, 1, 1);
   };
+  const auto time = [&](auto body) {  // ms per call, after one untimed call
+    body();
+    const double start = monotonicSeconds();
+    for (int i = 0; i < options.iterations; ++i) body();
+    return (monotonicSeconds() - start) / options.iterations * 1e3;
+  };
   // Progressive GAN's critic and generator at batch 32 (64: the critic's reals and fakes), and
   // StarGAN's residual blocks at batch 16 (128 features as configs/ has them, 256 as the paper).
   for (const auto& shape : std::vector<std::vector<int64_t>>{{32, 128, 4, 4},
@@ -293,12 +301,6 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
     const at::Tensor w = at::randn({shape[1], shape[1], 3, 3}).requires_grad_(true);
     const at::Tensor b = at::zeros({shape[1]}).requires_grad_(true);
     const at::Tensor grad = at::randn(shape);
-    const auto time = [&](auto body) {  // ms per call, after one untimed call
-      body();
-      const double start = monotonicSeconds();
-      for (int i = 0; i < options.iterations; ++i) body();
-      return (monotonicSeconds() - start) / options.iterations * 1e3;
-    };
     double forward[3], both[3], penalty[3];
     for (int k = 0; k < 3; ++k) {
       {
@@ -323,6 +325,60 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
         forward[0], forward[1], forward[2], both[0], both[1], both[2], penalty[0], penalty[1],
         penalty[2],
         models::winograd::applies(x, w) ? "" : " (conv3x3 leaves this shape to LibTorch)");
+    log::info(line);
+  }
+  // Progressive GAN's resampling layers: Winograd with the pooling or upsampling folded in
+  // (Note [resampling Winograd]) against the fused 4 x 4 stride-2 kernels the layers run
+  // otherwise (oneDNN; Note [fused scale]).
+  struct Resampling {
+    std::vector<int64_t> input;
+    int64_t out;
+    bool down;
+  };
+  for (const Resampling& r : std::vector<Resampling>{{{32, 64, 16, 16}, 128, true},
+                                                     {{64, 64, 16, 16}, 128, true},
+                                                     {{32, 128, 8, 8}, 128, true},
+                                                     {{32, 128, 4, 4}, 128, false},
+                                                     {{32, 128, 8, 8}, 64, false}}) {
+    const int64_t in = r.input[1];
+    const at::Tensor x = at::randn(r.input).requires_grad_(true);
+    const at::Tensor w = at::randn({r.out, in, 3, 3}).requires_grad_(true);
+    const at::Tensor fused = at::randn(r.down ? std::vector<int64_t>{r.out, in, 4, 4}
+                                              : std::vector<int64_t>{in, r.out, 4, 4})
+                                 .requires_grad_(true);
+    const at::Tensor b = at::zeros({r.out}).requires_grad_(true);
+    const auto conv = [&](int k) {
+      if (r.down) {
+        return k == 0 ? models::winograd::conv3x3Downscaled(x, w, b)
+                      : models::secondorder::conv2d(x, fused, b, 2, 1);
+      }
+      return k == 0 ? models::winograd::conv3x3Upscaled(x, w, b)
+                    : models::convTranspose2d(x, fused, b, 2, 1);
+    };
+    const at::Tensor grad = at::randn(conv(1).sizes());
+    double forward[2], both[2], penalty[2];
+    for (int k = 0; k < 2; ++k) {
+      {
+        at::NoGradGuard noGrad;
+        forward[k] = time([&] { conv(k); });
+      }
+      both[k] = time([&] { conv(k).backward(grad); });
+      penalty[k] = time([&] {
+        const at::Tensor gx =
+            torch::autograd::grad({(conv(k) * grad).sum()}, {x}, {}, true, true)[0];
+        gx.square().sum().backward();
+      });
+    }
+    char line[500];
+    std::snprintf(line, sizeof(line),
+                  "bench winograd %s [%lld, %lld, %lld, %lld] -> %lld features, %d thread(s), ms "
+                  "for Winograd / the fused 4x4 kernel: forward %.2f / %.2f; with the gradients "
+                  "%.2f / %.2f; a penalty's second order %.2f / %.2f",
+                  r.down ? "downscaled" : "upscaled", static_cast<long long>(r.input[0]),
+                  static_cast<long long>(in), static_cast<long long>(r.input[2]),
+                  static_cast<long long>(r.input[3]), static_cast<long long>(r.out),
+                  options.threads, forward[0], forward[1], both[0], both[1], penalty[0],
+                  penalty[1]);
     log::info(line);
   }
   return 0;

@@ -39,16 +39,22 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The two schemes' matrices (Lavin and Gray 2016, section 4.1 and 4.2): F(m x m, 3 x 3) reads
-// (m + 2) x (m + 2) input patches, alpha = m + 2 points per axis.
+// The schemes. Each reads kPatch x kPatch input patches kStep apart, transforms them to
+// alpha x alpha, and writes kOut x kOut output blocks: kBt is [alpha][kPatch], kG [alpha][3],
+// kAt [kOut][alpha]. F2 and F4 are Lavin and Gray's F(2 x 2, 3 x 3) and F(4 x 4, 3 x 3) (their
+// section 4.1 and 4.2); F4Down and F4Up fold Progressive GAN's resampling into F4 (Note
+// [resampling Winograd]).
 struct F2 {
-  static constexpr int kM = 2, kAlpha = 4;
+  static constexpr int64_t kId = 2;
+  static constexpr int kAlpha = 4, kPatch = 4, kStep = 2, kOut = 2;
   static constexpr double kBt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
   static constexpr double kG[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
   static constexpr double kAt[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+  static constexpr bool kUsed[4] = {true, true, true, true};
 };
 struct F4 {
-  static constexpr int kM = 4, kAlpha = 6;
+  static constexpr int64_t kId = 4;
+  static constexpr int kAlpha = 6, kPatch = 6, kStep = 4, kOut = 4;
   static constexpr double kBt[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0},
                                        {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0},
                                        {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
@@ -60,16 +66,69 @@ struct F4 {
                                       {0, 0, 1}};
   static constexpr double kAt[4][6] = {
       {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+  static constexpr bool kUsed[6] = {true, true, true, true, true, true};
+};
+// Note [resampling Winograd]
+// Progressive GAN's critic pools each 3 x 3 convolution's output 2 x 2 (the average), and its
+// generator convolves the nearest-upsampled map (Note [fused scale]). Both fold into F4's
+// matrices. Pooling a 4 x 4 output block to 2 x 2 is P A^T m A P^T with P = [.5 .5 0 0;
+// 0 0 .5 .5]: F4Down's output matrix is P A^T, 2 x 6, and its blocks land on the pooled map.
+// A 6 x 6 patch of the upsampled map starting at row 4t - 1 repeats the rows 2t - 1, 2t, 2t,
+// 2t + 1, 2t + 1, 2t + 2 of the map itself: B^T U d U^T B with U the 6 x 4 matrix that repeats
+// them, so F4Up's input matrix is B^T U, 6 x 4, over 4 x 4 patches of the low-resolution map
+// two apart. Either way one of the six points drops out: F4Up's third input row is zero, so
+// are the products there; F4Down's output never reads its third column. Tiles hold only the
+// planes of points that are kUsed (25 of 36: 25 products per 4 x 4 block of the
+// high-resolution map, where the fused 4 x 4 stride-2 kernel does 64); a transform reads the
+// others as zero and does not write them, so each and its adjoint still agree.
+struct F4Down {
+  static constexpr int64_t kId = 5;
+  static constexpr int kAlpha = 6, kPatch = 6, kStep = 4, kOut = 2;
+  static constexpr auto& kBt = F4::kBt;
+  static constexpr auto& kG = F4::kG;
+  static constexpr double kAt[2][6] = {{.5, 1, 0, 1.5, -.5, 0}, {0, 1, 0, 6, -2, .5}};
+  static constexpr bool kUsed[6] = {true, true, false, true, true, true};  // kAt's zero column
+};
+struct F4Up {
+  static constexpr int64_t kId = 6;
+  static constexpr int kAlpha = 6, kPatch = 4, kStep = 2, kOut = 4;
+  static constexpr double kBt[6][4] = {{4, -5, 1, 0}, {0, -8, 2, 0}, {0, 0, 0, 0},
+                                       {0, -3, 3, 0}, {0, 1, -1, 0}, {0, 4, -5, 1}};
+  static constexpr auto& kG = F4::kG;
+  static constexpr auto& kAt = F4::kAt;
+  static constexpr bool kUsed[6] = {true, true, false, true, true, true};  // kBt's zero row
 };
 
-/// body(F2{}) or body(F4{}) for an output tile of side 2 or 4.
+/// body(the scheme whose kId is `scheme`).
 template <typename Body>
-void withScheme(int64_t tile, const Body& body) {
-  if (tile == 4) {
-    body(F4{});
-  } else {
-    body(F2{});
+void withScheme(int64_t scheme, const Body& body) {
+  switch (scheme) {
+    case F2::kId:
+      return body(F2{});
+    case F4::kId:
+      return body(F4{});
+    case F4Down::kId:
+      return body(F4Down{});
+    case F4Up::kId:
+      return body(F4Up{});
+    default:
+      throw std::logic_error("winograd: no scheme " + std::to_string(scheme));
   }
+}
+
+/// How many of scheme S's points before point i are used, and in all: a tile's plane for
+/// points (i, j) is planeOf<S>(i, j), -1 where either is unused.
+template <typename S>
+constexpr int usedBefore(int i) {
+  int r = 0;
+  for (int a = 0; a < i; ++a) r += S::kUsed[a] ? 1 : 0;
+  return r;
+}
+template <typename S>
+constexpr int kPoints = usedBefore<S>(S::kAlpha);
+template <typename S>
+constexpr int planeOf(int i, int j) {
+  return S::kUsed[i] && S::kUsed[j] ? usedBefore<S>(i) * kPoints<S> + usedBefore<S>(j) : -1;
 }
 
 // Each transform's tile body is flattened: every lambda and helper in it inlined, however many
@@ -112,15 +171,11 @@ inline T combine(const Coefficient& coefficient, const Value& value) {
 
 struct Tiles {
   int64_t n, c, h, w;  // the map's batch, features (in or out), height, width
-  int64_t m;           // the output tile's side
-  int64_t high() const { return (h + m - 1) / m; }
-  int64_t wide() const { return (w + m - 1) / m; }
+  int64_t step;        // the tiles' distance in this map: kStep or kOut
+  int64_t high() const { return (h + step - 1) / step; }
+  int64_t wide() const { return (w + step - 1) / step; }
   int64_t count() const { return n * high() * wide(); }
 };
-
-Tiles tilesOf(at::IntArrayRef shape, int64_t tile) {
-  return {shape[0], shape[1], shape[2], shape[3], tile};
-}
 
 /// Runs body(n, ty, tx, p, spill) for every tile, images split among threads (tiles of one
 /// image overlap in the input, so an adjoint that adds into it keeps each image to one thread).
@@ -150,94 +205,119 @@ P* pixel(P* map, const Tiles& t, int64_t n, int64_t row, int64_t column, P* outs
   return inside ? map + ((n * t.h + row) * t.w + column) * t.c : outside;
 }
 
-/// The pixels of tile (ty, tx)'s alpha x alpha input patch, row-major: the map zero-padded by
-/// one, and past the far edges as far as the last tile reads (`outside` there).
+/// The pixels of tile (ty, tx)'s kPatch x kPatch input patch, row-major: the map zero-padded
+/// by one, and past the far edges as far as the last tile reads (`outside` there).
 template <typename S, typename P>
 void patch(P* map, const Tiles& t, int64_t n, int64_t ty, int64_t tx, P* outside,
-           P* (&d)[S::kAlpha * S::kAlpha]) {
-  for (int64_t r = 0; r < S::kAlpha; ++r) {
-    for (int64_t s = 0; s < S::kAlpha; ++s) {
-      d[S::kAlpha * r + s] = pixel(map, t, n, S::kM * ty + r - 1, S::kM * tx + s - 1, outside);
+           P* (&d)[S::kPatch * S::kPatch]) {
+  for (int64_t r = 0; r < S::kPatch; ++r) {
+    for (int64_t s = 0; s < S::kPatch; ++s) {
+      d[S::kPatch * r + s] =
+          pixel(map, t, n, S::kStep * ty + r - 1, S::kStep * tx + s - 1, outside);
     }
   }
+}
+
+/// Feature k of tiles' used planes (i, j), each plane `plane` apart: the sum over s < N of
+/// coefficient(j, s) rows[i][s] (a transform's second pass, along the rows).
+template <typename S, int N, typename T, typename Coefficient, typename Rows>
+inline void writePlanes(T* out, int64_t plane, int64_t k, const Coefficient& coefficient,
+                        const Rows& rows) {
+  staticFor<S::kAlpha>([&](auto i) {
+    staticFor<S::kAlpha>([&](auto j) {
+      constexpr int q = planeOf<S>(i, j);
+      if constexpr (q >= 0) {
+        out[q * plane + k] = combine<T, N>([&](auto s) { return coefficient(j, s); },
+                                           [&](auto s) { return rows[i][s]; });
+      }
+    });
+  });
 }
 
 /// x [N, H, W, C] -> v [alpha^2, P, C]: v[alpha i + j] = (B^T d B)[i][j] over each tile's
 /// patch d.
 template <typename S, typename T>
 void transformInput(const T* x, T* v, const Tiles& t) {
-  constexpr int A = S::kAlpha;
+  constexpr int A = S::kAlpha, K = S::kPatch;
   const int64_t count = t.count();
   const std::vector<T> zeros(t.c, T(0));
-  forEachTile<T>(t,
-                 [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* /*spill*/) GENTRAIN_FLATTEN {
-                   const T* d[A * A];
-                   patch<S>(x, t, n, ty, tx, zeros.data(), d);
-                   T* out = v + p * t.c;
-                   const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
+  const auto tile = [&](int64_t n, int64_t ty, int64_t tx, int64_t p,
+                        T* /*spill*/) GENTRAIN_FLATTEN {
+    const T* d[K * K];
+    patch<S>(x, t, n, ty, tx, zeros.data(), d);
+    T* out = v + p * t.c;
+    const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
-                   for (int64_t k = 0; k < c; ++k) {
-                     T e[A][A];  // B^T down each column
-                     staticFor<A>([&](auto i) {
-                       staticFor<A>([&](auto s) {
-                         e[i][s] = combine<T, A>([&](auto r) { return S::kBt[i][r]; },
-                                                 [&](auto r) { return d[A * r + s][k]; });
-                       });
-                     });
-                     staticFor<A>([&](auto i) {  // then B along each row
-                       staticFor<A>([&](auto j) {
-                         out[(A * i + j) * plane + k] = combine<T, A>(
-                             [&](auto s) { return S::kBt[j][s]; }, [&](auto s) { return e[i][s]; });
-                       });
-                     });
-                   }
-                 });
+    for (int64_t k = 0; k < c; ++k) {
+      T e[A][K];  // B^T down each column
+      staticFor<A>([&](auto i) {
+        staticFor<K>([&](auto s) {
+          e[i][s] = combine<T, K>([&](auto r) { return S::kBt[i][r]; },
+                                  [&](auto r) { return d[K * r + s][k]; });
+        });
+      });
+      // then B along each row
+      writePlanes<S, K>(
+          out, plane, k, [](auto j, auto s) { return S::kBt[j][s]; }, e);
+    }
+  };
+  forEachTile<T>(t, tile);
 }
 
 /// The adjoint of transformInput: v [alpha^2, P, C] -> x [N, H, W, C] (x zeroed first), each
 /// tile's B g B^T added into the pixels its patch read.
 template <typename S, typename T>
 void transformInputAdjoint(const T* v, T* x, const Tiles& t) {
-  constexpr int A = S::kAlpha;
+  constexpr int A = S::kAlpha, K = S::kPatch;
   const int64_t count = t.count();
   std::fill(x, x + t.n * t.h * t.w * t.c, T(0));
-  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) GENTRAIN_FLATTEN {
-    T* d[A * A];  // the padding's share goes to `spill`
+  const auto tile = [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) GENTRAIN_FLATTEN {
+    T* d[K * K];  // the padding's share goes to `spill`
     patch<S>(x, t, n, ty, tx, spill, d);
     const T* in = v + p * t.c;
     const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
     for (int64_t k = 0; k < c; ++k) {
-      T e[A][A];  // B along each row, adjoint: e[i][s] = sum over j of g[i][j] B^T[j][s]
+      T e[A][K];  // B along each row, adjoint: e[i][s] = sum over j of g[i][j] B^T[j][s]
       staticFor<A>([&](auto i) {
-        staticFor<A>([&](auto s) {
-          e[i][s] = combine<T, A>([&](auto j) { return S::kBt[j][s]; },
-                                  [&](auto j) { return in[(A * i + j) * plane + k]; });
+        staticFor<K>([&](auto s) {
+          e[i][s] =
+              combine<T, A>([&](auto j) { return planeOf<S>(i, j) >= 0 ? S::kBt[j][s] : 0.0; },
+                            [&](auto j) { return in[planeOf<S>(i, j) * plane + k]; });
         });
       });
-      staticFor<A>([&](auto r) {  // then B^T down each column, adjoint
-        staticFor<A>([&](auto s) {
-          d[A * r + s][k] +=
+      staticFor<K>([&](auto r) {  // then B^T down each column, adjoint
+        staticFor<K>([&](auto s) {
+          d[K * r + s][k] +=
               combine<T, A>([&](auto i) { return S::kBt[i][r]; }, [&](auto i) { return e[i][s]; });
         });
       });
     }
-  });
+  };
+  forEachTile<T>(t, tile);
 }
 
-/// m [alpha^2, P, C] -> y [N, H, W, C]: each tile's A^T m A, an m x m block (what falls past
-/// the far edges dropped).
+/// The pixels of tile (ty, tx)'s kOut x kOut output block, row-major (`outside` past the far
+/// edges).
+template <typename S, typename P>
+void block(P* map, const Tiles& t, int64_t n, int64_t ty, int64_t tx, P* outside,
+           P* (&g)[S::kOut * S::kOut]) {
+  for (int64_t i = 0; i < S::kOut; ++i) {
+    for (int64_t j = 0; j < S::kOut; ++j) {
+      g[S::kOut * i + j] = pixel(map, t, n, S::kOut * ty + i, S::kOut * tx + j, outside);
+    }
+  }
+}
+
+/// m [alpha^2, P, C] -> y [N, H, W, C]: each tile's A^T m A, a kOut x kOut block (what falls
+/// past the far edges dropped).
 template <typename S, typename T>
 void transformOutput(const T* m, T* y, const Tiles& t) {
-  constexpr int A = S::kAlpha, M = S::kM;
+  constexpr int A = S::kAlpha, M = S::kOut;
   const int64_t count = t.count();
-  forEachTile<T>(t, [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) GENTRAIN_FLATTEN {
+  const auto tile = [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* spill) GENTRAIN_FLATTEN {
     T* out[M * M];
-    for (int64_t i = 0; i < M; ++i) {
-      for (int64_t j = 0; j < M; ++j) {
-        out[M * i + j] = pixel(y, t, n, M * ty + i, M * tx + j, spill);
-      }
-    }
+    block<S>(y, t, n, ty, tx, spill, out);
     const T* in = m + p * t.c;
     const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
@@ -245,8 +325,9 @@ void transformOutput(const T* m, T* y, const Tiles& t) {
       T s[M][A];  // A^T down each column
       staticFor<M>([&](auto i) {
         staticFor<A>([&](auto b) {
-          s[i][b] = combine<T, A>([&](auto a) { return S::kAt[i][a]; },
-                                  [&](auto a) { return in[(A * a + b) * plane + k]; });
+          s[i][b] =
+              combine<T, A>([&](auto a) { return planeOf<S>(a, b) >= 0 ? S::kAt[i][a] : 0.0; },
+                            [&](auto a) { return in[planeOf<S>(a, b) * plane + k]; });
         });
       });
       staticFor<M>([&](auto i) {  // then A along each row
@@ -256,43 +337,38 @@ void transformOutput(const T* m, T* y, const Tiles& t) {
         });
       });
     }
-  });
+  };
+  forEachTile<T>(t, tile);
 }
 
 /// The adjoint of transformOutput: y [N, H, W, C] -> m [alpha^2, P, C], m[alpha a + b] =
-/// (A g A^T)[a][b] of each tile's m x m block g (zero past the far edges).
+/// (A g A^T)[a][b] of each tile's kOut x kOut block g (zero past the far edges).
 template <typename S, typename T>
 void transformOutputAdjoint(const T* y, T* m, const Tiles& t) {
-  constexpr int A = S::kAlpha, M = S::kM;
+  constexpr int A = S::kAlpha, M = S::kOut;
   const int64_t count = t.count();
   const std::vector<T> zeros(t.c, T(0));
-  forEachTile<T>(t,
-                 [&](int64_t n, int64_t ty, int64_t tx, int64_t p, T* /*spill*/) GENTRAIN_FLATTEN {
-                   const T* g[M * M];
-                   for (int64_t i = 0; i < M; ++i) {
-                     for (int64_t j = 0; j < M; ++j) {
-                       g[M * i + j] = pixel(y, t, n, M * ty + i, M * tx + j, zeros.data());
-                     }
-                   }
-                   T* out = m + p * t.c;
-                   const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
+  const auto tile = [&](int64_t n, int64_t ty, int64_t tx, int64_t p,
+                        T* /*spill*/) GENTRAIN_FLATTEN {
+    const T* g[M * M];
+    block<S>(y, t, n, ty, tx, zeros.data(), g);
+    T* out = m + p * t.c;
+    const int64_t c = t.c, plane = count * c;  // locals: the k loop vectorises
 #pragma omp simd
-                   for (int64_t k = 0; k < c; ++k) {
-                     T r[A][M];  // A down the columns: r[a][j] = sum over i of A^T[i][a] g[i][j]
-                     staticFor<A>([&](auto a) {
-                       staticFor<M>([&](auto j) {
-                         r[a][j] = combine<T, M>([&](auto i) { return S::kAt[i][a]; },
-                                                 [&](auto i) { return g[M * i + j][k]; });
-                       });
-                     });
-                     staticFor<A>([&](auto a) {  // then along the rows
-                       staticFor<A>([&](auto b) {
-                         out[(A * a + b) * plane + k] = combine<T, M>(
-                             [&](auto j) { return S::kAt[j][b]; }, [&](auto j) { return r[a][j]; });
-                       });
-                     });
-                   }
-                 });
+    for (int64_t k = 0; k < c; ++k) {
+      T r[A][M];  // A down the columns: r[a][j] = sum over i of A^T[i][a] g[i][j]
+      staticFor<A>([&](auto a) {
+        staticFor<M>([&](auto j) {
+          r[a][j] = combine<T, M>([&](auto i) { return S::kAt[i][a]; },
+                                  [&](auto i) { return g[M * i + j][k]; });
+        });
+      });
+      // then along the rows
+      writePlanes<S, M>(
+          out, plane, k, [](auto b, auto j) { return S::kAt[j][b]; }, r);
+    }
+  };
+  forEachTile<T>(t, tile);
 }
 
 /// A map's [N, H, W, C] memory: itself where it is laid out so, else a channels-last copy.
@@ -313,17 +389,27 @@ bool isChannelsLast(const at::Tensor& x) {
   return x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
 }
 
-/// A map [N, C, H, W] -> its tiles [alpha^2, P, C] for output tiles of side `tile`, by
-/// `transform` (a generic lambda over the scheme and the scalar type: transformInput or
-/// transformOutputAdjoint).
+/// Which side of a scheme a map is on: input maps are tiled kStep apart, output maps kOut.
+enum class Side { kInput, kOutput };
+
+template <typename S>
+Tiles tilesOf(at::IntArrayRef shape, Side side) {
+  return {shape[0], shape[1], shape[2], shape[3], side == Side::kInput ? S::kStep : S::kOut};
+}
+
+/// A map [N, C, H, W] -> its tiles [alpha^2, P, C] for `scheme`, by `transform` (a generic
+/// lambda over the scheme and the scalar type: transformInput or transformOutputAdjoint).
 template <typename Transform>
-at::Tensor mapToTiles(const at::Tensor& map, int64_t tile, const Transform& transform) {
+at::Tensor mapToTiles(const at::Tensor& map, int64_t scheme, Side side,
+                      const Transform& transform) {
   const at::Tensor in = channelsLast(map);
-  const Tiles t = tilesOf(in.sizes(), tile);
-  at::Tensor tiles = at::empty({(tile + 2) * (tile + 2), t.count(), t.c}, in.options());
-  withScheme(tile, [&](auto scheme) {
+  at::Tensor tiles;
+  withScheme(scheme, [&](auto s) {
+    using S = decltype(s);
+    const Tiles t = tilesOf<S>(in.sizes(), side);
+    tiles = at::empty({kPoints<S> * kPoints<S>, t.count(), t.c}, in.options());
     AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "winograd map to tiles", [&] {
-      transform(scheme, in.data_ptr<scalar_t>(), tiles.data_ptr<scalar_t>(), t);
+      transform(s, in.data_ptr<scalar_t>(), tiles.data_ptr<scalar_t>(), t);
     });
   });
   return tiles;
@@ -333,44 +419,45 @@ at::Tensor mapToTiles(const at::Tensor& map, int64_t tile, const Transform& tran
 /// transformOutput), laid out NCHW unless `asChannelsLast`.
 template <typename Transform>
 at::Tensor tilesToMap(const at::Tensor& tiles, at::IntArrayRef shape, bool asChannelsLast,
-                      int64_t tile, const Transform& transform) {
+                      int64_t scheme, Side side, const Transform& transform) {
   const at::Tensor in = tiles.contiguous();
-  const Tiles t = tilesOf(shape, tile);
   at::Tensor map = emptyChannelsLast(shape, in.options());
-  withScheme(tile, [&](auto scheme) {
+  withScheme(scheme, [&](auto s) {
+    const Tiles t = tilesOf<decltype(s)>(shape, side);
     AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "winograd tiles to map", [&] {
-      transform(scheme, in.data_ptr<scalar_t>(), map.data_ptr<scalar_t>(), t);
+      transform(s, in.data_ptr<scalar_t>(), map.data_ptr<scalar_t>(), t);
     });
   });
   return layoutAs(map, asChannelsLast);
 }
 
-at::Tensor runInput(const at::Tensor& x, int64_t tile) {
-  return mapToTiles(x, tile, [](auto scheme, const auto* in, auto* out, const Tiles& t) {
-    transformInput<decltype(scheme)>(in, out, t);
+at::Tensor runInput(const at::Tensor& x, int64_t scheme) {
+  return mapToTiles(x, scheme, Side::kInput, [](auto s, const auto* in, auto* out, const Tiles& t) {
+    transformInput<decltype(s)>(in, out, t);
   });
 }
 
 at::Tensor runInputAdjoint(const at::Tensor& v, at::IntArrayRef shape, bool asChannelsLast,
-                           int64_t tile) {
-  return tilesToMap(v, shape, asChannelsLast, tile,
-                    [](auto scheme, const auto* in, auto* out, const Tiles& t) {
-                      transformInputAdjoint<decltype(scheme)>(in, out, t);
+                           int64_t scheme) {
+  return tilesToMap(v, shape, asChannelsLast, scheme, Side::kInput,
+                    [](auto s, const auto* in, auto* out, const Tiles& t) {
+                      transformInputAdjoint<decltype(s)>(in, out, t);
                     });
 }
 
 at::Tensor runOutput(const at::Tensor& m, at::IntArrayRef shape, bool asChannelsLast,
-                     int64_t tile) {
-  return tilesToMap(m, shape, asChannelsLast, tile,
-                    [](auto scheme, const auto* in, auto* out, const Tiles& t) {
-                      transformOutput<decltype(scheme)>(in, out, t);
+                     int64_t scheme) {
+  return tilesToMap(m, shape, asChannelsLast, scheme, Side::kOutput,
+                    [](auto s, const auto* in, auto* out, const Tiles& t) {
+                      transformOutput<decltype(s)>(in, out, t);
                     });
 }
 
-at::Tensor runOutputAdjoint(const at::Tensor& y, int64_t tile) {
-  return mapToTiles(y, tile, [](auto scheme, const auto* in, auto* out, const Tiles& t) {
-    transformOutputAdjoint<decltype(scheme)>(in, out, t);
-  });
+at::Tensor runOutputAdjoint(const at::Tensor& y, int64_t scheme) {
+  return mapToTiles(y, scheme, Side::kOutput,
+                    [](auto s, const auto* in, auto* out, const Tiles& t) {
+                      transformOutputAdjoint<decltype(s)>(in, out, t);
+                    });
 }
 
 std::vector<int64_t> shapeOf(AutogradContext* ctx) {
@@ -379,70 +466,70 @@ std::vector<int64_t> shapeOf(AutogradContext* ctx) {
 
 bool layoutOf(AutogradContext* ctx) { return ctx->saved_data["channels_last"].toBool(); }
 
-int64_t tileOf(AutogradContext* ctx) { return ctx->saved_data["tile"].toInt(); }
+int64_t schemeOf(AutogradContext* ctx) { return ctx->saved_data["scheme"].toInt(); }
 
-void keep(AutogradContext* ctx, const at::Tensor& map, int64_t tile) {
+void keep(AutogradContext* ctx, const at::Tensor& map, int64_t scheme) {
   ctx->saved_data["shape"] = map.sizes().vec();
   ctx->saved_data["channels_last"] = isChannelsLast(map);
-  ctx->saved_data["tile"] = tile;
+  ctx->saved_data["scheme"] = scheme;
 }
 
 // x -> v, and its gradient v -> x (as x was laid out).
 struct Input : torch::autograd::Function<Input> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t tile) {
-    keep(ctx, x, tile);
-    return runInput(x, tile);
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t scheme) {
+    keep(ctx, x, scheme);
+    return runInput(x, scheme);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads);
 };
 
 struct InputAdjoint : torch::autograd::Function<InputAdjoint> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& v, at::IntArrayRef shape,
-                            bool asChannelsLast, int64_t tile) {
-    ctx->saved_data["tile"] = tile;
-    return runInputAdjoint(v, shape, asChannelsLast, tile);
+                            bool asChannelsLast, int64_t scheme) {
+    ctx->saved_data["scheme"] = scheme;
+    return runInputAdjoint(v, shape, asChannelsLast, scheme);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {Input::apply(grads[0], tileOf(ctx)), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {Input::apply(grads[0], schemeOf(ctx)), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 variable_list Input::backward(AutogradContext* ctx, variable_list grads) {
-  return {InputAdjoint::apply(grads[0], shapeOf(ctx), layoutOf(ctx), tileOf(ctx)), at::Tensor()};
+  return {InputAdjoint::apply(grads[0], shapeOf(ctx), layoutOf(ctx), schemeOf(ctx)), at::Tensor()};
 }
 
 // m -> y, and its gradient y -> m.
 struct Output : torch::autograd::Function<Output> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& m, at::IntArrayRef shape,
-                            bool asChannelsLast, int64_t tile) {
-    ctx->saved_data["tile"] = tile;
-    return runOutput(m, shape, asChannelsLast, tile);
+                            bool asChannelsLast, int64_t scheme) {
+    ctx->saved_data["scheme"] = scheme;
+    return runOutput(m, shape, asChannelsLast, scheme);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads);
 };
 
 struct OutputAdjoint : torch::autograd::Function<OutputAdjoint> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, int64_t tile) {
-    keep(ctx, y, tile);
-    return runOutputAdjoint(y, tile);
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& y, int64_t scheme) {
+    keep(ctx, y, scheme);
+    return runOutputAdjoint(y, scheme);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    return {Output::apply(grads[0], shapeOf(ctx), layoutOf(ctx), tileOf(ctx)), at::Tensor()};
+    return {Output::apply(grads[0], shapeOf(ctx), layoutOf(ctx), schemeOf(ctx)), at::Tensor()};
   }
 };
 
 variable_list Output::backward(AutogradContext* ctx, variable_list grads) {
-  return {OutputAdjoint::apply(grads[0], tileOf(ctx)), at::Tensor(), at::Tensor(), at::Tensor()};
+  return {OutputAdjoint::apply(grads[0], schemeOf(ctx)), at::Tensor(), at::Tensor(), at::Tensor()};
 }
 
-/// kron(G, G): [alpha^2, 9], row alpha i + j, column 3a + b = G[i][a] G[j][b]; made once per
-/// scheme and type.
+/// kron(G, G) over the used points: row planeOf(i, j), column 3a + b = G[i][a] G[j][b]; made
+/// once per scheme and type.
 template <typename S>
 at::Tensor kernelTransform(at::ScalarType type) {
   static const std::array<at::Tensor, 2> g = [] {
-    const at::Tensor one = at::empty({S::kAlpha, 3}, at::kDouble);
+    const at::Tensor one = at::empty({kPoints<S>, 3}, at::kDouble);  // G's used rows
     for (int i = 0; i < S::kAlpha; ++i) {
-      for (int a = 0; a < 3; ++a) one[i][a] = S::kG[i][a];
+      for (int a = 0; a < 3 && S::kUsed[i]; ++a) one[usedBefore<S>(i)][a] = S::kG[i][a];
     }
     const at::Tensor both = at::kron(one, one);
     return std::array<at::Tensor, 2>{both.to(at::kFloat), both};
@@ -465,22 +552,52 @@ bool applies(const at::Tensor& x, const at::Tensor& weight) {
 
 int64_t tileFor(const at::Tensor& x) { return x.size(2) >= 4 && x.size(3) >= 4 ? 4 : 2; }
 
+namespace {
+/// The convolution by `scheme` of x into an output of `outHigh` x `outWide`: the kernels'
+/// transform U [alpha^2, out, in] = kron(G, G) applied to each 3 x 3 kernel, m [alpha^2, P, out]
+/// = v U^T, then the output transform and the bias.
+at::Tensor run(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+               int64_t scheme, int64_t outHigh, int64_t outWide) {
+  const int64_t out = weight.size(0), in = weight.size(1);
+  at::Tensor transform;
+  withScheme(scheme,
+             [&](auto s) { transform = kernelTransform<decltype(s)>(weight.scalar_type()); });
+  const at::Tensor u =
+      at::mm(transform, weight.reshape({out * in, 9}).t()).view({transform.size(0), out, in});
+  const at::Tensor m = at::bmm(Input::apply(x, scheme), u.transpose(1, 2));
+  const std::vector<int64_t> shape{x.size(0), out, outHigh, outWide};
+  at::Tensor y = Output::apply(m, shape, isChannelsLast(x), scheme);
+  if (bias.defined()) y = y + bias.view({1, out, 1, 1});
+  return y;
+}
+}  // namespace
+
 at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                    int64_t tile) {
   if (!applies(x, weight)) return at::conv2d(x, weight, bias, 1, 1);
   if (tile != 2 && tile != 4) tile = tileFor(x);
-  const int64_t out = weight.size(0), in = weight.size(1), points = (tile + 2) * (tile + 2);
-  // U [alpha^2, out, in] = kron(G, G) applied to each 3 x 3 kernel; m [alpha^2, P, out] = v U^T.
-  at::Tensor transform;
-  withScheme(tile, [&](auto scheme) {
-    transform = kernelTransform<decltype(scheme)>(weight.scalar_type());
-  });
-  const at::Tensor u = at::mm(transform, weight.reshape({out * in, 9}).t()).view({points, out, in});
-  const at::Tensor m = at::bmm(Input::apply(x, tile), u.transpose(1, 2));
-  const std::vector<int64_t> shape{x.size(0), out, x.size(2), x.size(3)};
-  at::Tensor y = Output::apply(m, shape, isChannelsLast(x), tile);
-  if (bias.defined()) y = y + bias.view({1, out, 1, 1});
-  return y;
+  return run(x, weight, bias, tile == 4 ? F4::kId : F2::kId, x.size(2), x.size(3));
+}
+
+bool appliesDownscaled(const at::Tensor& x, const at::Tensor& weight) {
+  return applies(x, weight) && x.size(2) % 2 == 0 && x.size(3) % 2 == 0;
+}
+
+at::Tensor conv3x3Downscaled(const at::Tensor& x, const at::Tensor& weight,
+                             const at::Tensor& bias) {
+  if (!appliesDownscaled(x, weight)) {
+    at::Tensor y = at::avg_pool2d(at::conv2d(x, weight, {}, 1, 1), 2);
+    return bias.defined() ? y + bias.view({1, -1, 1, 1}) : y;
+  }
+  return run(x, weight, bias, F4Down::kId, x.size(2) / 2, x.size(3) / 2);
+}
+
+at::Tensor conv3x3Upscaled(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!applies(x, weight)) {
+    return at::conv2d(at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)}), weight, bias, 1,
+                      1);
+  }
+  return run(x, weight, bias, F4Up::kId, 2 * x.size(2), 2 * x.size(3));
 }
 
 }  // namespace gentrain::models::winograd

@@ -26,4 +26,16 @@ at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 /// The output tile side conv3x3 takes by default for input x.
 int64_t tileFor(const at::Tensor& x);
 
+/// Whether conv3x3Downscaled takes the Winograd path: `applies`, and an even map.
+bool appliesDownscaled(const at::Tensor& x, const at::Tensor& weight);
+
+/// at::avg_pool2d(at::conv2d(x, weight, {}, 1, 1), 2) + bias, the pooling folded into F(4 x 4,
+/// 3 x 3)'s output transform (Note [resampling Winograd]) where appliesDownscaled.
+at::Tensor conv3x3Downscaled(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
+/// at::conv2d(nearest 2x upsampling of x, weight, bias, 1, 1), the upsampling folded into
+/// F(4 x 4, 3 x 3)'s input transform (Note [resampling Winograd]) where `applies` (to x and
+/// weight).
+at::Tensor conv3x3Upscaled(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
 }  // namespace gentrain::models::winograd

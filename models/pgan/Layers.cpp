@@ -7,6 +7,7 @@
 #include "framework/base/Error.h"
 #include "models/common/ConvTranspose.h"
 #include "models/common/SecondOrder.h"
+#include "models/common/Winograd.h"
 
 namespace gentrain::models::pgan {
 
@@ -68,6 +69,8 @@ void requireThreeByThree(const at::Tensor& weight) {
 
 at::Tensor EqualizedConv2dImpl::forwardUpscaled(const at::Tensor& x) {
   requireThreeByThree(weight_);
+  // Note [resampling Winograd]: from 64 features, fewer multiplies than the fused kernel's.
+  if (winograd::applies(x, weight_)) return winograd::conv3x3Upscaled(x, weight_ * scale_, bias_);
   // Output row Y reads upsampled rows Y - 1 .. Y + 1, i.e. input rows (Y - 1) / 2 .. (Y + 1) / 2;
   // as a transposed convolution (output Y = 2h + k - 1 from input row h, tap k) the taps that
   // meet input row h are 2 - k and 3 - k: the summed kernel flipped.
@@ -77,6 +80,9 @@ at::Tensor EqualizedConv2dImpl::forwardUpscaled(const at::Tensor& x) {
 
 at::Tensor EqualizedConv2dImpl::forwardDownscaled(const at::Tensor& x) {
   requireThreeByThree(weight_);
+  if (winograd::appliesDownscaled(x, weight_)) {
+    return winograd::conv3x3Downscaled(x, weight_ * scale_, bias_);
+  }
   const at::Tensor kernel = shiftSum(weight_, 0.25 * scale_, false);
   return secondorder::conv2d(x, kernel, bias_, 2, 1);
 }

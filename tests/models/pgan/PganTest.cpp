@@ -133,33 +133,37 @@ void expectSameSecondOrder(const at::Tensor& y, const at::Tensor& reference, con
 // Note [fused scale]: one strided (transposed) convolution computes what the separate layers do,
 // with the gradients, and the downscaling one's gradients of gradients (the critic's penalty).
 TEST(PganLayers, FusedResamplingEqualsSeparateLayers) {
-  for (const auto dtype : {at::kDouble, at::kFloat}) {
-    for (const auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
-      EqualizedConv2d conv = testConv(5, 7, dtype, 9);
-      const at::Tensor weight = conv->named_parameters()["weight"];
-      const at::Tensor bias = conv->named_parameters()["bias"];
-      const double tolerance = dtype == at::kDouble ? 1e-10 : 1e-4;
-      const std::string where = describe(dtype, format);
+  // 5 -> 7 features: the fused 4 x 4 kernels; 64 -> 72: Winograd's (Note [resampling Winograd]).
+  for (const std::array<int64_t, 2> widths : {std::array<int64_t, 2>{5, 7}, {64, 72}}) {
+    for (const auto dtype : {at::kDouble, at::kFloat}) {
+      for (const auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+        EqualizedConv2d conv = testConv(widths[0], widths[1], dtype, 9);
+        const at::Tensor weight = conv->named_parameters()["weight"];
+        const at::Tensor bias = conv->named_parameters()["bias"];
+        const double tolerance = dtype == at::kDouble ? 1e-10 : 1e-4;
+        const std::string where = describe(dtype, format) + ", " + std::to_string(widths[0]) +
+                                  " -> " + std::to_string(widths[1]) + " features";
 
-      const at::Tensor small =
-          torch::randn({2, 5, 4, 4}, dtype).contiguous(format).requires_grad_(true);
-      const at::Tensor up = conv->forwardUpscaled(small);
-      const at::Tensor upReference = conv->forward(upscale2d(small));
-      ASSERT_EQ(up.sizes(), upReference.sizes()) << where;
-      EXPECT_LT((up - upReference).abs().max().item<double>(), tolerance) << where;
-      EXPECT_LT(largestDifference(
-                    gradients((up * upReference.detach()).sum(), {small, weight, bias}),
-                    gradients((upReference * upReference.detach()).sum(), {small, weight, bias})),
-                tolerance * 10)
-          << where;
+        const at::Tensor small =
+            torch::randn({2, widths[0], 4, 4}, dtype).contiguous(format).requires_grad_(true);
+        const at::Tensor up = conv->forwardUpscaled(small);
+        const at::Tensor upReference = conv->forward(upscale2d(small));
+        ASSERT_EQ(up.sizes(), upReference.sizes()) << where;
+        EXPECT_LT((up - upReference).abs().max().item<double>(), tolerance) << where;
+        EXPECT_LT(largestDifference(
+                      gradients((up * upReference.detach()).sum(), {small, weight, bias}),
+                      gradients((upReference * upReference.detach()).sum(), {small, weight, bias})),
+                  tolerance * 10)
+            << where;
 
-      const at::Tensor large =
-          torch::randn({2, 5, 8, 8}, dtype).contiguous(format).requires_grad_(true);
-      const at::Tensor down = conv->forwardDownscaled(large);
-      const at::Tensor downReference = downscale2d(conv->forward(large));
-      ASSERT_EQ(down.sizes(), downReference.sizes()) << where;
-      EXPECT_LT((down - downReference).abs().max().item<double>(), tolerance) << where;
-      expectSameSecondOrder(down, downReference, large, conv, tolerance, where);
+        const at::Tensor large =
+            torch::randn({2, widths[0], 8, 8}, dtype).contiguous(format).requires_grad_(true);
+        const at::Tensor down = conv->forwardDownscaled(large);
+        const at::Tensor downReference = downscale2d(conv->forward(large));
+        ASSERT_EQ(down.sizes(), downReference.sizes()) << where;
+        EXPECT_LT((down - downReference).abs().max().item<double>(), tolerance) << where;
+        expectSameSecondOrder(down, downReference, large, conv, tolerance, where);
+      }
     }
   }
 }
