@@ -17,8 +17,8 @@ namespace gentrain::models::winograd {
 // kernel g (Lavin and Gray 2016; the matrices are F2's and F4's below). Summed over input
 // features, the alpha^2 = (m + 2)^2 element-wise products become alpha^2 matrix products
 // [tiles, in] x [in, out]: F(2 x 2, 3 x 3) does 16 multiply-adds per 2 x 2 tile and feature
-// pair, F(4 x 4, 3 x 3) 36 per 4 x 4 tile, where the direct convolution does 36 per pixel (9x
-// and 2.25x fewer than direct per output: 4 and 2.25 per pixel). The products are OpenBLAS's;
+// pair, F(4 x 4, 3 x 3) 36 per 4 x 4 tile: 4 and 2.25 per output pixel, where the direct
+// convolution does 9 (2.25x and 4x fewer). The products are OpenBLAS's;
 // the transforms are adds and subtracts (and small integer multiples) over whole feature
 // vectors, so they run channels-last: v [alpha^2, P, in] and m [alpha^2, P, out], P = N x
 // tilesHigh x tilesWide, from and to maps laid out [N, H, W, C] (an NCHW map is reordered once
