@@ -168,7 +168,11 @@ void Pgan::build(ModelContext& context, const DataShape& data) {
   // of gentrain alone (2026-12-07): contiguous 87.8 vs 83 images/s at 8x8 fading in (4 runs
   // each), 47 vs 40 at 16x16 fading in, 31 vs 26 at 32x32 fading in, 29.7 vs 28.9 at 32x32
   // stable; oneDNN's 3x3 kernels at 4x4 and 8x8 run 5-13% faster on NCHW (its blocked layout)
-  // and the weight-gradient copies back into channels-last go. `true` keeps the other layout.
+  // and the weight-gradient copies back into channels-last go. Rechecked once Winograd's
+  // F(4x4, 3x3) took every layer from 64 features, the resampling ones too (3 alternating runs
+  // each): channels-last ahead at 8x8 fading in (142-150 vs 122-147 images/s) and 16x16
+  // (59-67 vs 55-57), behind at 32x32 stable (30-36 vs 32-46), where the 32-feature layers
+  // stay oneDNN's; kept contiguous, the longest phase's. `true` keeps the other layout.
   channelsLast_ = layout == "true";
   if (channelsLast_) {
     useChannelsLast(*g_);
