@@ -315,16 +315,17 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
       });
     }
     char line[500];
-    std::snprintf(
-        line, sizeof(line),
-        "bench winograd [%lld, %lld, %lld, %lld], %d thread(s), ms for F(2x2,3x3) / "
-        "F(4x4,3x3) / LibTorch's: forward %.2f / %.2f / %.2f; with the gradients "
-        "%.2f / %.2f / %.2f; a penalty's second order %.2f / %.2f / %.2f%s",
-        static_cast<long long>(shape[0]), static_cast<long long>(shape[1]),
-        static_cast<long long>(shape[2]), static_cast<long long>(shape[3]), options.threads,
-        forward[0], forward[1], forward[2], both[0], both[1], both[2], penalty[0], penalty[1],
-        penalty[2],
-        models::winograd::applies(x, w) ? "" : " (conv3x3 leaves this shape to LibTorch)");
+    std::snprintf(line, sizeof(line),
+                  "bench winograd [%lld, %lld, %lld, %lld], %d thread(s), ms for F(2x2,3x3) / "
+                  "F(4x4,3x3) / LibTorch's: forward %.2f / %.2f / %.2f; with the gradients "
+                  "%.2f / %.2f / %.2f; a penalty's second order %.2f / %.2f / %.2f%s",
+                  static_cast<long long>(shape[0]), static_cast<long long>(shape[1]),
+                  static_cast<long long>(shape[2]), static_cast<long long>(shape[3]),
+                  options.threads, forward[0], forward[1], forward[2], both[0], both[1], both[2],
+                  penalty[0], penalty[1], penalty[2],
+                  models::winograd::applies(x, w)
+                      ? ""
+                      : " (by default conv3x3 leaves this shape to LibTorch)");
     log::info(line);
   }
   // Progressive GAN's resampling layers: Winograd with the pooling or upsampling folded in

@@ -540,16 +540,19 @@ at::Tensor kernelTransform(at::ScalarType type) {
 }
 }  // namespace
 
-bool applies(const at::Tensor& x, const at::Tensor& weight) {
+bool supports(const at::Tensor& x, const at::Tensor& weight) {
   const auto cpuReal = [](const at::Tensor& t) {
     return t.defined() && t.device().is_cpu() &&
            (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
   };
   return cpuReal(x) && cpuReal(weight) && x.scalar_type() == weight.scalar_type() && x.dim() == 4 &&
          weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 &&
-         x.size(1) == weight.size(1) && x.size(1) >= kMinFeatures &&
-         weight.size(0) >= kMinFeatures && x.numel() > 0 &&
+         x.size(1) == weight.size(1) && x.numel() > 0 &&
          (x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+bool applies(const at::Tensor& x, const at::Tensor& weight) {
+  return supports(x, weight) && x.size(1) >= kMinFeatures && weight.size(0) >= kMinFeatures;
 }
 
 int64_t tileFor(const at::Tensor& x) { return x.size(2) >= 4 && x.size(3) >= 4 ? 4 : 2; }
@@ -576,8 +579,12 @@ at::Tensor run(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& 
 
 at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                    int64_t tile) {
-  if (!applies(x, weight)) return at::conv2d(x, weight, bias, 1, 1);
-  if (tile != 2 && tile != 4) tile = tileFor(x);
+  if (tile != 2 && tile != 4) {
+    if (!applies(x, weight)) return at::conv2d(x, weight, bias, 1, 1);
+    tile = tileFor(x);
+  } else if (!supports(x, weight)) {
+    return at::conv2d(x, weight, bias, 1, 1);
+  }
   return run(x, weight, bias, tile == 4 ? F4::kId : F2::kId, x.size(2), x.size(3));
 }
 

@@ -17,9 +17,13 @@ namespace gentrain::models::winograd {
 bool applies(const at::Tensor& x, const at::Tensor& weight);
 constexpr int64_t kMinFeatures = 64;
 
-/// at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/1), to float rounding, for inputs
-/// `applies` accepts (anything else goes to at::conv2d). `bias` may be undefined.
-/// `tile` picks the scheme: 2 for F(2 x 2, 3 x 3), 4 for F(4 x 4, 3 x 3), 0 for tileFor's.
+/// `applies` without the count of features: what conv3x3 needs to run a scheme it is told to.
+bool supports(const at::Tensor& x, const at::Tensor& weight);
+
+/// at::conv2d(x, weight, bias, /*stride=*/1, /*padding=*/1), to float rounding (what it does
+/// not take goes to at::conv2d). `bias` may be undefined.
+/// `tile` picks the scheme: 0 for tileFor's where `applies`; 2 for F(2 x 2, 3 x 3) or 4 for
+/// F(4 x 4, 3 x 3) wherever `supports`, whatever the features (`gentrain bench winograd`).
 at::Tensor conv3x3(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                    int64_t tile = 0);
 

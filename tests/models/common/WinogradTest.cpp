@@ -147,4 +147,15 @@ TEST(Winograd, LeavesOtherConvolutionsToLibTorch) {
   const at::Tensor small = torch::randn({2, 8, 5, 5}), kernel = torch::randn({4, 8, 3, 3});
   EXPECT_TRUE(
       at::allclose(winograd::conv3x3(small, kernel, {}), at::conv2d(small, kernel, {}, 1, 1)));
+  // Told a scheme, it runs it below the threshold too (bench winograd's comparison), and only
+  // there: a 5 x 5 kernel still goes to LibTorch.
+  EXPECT_TRUE(winograd::supports(small, kernel));
+  EXPECT_FALSE(winograd::supports(x, torch::randn({128, 128, 5, 5})));
+  const at::Tensor tracked = small.detach().requires_grad_(true);
+  for (const int64_t tile : {2, 4}) {
+    const at::Tensor y = winograd::conv3x3(tracked, kernel, {}, tile);
+    EXPECT_TRUE(at::allclose(y, at::conv2d(small, kernel, {}, 1, 1), 1e-4, 1e-4));
+    const std::string node = y.grad_fn()->name();  // Winograd's output transform, not LibTorch's
+    EXPECT_EQ(node.find("Convolution"), std::string::npos) << node;
+  }
 }
