@@ -27,7 +27,8 @@ namespace gentrain::models::winograd {
 // each way). Each transform and its adjoint (the gradient's map) are autograd functions whose
 // gradients are each other, the products at::bmm, the kernel's transform an at::mm: LibTorch
 // differentiates the whole to any order (the critic's gradient penalty), and every gradient is
-// again alpha^2 products.
+// again alpha^2 products (planes = alpha^2, less the planes of unused points: Note
+// [resampling Winograd]).
 // The larger tile wins twice: fewer multiplies, and 36 / 16 transformed values per output
 // pixel against 16 / 4, so the transforms move half the memory; at 64 features (Progressive
 // GAN's 16 x 16 layers) only F(4 x 4, 3 x 3) beats oneDNN (`gentrain bench winograd`: forward
@@ -236,7 +237,7 @@ inline void writePlanes(T* out, int64_t plane, int64_t k, const Coefficient& coe
   });
 }
 
-/// x [N, H, W, C] -> v [alpha^2, P, C]: v[alpha i + j] = (B^T d B)[i][j] over each tile's
+/// x [N, H, W, C] -> v [planes, P, C]: v[planeOf(i, j)] = (B^T d B)[i][j] over each tile's
 /// patch d.
 template <typename S, typename T>
 void transformInput(const T* x, T* v, const Tiles& t) {
@@ -266,7 +267,7 @@ void transformInput(const T* x, T* v, const Tiles& t) {
   forEachTile<T>(t, tile);
 }
 
-/// The adjoint of transformInput: v [alpha^2, P, C] -> x [N, H, W, C] (x zeroed first), each
+/// The adjoint of transformInput: v [planes, P, C] -> x [N, H, W, C] (x zeroed first), each
 /// tile's B g B^T added into the pixels its patch read.
 template <typename S, typename T>
 void transformInputAdjoint(const T* v, T* x, const Tiles& t) {
@@ -311,7 +312,7 @@ void block(P* map, const Tiles& t, int64_t n, int64_t ty, int64_t tx, P* outside
   }
 }
 
-/// m [alpha^2, P, C] -> y [N, H, W, C]: each tile's A^T m A, a kOut x kOut block (what falls
+/// m [planes, P, C] -> y [N, H, W, C]: each tile's A^T m A, a kOut x kOut block (what falls
 /// past the far edges dropped).
 template <typename S, typename T>
 void transformOutput(const T* m, T* y, const Tiles& t) {
@@ -343,7 +344,7 @@ void transformOutput(const T* m, T* y, const Tiles& t) {
   forEachTile<T>(t, tile);
 }
 
-/// The adjoint of transformOutput: y [N, H, W, C] -> m [alpha^2, P, C], m[alpha a + b] =
+/// The adjoint of transformOutput: y [N, H, W, C] -> m [planes, P, C], m[planeOf(a, b)] =
 /// (A g A^T)[a][b] of each tile's kOut x kOut block g (zero past the far edges).
 template <typename S, typename T>
 void transformOutputAdjoint(const T* y, T* m, const Tiles& t) {
@@ -399,7 +400,7 @@ Tiles tilesOf(at::IntArrayRef shape, Side side) {
   return {shape[0], shape[1], shape[2], shape[3], side == Side::kInput ? S::kStep : S::kOut};
 }
 
-/// A map [N, C, H, W] -> its tiles [alpha^2, P, C] for `scheme`, by `transform` (a generic
+/// A map [N, C, H, W] -> its tiles [planes, P, C] for `scheme`, by `transform` (a generic
 /// lambda over the scheme and the scalar type: transformInput or transformOutputAdjoint).
 template <typename Transform>
 at::Tensor mapToTiles(const at::Tensor& map, int64_t scheme, Side side,
@@ -417,7 +418,7 @@ at::Tensor mapToTiles(const at::Tensor& map, int64_t scheme, Side side,
   return tiles;
 }
 
-/// Tiles [alpha^2, P, C] -> a map of `shape`, by `transform` (transformInputAdjoint or
+/// Tiles [planes, P, C] -> a map of `shape`, by `transform` (transformInputAdjoint or
 /// transformOutput), laid out NCHW unless `asChannelsLast`.
 template <typename Transform>
 at::Tensor tilesToMap(const at::Tensor& tiles, at::IntArrayRef shape, bool asChannelsLast,
@@ -559,7 +560,7 @@ int64_t tileFor(const at::Tensor& x) { return x.size(2) >= 4 && x.size(3) >= 4 ?
 
 namespace {
 /// The convolution by `scheme` of x into an output of `outHigh` x `outWide`: the kernels'
-/// transform U [alpha^2, out, in] = kron(G, G) applied to each 3 x 3 kernel, m [alpha^2, P, out]
+/// transform U [planes, out, in] = kron(G, G) applied to each 3 x 3 kernel, m [planes, P, out]
 /// = v U^T, then the output transform and the bias.
 at::Tensor run(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                int64_t scheme, int64_t outHigh, int64_t outWide) {
