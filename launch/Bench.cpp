@@ -281,11 +281,25 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
   const auto conv = [](int k, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
     return k < 2 ? models::winograd::conv3x3(x, w, b, k == 0 ? 2 : 4) : at::conv2d(x, w, b, 1, 1);
   };
-  const auto time = [&](auto body) {  // ms per call, after one untimed call
-    body();
-    const double start = monotonicSeconds();
-    for (int i = 0; i < options.iterations; ++i) body();
-    return (monotonicSeconds() - start) / options.iterations * 1e3;
+  // ms per call of `conv` (after one untimed call): forward alone, with the gradients of `grad`,
+  // and a gradient penalty's second order through x.
+  const auto timeConvolution = [&](const auto& conv, const at::Tensor& x, const at::Tensor& grad,
+                                   double& forward, double& both, double& penalty) {
+    const auto time = [&](auto body) {
+      body();
+      const double start = monotonicSeconds();
+      for (int i = 0; i < options.iterations; ++i) body();
+      return (monotonicSeconds() - start) / options.iterations * 1e3;
+    };
+    {
+      at::NoGradGuard noGrad;
+      forward = time([&] { conv(); });
+    }
+    both = time([&] { conv().backward(grad); });
+    penalty = time([&] {
+      const at::Tensor gx = torch::autograd::grad({(conv() * grad).sum()}, {x}, {}, true, true)[0];
+      gx.square().sum().backward();
+    });
   };
   // Progressive GAN's critic and generator at batch 32 (64: the critic's reals and fakes), and
   // StarGAN's residual blocks at batch 16 (128 features as configs/ has them, 256 as the paper).
@@ -303,16 +317,7 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
     const at::Tensor grad = at::randn(shape);
     double forward[3], both[3], penalty[3];
     for (int k = 0; k < 3; ++k) {
-      {
-        at::NoGradGuard noGrad;
-        forward[k] = time([&] { conv(k, x, w, b); });
-      }
-      both[k] = time([&] { conv(k, x, w, b).backward(grad); });
-      penalty[k] = time([&] {
-        const at::Tensor gx =
-            torch::autograd::grad({(conv(k, x, w, b) * grad).sum()}, {x}, {}, true, true)[0];
-        gx.square().sum().backward();
-      });
+      timeConvolution([&] { return conv(k, x, w, b); }, x, grad, forward[k], both[k], penalty[k]);
     }
     char line[500];
     std::snprintf(line, sizeof(line),
@@ -359,16 +364,7 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
     const at::Tensor grad = at::randn(conv(1).sizes());
     double forward[2], both[2], penalty[2];
     for (int k = 0; k < 2; ++k) {
-      {
-        at::NoGradGuard noGrad;
-        forward[k] = time([&] { conv(k); });
-      }
-      both[k] = time([&] { conv(k).backward(grad); });
-      penalty[k] = time([&] {
-        const at::Tensor gx =
-            torch::autograd::grad({(conv(k) * grad).sum()}, {x}, {}, true, true)[0];
-        gx.square().sum().backward();
-      });
+      timeConvolution([&] { return conv(k); }, x, grad, forward[k], both[k], penalty[k]);
     }
     char line[500];
     std::snprintf(line, sizeof(line),

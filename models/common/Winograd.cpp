@@ -221,6 +221,18 @@ void patch(P* map, const Tiles& t, int64_t n, int64_t ty, int64_t tx, P* outside
   }
 }
 
+/// A transform's first pass: rows[i][s] = the sum over r < N of coefficient(i, r, s) *
+/// value(i, r, s), for i < Rows and s < Cols (all indices compile-time).
+template <int Rows, int Cols, int N, typename T, typename Coefficient, typename Value>
+inline void firstPass(T (&rows)[Rows][Cols], const Coefficient& coefficient, const Value& value) {
+  staticFor<Rows>([&](auto i) {
+    staticFor<Cols>([&](auto s) {
+      rows[i][s] = combine<T, N>([&](auto r) { return coefficient(i, r, s); },
+                                 [&](auto r) { return value(i, r, s); });
+    });
+  });
+}
+
 /// Feature k of tiles' used planes (i, j), each plane `plane` apart: the sum over s < N of
 /// coefficient(j, s) rows[i][s] (a transform's second pass, along the rows).
 template <typename S, int N, typename T, typename Coefficient, typename Rows>
@@ -253,12 +265,9 @@ void transformInput(const T* x, T* v, const Tiles& t) {
 #pragma omp simd
     for (int64_t k = 0; k < c; ++k) {
       T e[A][K];  // B^T down each column
-      staticFor<A>([&](auto i) {
-        staticFor<K>([&](auto s) {
-          e[i][s] = combine<T, K>([&](auto r) { return S::kBt[i][r]; },
-                                  [&](auto r) { return d[K * r + s][k]; });
-        });
-      });
+      firstPass<A, K, K>(
+          e, [](auto i, auto r, auto /*s*/) { return S::kBt[i][r]; },
+          [&](auto /*i*/, auto r, auto s) { return d[K * r + s][k]; });
       // then B along each row
       writePlanes<S, K>(
           out, plane, k, [](auto j, auto s) { return S::kBt[j][s]; }, e);
@@ -282,13 +291,9 @@ void transformInputAdjoint(const T* v, T* x, const Tiles& t) {
 #pragma omp simd
     for (int64_t k = 0; k < c; ++k) {
       T e[A][K];  // B along each row, adjoint: e[i][s] = sum over j of g[i][j] B^T[j][s]
-      staticFor<A>([&](auto i) {
-        staticFor<K>([&](auto s) {
-          e[i][s] =
-              combine<T, A>([&](auto j) { return planeOf<S>(i, j) >= 0 ? S::kBt[j][s] : 0.0; },
-                            [&](auto j) { return in[planeOf<S>(i, j) * plane + k]; });
-        });
-      });
+      firstPass<A, K, A>(
+          e, [](auto i, auto j, auto s) { return planeOf<S>(i, j) >= 0 ? S::kBt[j][s] : 0.0; },
+          [&](auto i, auto j, auto /*s*/) { return in[planeOf<S>(i, j) * plane + k]; });
       staticFor<K>([&](auto r) {  // then B^T down each column, adjoint
         staticFor<K>([&](auto s) {
           d[K * r + s][k] +=
@@ -326,13 +331,9 @@ void transformOutput(const T* m, T* y, const Tiles& t) {
 #pragma omp simd
     for (int64_t k = 0; k < c; ++k) {
       T s[M][A];  // A^T down each column
-      staticFor<M>([&](auto i) {
-        staticFor<A>([&](auto b) {
-          s[i][b] =
-              combine<T, A>([&](auto a) { return planeOf<S>(a, b) >= 0 ? S::kAt[i][a] : 0.0; },
-                            [&](auto a) { return in[planeOf<S>(a, b) * plane + k]; });
-        });
-      });
+      firstPass<M, A, A>(
+          s, [](auto i, auto a, auto b) { return planeOf<S>(a, b) >= 0 ? S::kAt[i][a] : 0.0; },
+          [&](auto /*i*/, auto a, auto b) { return in[planeOf<S>(a, b) * plane + k]; });
       staticFor<M>([&](auto i) {  // then A along each row
         staticFor<M>([&](auto j) {
           out[M * i + j][k] =
@@ -360,12 +361,9 @@ void transformOutputAdjoint(const T* y, T* m, const Tiles& t) {
 #pragma omp simd
     for (int64_t k = 0; k < c; ++k) {
       T r[A][M];  // A down the columns: r[a][j] = sum over i of A^T[i][a] g[i][j]
-      staticFor<A>([&](auto a) {
-        staticFor<M>([&](auto j) {
-          r[a][j] = combine<T, M>([&](auto i) { return S::kAt[i][a]; },
-                                  [&](auto i) { return g[M * i + j][k]; });
-        });
-      });
+      firstPass<A, M, M>(
+          r, [](auto a, auto i, auto /*j*/) { return S::kAt[i][a]; },
+          [&](auto /*a*/, auto i, auto j) { return g[M * i + j][k]; });
       // then along the rows
       writePlanes<S, M>(
           out, plane, k, [](auto b, auto j) { return S::kAt[j][b]; }, r);
