@@ -43,9 +43,10 @@ struct KernelBenchOptions {
 /// at::instance_norm, forward and forward + backward, on StarGAN's generator's maps.
 int benchInstanceNorm(Runtime& runtime, const KernelBenchOptions& options);
 
-/// The Winograd 3 x 3 convolution (models/common/Winograd.h) next to LibTorch's at::conv2d
-/// (oneDNN on the CPU), forward, with the input and weight gradients, and a penalty's second
-/// order, on Progressive GAN's and StarGAN's maps.
+/// The Winograd 3 x 3 convolutions (models/common/Winograd.h), F(2x2, 3x3) and F(4x4, 3x3),
+/// next to LibTorch's at::conv2d (oneDNN on the CPU), and its pooled and upsampled forms next
+/// to the fused 4 x 4 stride-2 kernels: forward, with the input and weight gradients, and a
+/// penalty's second order, on Progressive GAN's and StarGAN's maps.
 int benchWinograd(Runtime& runtime, const KernelBenchOptions& options);
 
 }  // namespace gentrain

@@ -86,8 +86,8 @@ void addBenchCommands(CLI::App& app, CommandList& commands) {
                  "the CPU instance-norm kernel vs LibTorch's, on StarGAN's maps",
                  benchInstanceNorm);
   addKernelBench(*bench, commands, "winograd",
-                 "the Winograd 3x3 convolution vs LibTorch's, on Progressive GAN's and StarGAN's "
-                 "maps",
+                 "Winograd's 3x3 convolutions (and resampling) vs LibTorch's, on Progressive "
+                 "GAN's and StarGAN's maps",
                  benchWinograd);
 }
 
