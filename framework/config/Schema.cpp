@@ -306,7 +306,8 @@ void addRunKeys(Schema& s) {
          "the learned stall bound in slowest recent steps (see runtime.stall_floor_s)", 2, big});
   s.add({"runtime.straggler_threshold", KeyType::Float, "0.2",
          "a rank whose own work per step (not its waits) exceeds the median rank's by this "
-         "fraction for two progress lines in a row is named in the log (0: off)",
+         "fraction for two progress lines in a row, and by more than the host's noise (50 ms an "
+         "interval, 1 ms a step), is named in the log (0: off)",
          0, big});
   s.add({"run.trace_steps", KeyType::IntList, "[]",
          "[from, to]: every rank's phases and bucket all-reduces in steps from..to (inclusive) "

@@ -115,10 +115,23 @@ Scalars ProgressReporter::progress(int64_t step, int64_t steps, double seconds,
 // is its time outside collective waits: data, forward, backward, optimizer. Waits are where the
 // fast ranks pay for a slow one, so comparing work, not waits, finds the rank that is slow
 // itself, even when its lateness hides inside overlapped bucket all-reduces. A rank whose work
-// exceeds the median rank's by more than runtime.straggler_threshold (and by at least 1 ms, so
-// that microsecond noise in tiny steps is not named) in two lines in a row is named, with the
-// phase where its excess is.
-RankSpread ProgressReporter::spread(const std::vector<RankTimes>& ranks, double threshold) {
+// exceeds the median rank's by more than runtime.straggler_threshold in two lines in a row is
+// named, with the phase where its excess is.
+//
+// The excess must also stand above the host's own noise, which is absolute, not relative: the
+// scheduler takes time slices of a few milliseconds from whichever thread it likes (a rank's
+// helper threads, the kernel's writeback, other ranks when they outnumber the cores), and a VM
+// loses its CPUs to the hypervisor besides. With millisecond steps that reads as a rank 2-7 ms
+// "slower" per step, more than 200%, and on this repository's 2-core machines it did so two
+// intervals in a row, same rank, in about one clean 3-rank run in twelve (8 of 100: 2 of 10 on
+// CI once), by up to 7 ms a step, 34 ms over a 5-step interval. So the excess, summed over the
+// interval, must reach kNoiseSeconds (50 ms) as well as 1 ms per step: with the default 100
+// steps a line that is the 1 ms, and with a line every 5 steps 10 ms a step, still half the
+// 20 ms the fault tests inject. The noise averages out over long intervals; a straggler's
+// excess does not.
+RankSpread ProgressReporter::spread(const std::vector<RankTimes>& ranks, double threshold,
+                                    int64_t steps) {
+  constexpr double kNoiseSeconds = 0.05;
   RankSpread out;
   if (ranks.size() < 2) return out;
   const auto median = [&](double RankTimes::*field) {
@@ -144,7 +157,9 @@ RankSpread ProgressReporter::spread(const std::vector<RankTimes>& ranks, double 
        << 100 * s.wait / total << "%)";
   out.text = text.str();
   const double excess = work[slowest] - medianWork;
-  if (threshold <= 0 || excess < 1e-3 || excess <= threshold * medianWork) return out;
+  const double floor =
+      std::max(1e-3, kNoiseSeconds / static_cast<double>(std::max<int64_t>(1, steps)));
+  if (threshold <= 0 || excess < floor || excess <= threshold * medianWork) return out;
   out.slower = static_cast<int>(slowest);
   out.excess = excess;
   out.fraction = medianWork > 0 ? excess / medianWork : 0;
@@ -187,7 +202,7 @@ std::string ProgressReporter::rankSpread(int64_t step, int64_t steps) {
     const double* v = &all[r * kFields];
     ranks[r] = RankTimes{v[0], v[1], v[2], v[3], v[4]};
   }
-  const RankSpread result = spread(ranks, stragglerThreshold_);
+  const RankSpread result = spread(ranks, stragglerThreshold_, steps);
   slowIntervals_ = result.slower < 0 ? 0 : result.slower == slowRank_ ? slowIntervals_ + 1 : 1;
   slowRank_ = result.slower;
   if (comm_.rank() == 0 && slowIntervals_ >= 2 && slowIntervals_ % 10 == 2) {

@@ -54,10 +54,11 @@ class ProgressReporter {
   /// Prints an evaluation's metrics and writes them to the sinks (split "test").
   void evaluation(int64_t step, bool final, const Scalars& metrics);
 
-  /// The spread over `ranks` (pure: tests call it): the work range, the slowest rank's shares,
-  /// and the rank whose work exceeds the median's by more than `threshold` (a fraction) and by
-  /// at least a millisecond.
-  static RankSpread spread(const std::vector<RankTimes>& ranks, double threshold);
+  /// The spread over `ranks`, their times per step over an interval of `steps` steps (pure:
+  /// tests call it): the work range, the slowest rank's shares, and the rank whose work exceeds
+  /// the median's by more than `threshold` (a fraction), by at least a millisecond a step and
+  /// by more than the host's noise over the interval (Note [stragglers]).
+  static RankSpread spread(const std::vector<RankTimes>& ranks, double threshold, int64_t steps);
 
   /// The progress line itself (pure: tests call it).
   static std::string line(int64_t step, int64_t totalSteps, double epoch, const Scalars& means,

@@ -59,7 +59,7 @@ TEST(ProgressReporter, AveragesEveryStepSinceTheLastLineAndWritesTheRow) {
 TEST(ProgressReporter, TheSpreadNamesTheRankWhoseOwnWorkIsSlowAndWhere) {
   const RankTimes fast{0.001, 0.004, 0.004, 0.001, 0.021};  // waits 21 ms for the slow one
   const RankTimes slow{0.001, 0.004, 0.024, 0.001, 0.001};  // 20 ms more backward
-  const RankSpread s = ProgressReporter::spread({fast, slow, fast}, 0.2);
+  const RankSpread s = ProgressReporter::spread({fast, slow, fast}, 0.2, 100);
   EXPECT_EQ(s.slower, 1);
   EXPECT_EQ(s.phase, "backward");
   EXPECT_NEAR(s.excess, 0.020, 1e-9);
@@ -68,10 +68,19 @@ TEST(ProgressReporter, TheSpreadNamesTheRankWhoseOwnWorkIsSlowAndWhere) {
   EXPECT_NE(s.text.find("work 10.0-30.0 ms/step"), std::string::npos) << s.text;
 
   const RankTimes jitter{0.001, 0.0045, 0.004, 0.001, 0.0};  // 5% over the median
-  EXPECT_EQ(ProgressReporter::spread({fast, jitter, fast}, 0.2).slower, -1);
+  EXPECT_EQ(ProgressReporter::spread({fast, jitter, fast}, 0.2, 100).slower, -1);
   const RankTimes tiny{0.0, 0.0002, 0.0002, 0.0, 0.0};  // 2x, but 0.2 ms
   const RankTimes tinySlow{0.0, 0.0006, 0.0002, 0.0, 0.0};
-  EXPECT_EQ(ProgressReporter::spread({tiny, tinySlow, tiny}, 0.2).slower, -1);
-  EXPECT_EQ(ProgressReporter::spread({fast, slow, fast}, 0).slower, -1);  // off
-  EXPECT_EQ(ProgressReporter::spread({fast}, 0.2).text, "");
+  EXPECT_EQ(ProgressReporter::spread({tiny, tinySlow, tiny}, 0.2, 100).slower, -1);
+  EXPECT_EQ(ProgressReporter::spread({fast, slow, fast}, 0, 100).slower, -1);  // off
+  EXPECT_EQ(ProgressReporter::spread({fast}, 0.2, 100).text, "");
+
+  // Over a short interval the host's noise is per step larger: 3 ms a step over 5 steps (300%,
+  // but 15 ms in all) is not named, the fault tests' 20 ms a step is.
+  const RankTimes oneMs{0.0001, 0.0004, 0.0004, 0.0001, 0.0};
+  const RankTimes jittered{0.0001, 0.0004, 0.0034, 0.0001, 0.0};
+  EXPECT_EQ(ProgressReporter::spread({oneMs, jittered, oneMs}, 0.2, 5).slower, -1);
+  EXPECT_EQ(ProgressReporter::spread({oneMs, jittered, oneMs}, 0.2, 100).slower, 1);
+  const RankTimes injected{0.0001, 0.0004, 0.0204, 0.0001, 0.0};
+  EXPECT_EQ(ProgressReporter::spread({oneMs, injected, oneMs}, 0.2, 5).slower, 1);
 }
