@@ -20,6 +20,7 @@
 #include "framework/train/TrainingData.h"
 #include "launch/OpProfile.h"
 #include "models/common/ConvTranspose.h"
+#include "models/common/Convolution.h"
 #include "models/common/InstanceNorm.h"
 #include "models/common/SecondOrder.h"
 #include "models/common/Winograd.h"
@@ -272,6 +273,62 @@ int benchInstanceNorm(Runtime& runtime, const KernelBenchOptions& options) {
                   both[1], both[1] / both[0]);
     log::info(line);
   }
+  return 0;
+}
+
+int benchOneChannel(Runtime& runtime, const KernelBenchOptions& options) {
+  runtime.configure({"cpu", options.threads, "mpi"});
+  // The conv VAE's first and last layers at batch 128 (Note [one-channel weight gradients]):
+  // forward and backward by LibTorch's kernels and by ours, in interleaved rounds (the VM's
+  // speed drifts between runs); then the weight gradient alone, ours against oneDNN's.
+  const int64_t n = 128;
+  const at::Tensor image = at::randn({n, 1, 28, 28});
+  const at::Tensor w1 = at::randn({32, 1, 4, 4}).requires_grad_(true);
+  const at::Tensor b1 = at::zeros({32}).requires_grad_(true);
+  const at::Tensor g1 = at::randn({n, 32, 14, 14});
+  const at::Tensor x2 = at::randn({n, 32, 14, 14}).requires_grad_(true);
+  const at::Tensor w2 = at::randn({32, 1, 4, 4}).requires_grad_(true);
+  const at::Tensor b2 = at::zeros({1}).requires_grad_(true);
+  const at::Tensor g2 = at::randn({n, 1, 28, 28});
+  const auto time = [&](const auto& body) {
+    body();
+    const double start = monotonicSeconds();
+    for (int i = 0; i < options.iterations; ++i) body();
+    return (monotonicSeconds() - start) / options.iterations * 1e3;
+  };
+  constexpr int kRounds = 8;
+  double first[2] = {0, 0}, last[2] = {0, 0};
+  for (int round = 0; round < kRounds; ++round) {
+    for (int ours = 0; ours < 2; ++ours) {
+      first[ours] +=
+          time([&] {
+            (ours ? models::conv2d(image, w1, b1, 2, 1) : at::conv2d(image, w1, b1, 2, 1))
+                .backward(g1);
+          }) /
+          kRounds;
+      last[ours] += time([&] {
+                      (ours ? models::convTranspose2d(x2, w2, b2, 2, 1)
+                            : at::conv_transpose2d(x2, w2, b2, 2, 1))
+                          .backward(g2);
+                    }) /
+                    kRounds;
+    }
+  }
+  at::NoGradGuard noGrad;
+  const double oursGradient = time([&] { models::oneChannelWeightGradient(g1, image, 4, 2, 1); });
+  const double oneDnnGradient = time([&] {
+    at::convolution_backward(g1, image, w1, at::OptionalIntArrayRef(), {2, 2}, {1, 1}, {1, 1},
+                             false, {0, 0}, 1, {false, true, false});
+  });
+  char line[500];
+  std::snprintf(line, sizeof(line),
+                "bench one-channel, batch %lld, %d thread(s), ms forward and backward, LibTorch's "
+                "/ ours (mean of %d interleaved rounds): 1 -> 32 convolution 4x4 stride 2 on 28x28 "
+                "%.2f / %.2f; 32 -> 1 transposed convolution to 28x28 %.2f / %.2f; the first's "
+                "weight gradient alone, oneDNN's / ours, %.2f / %.2f",
+                static_cast<long long>(n), options.threads, kRounds, first[0], first[1], last[0],
+                last[1], oneDnnGradient, oursGradient);
+  log::info(line);
   return 0;
 }
 

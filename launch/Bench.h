@@ -49,4 +49,9 @@ int benchInstanceNorm(Runtime& runtime, const KernelBenchOptions& options);
 /// penalty's second order, on Progressive GAN's and StarGAN's maps.
 int benchWinograd(Runtime& runtime, const KernelBenchOptions& options);
 
+/// The conv VAE's one-channel layers (models/common/Convolution.h, Note [one-channel weight
+/// gradients]) next to LibTorch's: the first convolution and the last transposed convolution
+/// forward and backward, and the weight gradient alone against oneDNN's.
+int benchOneChannel(Runtime& runtime, const KernelBenchOptions& options);
+
 }  // namespace gentrain

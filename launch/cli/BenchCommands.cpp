@@ -89,6 +89,9 @@ void addBenchCommands(CLI::App& app, CommandList& commands) {
                  "Winograd's 3x3 convolutions (and resampling) vs LibTorch's, on Progressive "
                  "GAN's and StarGAN's maps",
                  benchWinograd);
+  addKernelBench(*bench, commands, "one-channel",
+                 "the conv VAE's one-channel layers (their weight gradients) vs LibTorch's",
+                 benchOneChannel);
 }
 
 }  // namespace gentrain

@@ -3,9 +3,8 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
-#include <torch/nn/init.h>
 
-#include <cmath>
+#include "models/common/Convolution.h"
 
 namespace gentrain::models {
 namespace {
@@ -20,8 +19,10 @@ namespace {
 // convolution itself, and the weight's is the convolution's weight gradient with x as the
 // output gradient: 10.4 ms for the same layer, equal to slow_conv_transpose2d's results to float
 // rounding. With few output channels oneDNN's input gradient is the slower one (32 -> 1: 4.6 ms
-// against 1.0 forward), so those layers, other devices and types, and backward passes that must
-// themselves be differentiated keep at::conv_transpose2d.
+// against 1.0 forward), so those layers run forward as at::conv_transpose2d; to one channel the
+// backward is still ours, its weight gradient by Note [one-channel weight gradients]. Other
+// devices and types, 2 to 7 output channels, and backward passes that must themselves be
+// differentiated keep at::conv_transpose2d whole.
 constexpr int64_t kMinOutChannels = 8;
 
 bool fastPath(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
@@ -29,7 +30,9 @@ bool fastPath(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b
     return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat;
   };
   return x.dim() == 4 && x.numel() > 0 && cpuFloat(x) && cpuFloat(weight) &&
-         (!bias.defined() || cpuFloat(bias)) && weight.size(1) >= kMinOutChannels;
+         (!bias.defined() || cpuFloat(bias)) &&
+         (weight.size(1) >= kMinOutChannels ||
+          (weight.size(1) == 1 && weight.size(2) == weight.size(3)));
 }
 
 at::Tensor reference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
@@ -48,6 +51,10 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
   // The bias is added outside (autograd cannot take an undefined input here).
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& weight, int64_t stride, int64_t padding) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    if (weight.size(1) < kMinOutChannels) return reference(x, weight, {}, stride, padding);
     // In x's memory format: a channels-last network stays so (Note [channels-last networks]).
     const at::MemoryFormat format = x.suggest_memory_format();
     const at::Tensor shapeOnly =
@@ -55,9 +62,6 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
     at::Tensor y = std::get<0>(at::convolution_backward(
         x.contiguous(format), shapeOnly, weight, at::OptionalIntArrayRef(), {stride, stride},
         {padding, padding}, {1, 1}, false, {0, 0}, 1, {true, false, false}));
-    ctx->save_for_backward({x, weight});
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
     return y;
   }
 
@@ -68,7 +72,9 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
     const int64_t stride = ctx->saved_data["stride"].toInt();
     const int64_t padding = ctx->saved_data["padding"].toInt();
     const at::MemoryFormat format = x.suggest_memory_format();
-    const at::Tensor g = grads[0].contiguous(format);
+    // to(): under bfloat16 autocast the one-channel forward (at::conv_transpose2d) ran in
+    // bfloat16; x and the weight kept are float, and so is every gradient returned.
+    const at::Tensor g = grads[0].to(x.scalar_type()).contiguous(format);
     if (at::GradMode::is_enabled()) {  // create_graph: LibTorch's own, differentiated again
       torch::autograd::variable_list wanted;
       std::vector<int> which;
@@ -86,7 +92,9 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
     }
     at::Tensor dx, dweight;
     if (ctx->needs_input_grad(0)) dx = at::conv2d(g, weight, {}, stride, padding);
-    if (ctx->needs_input_grad(1)) {
+    if (ctx->needs_input_grad(1) && weight.size(1) == 1 && takesOneChannelGradient(g)) {
+      dweight = oneChannelWeightGradient(x, g, weight.size(2), stride, padding);
+    } else if (ctx->needs_input_grad(1)) {
       dweight = std::get<1>(at::convolution_backward(
           x.contiguous(format), g, weight, at::OptionalIntArrayRef(), {stride, stride},
           {padding, padding}, {1, 1}, false, {0, 0}, 1, {false, true, false}));
@@ -107,14 +115,10 @@ at::Tensor convTranspose2d(const at::Tensor& x, const at::Tensor& weight, const 
 ConvTranspose2dImpl::ConvTranspose2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride,
                                          int64_t padding, bool withBias)
     : stride_(stride), padding_(padding) {
-  // As torch::nn::ConvTranspose2d: kaiming_uniform(a = sqrt(5)) on the weight, whose fan-in
-  // LibTorch reads from dimension 1 (out) x kernel; the bias uniform in +-1/sqrt(that fan-in).
-  weight = register_parameter("weight", torch::empty({in, out, kernel, kernel}));
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-  if (!withBias) return;
-  bias = register_parameter("bias", torch::empty({out}));
-  const double bound = 1.0 / std::sqrt(static_cast<double>(out * kernel * kernel));
-  torch::nn::init::uniform_(bias, -bound, bound);
+  // As torch::nn::ConvTranspose2d: LibTorch reads the fan-in from the weight's dimension 1
+  // (out) x kernel.
+  registerConvolutionParameters(*this, weight, bias, {in, out, kernel, kernel}, 1,
+                                out * kernel * kernel, withBias);
 }
 
 at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& x) {

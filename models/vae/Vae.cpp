@@ -10,6 +10,7 @@
 #include "framework/random/CounterRng.h"
 #include "models/common/BceWithLogits.h"
 #include "models/common/ConvTranspose.h"
+#include "models/common/Convolution.h"
 
 namespace gentrain::models {
 namespace nn = torch::nn;
@@ -25,7 +26,9 @@ VaeNetImpl::VaeNetImpl(const std::string& arch, std::vector<int64_t> hidden, int
     // Each stride-2 4x4 convolution with padding 1 halves the side exactly.
     int64_t in = channels, h = height, w = width;
     for (int64_t out : convChannels) {
-      encoder_->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 4).stride(2).padding(1)));
+      // nn::Conv2d's parameters; the first layer's weight gradient by Note [one-channel
+      // weight gradients].
+      encoder_->push_back(Conv2d(in, out, 4, 2, 1));
       encoder_->push_back(nn::ReLU());
       in = out;
       h /= 2;

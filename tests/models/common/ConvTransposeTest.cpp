@@ -32,7 +32,8 @@ void expectClose(const at::Tensor& a, const at::Tensor& b, const char* what) {
 }  // namespace
 
 // Note [transposed convolution as a convolution's gradient]: the oneDNN path (many output
-// channels) and the fallback (few) both equal at::conv_transpose2d, forward and backward.
+// channels) and the one-channel path (LibTorch's forward, our backward: Note [one-channel
+// weight gradients]) both equal at::conv_transpose2d, forward and backward.
 TEST(ConvTranspose, EqualsLibTorchsForwardAndGradients) {
   at::manual_seed(3);
   for (const int64_t out : {16, 1}) {
@@ -80,21 +81,23 @@ TEST(ConvTranspose, EqualsLibTorchsForwardAndGradients) {
 }
 
 TEST(ConvTranspose, SecondDerivativeMatchesLibTorchs) {
-  at::manual_seed(4);
-  const at::Tensor x = at::randn({2, 8, 4, 4}), w = at::randn({8, 16, 4, 4}).requires_grad_(),
-                   b = at::zeros({16});
-  const auto penalty = [&](auto conv) {
-    const at::Tensor xx = x.clone().requires_grad_();
-    const at::Tensor y = conv(xx);
-    const at::Tensor dx = torch::autograd::grad({y.pow(2).sum()}, {xx}, {}, /*retain_graph=*/true,
-                                                /*create_graph=*/true)[0];
-    return torch::autograd::grad({dx.pow(2).sum()}, {w})[0];
-  };
-  const at::Tensor ours =
-      penalty([&](const at::Tensor& xx) { return convTranspose2d(xx, w, b, 2, 1); });
-  const at::Tensor ref =
-      penalty([&](const at::Tensor& xx) { return at::conv_transpose2d(xx, w, b, 2, 1); });
-  expectClose(ours, ref, "d/dw of a gradient penalty");
+  for (const int64_t out : {16, 1}) {
+    at::manual_seed(4);
+    const at::Tensor x = at::randn({2, 8, 4, 4}), w = at::randn({8, out, 4, 4}).requires_grad_(),
+                     b = at::zeros({out});
+    const auto penalty = [&](auto conv) {
+      const at::Tensor xx = x.clone().requires_grad_();
+      const at::Tensor y = conv(xx);
+      const at::Tensor dx = torch::autograd::grad({y.pow(2).sum()}, {xx}, {}, /*retain_graph=*/true,
+                                                  /*create_graph=*/true)[0];
+      return torch::autograd::grad({dx.pow(2).sum()}, {w})[0];
+    };
+    const at::Tensor ours =
+        penalty([&](const at::Tensor& xx) { return convTranspose2d(xx, w, b, 2, 1); });
+    const at::Tensor ref =
+        penalty([&](const at::Tensor& xx) { return at::conv_transpose2d(xx, w, b, 2, 1); });
+    expectClose(ours, ref, "d/dw of a gradient penalty");
+  }
 }
 
 TEST(ConvTranspose, ModuleHasLibTorchsParameterNamesAndShapes) {
