@@ -4,8 +4,8 @@
 # 1 rank x 1 thread, the same settings as the *-vs-pytorch.sh scripts (allocator and BLAS as
 # side-by-side.sh sets them), the TOP operators by self time of each. Figures for the README's
 # per-model tables; the ratios themselves come from the *-vs-pytorch.sh scripts (a profiled step
-# is slower than an unprofiled one). Usage: profiles.sh [MODEL...] with MODEL among vae pixelcnn
-# row_lstm diagonal_bilstm pgan16 pgan32 stargan; TOP=N (8).
+# is slower than an unprofiled one). Usage: profiles.sh [MODEL...] with MODEL among vae vae_conv
+# pixelcnn row_lstm diagonal_bilstm pgan16 pgan32 stargan; TOP=N (8).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 top=${TOP:-8}
@@ -30,10 +30,13 @@ pair() {  # NAME STEPS "GENTRAIN ARGS" "PEER ARGS"
   PEER_PROFILE=$2 /usr/bin/python3 $4 --threads 1 --warmup 2 --steps "$2" 2>&1 | table pytorch
 }
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(vae pixelcnn row_lstm diagonal_bilstm pgan16 pgan32 stargan)
+all=(vae vae_conv pixelcnn row_lstm diagonal_bilstm pgan16 pgan32 stargan)
+[ ${#models[@]} -gt 0 ] || models=("${all[@]}")
 for m in "${models[@]}"; do
   case $m in
     vae) pair vae 100 "configs/vae-fashion-mnist.yaml" "launch/bench/vae_pytorch.py --batch 128" ;;
+    vae_conv) pair "conv vae" 30 "configs/vae-conv-fashion-mnist.yaml" \
+      "launch/bench/vae_pytorch.py --arch conv --batch 128" ;;
     pixelcnn | row_lstm | diagonal_bilstm)
       pair "$m" 5 "configs/pixelrnn-fashion-mnist.yaml model.variant=$m train.global_batch=16" \
         "launch/bench/pixelrnn_pytorch.py --variant $m --batch 16" ;;
@@ -48,7 +51,7 @@ for m in "${models[@]}"; do
     stargan)
       pair stargan 10 "configs/stargan-fashion-mnist-color32.yaml model.classifier=none \
         train.global_batch=16" "launch/bench/stargan_pytorch.py --batch 16" ;;
-    *) echo "unknown model '$m' (vae pixelcnn row_lstm diagonal_bilstm pgan16 pgan32 stargan)" >&2
+    *) echo "unknown model '$m' (${all[*]})" >&2
        exit 2 ;;
   esac
 done
