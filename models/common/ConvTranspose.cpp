@@ -1,10 +1,10 @@
 #include "models/common/ConvTranspose.h"
 
 #include <ATen/ATen.h>
-#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "models/common/Convolution.h"
+#include "models/common/ReferenceGradients.h"
 
 namespace gentrain::models {
 namespace {
@@ -76,19 +76,7 @@ struct ConvTransposeFunction : torch::autograd::Function<ConvTransposeFunction> 
     // bfloat16; x and the weight kept are float, and so is every gradient returned.
     const at::Tensor g = grads[0].to(x.scalar_type()).contiguous(format);
     if (at::GradMode::is_enabled()) {  // create_graph: LibTorch's own, differentiated again
-      torch::autograd::variable_list wanted;
-      std::vector<int> which;
-      for (int k = 0; k < 2; ++k) {
-        if (ctx->needs_input_grad(k)) {
-          wanted.push_back(saved[k]);
-          which.push_back(k);
-        }
-      }
-      const at::Tensor y = reference(x, weight, {}, stride, padding);
-      const auto found = torch::autograd::grad({y}, wanted, {g}, true, true, true);
-      torch::autograd::variable_list out(4);
-      for (size_t k = 0; k < which.size(); ++k) out[which[k]] = found[k];
-      return out;
+      return referenceGradients(ctx, {x, weight}, reference(x, weight, {}, stride, padding), g, 2);
     }
     at::Tensor dx, dweight;
     if (ctx->needs_input_grad(0)) dx = at::conv2d(g, weight, {}, stride, padding);

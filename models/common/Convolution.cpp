@@ -2,11 +2,12 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/init.h>
 
 #include <cmath>
+
+#include "models/common/ReferenceGradients.h"
 
 namespace gentrain::models {
 
@@ -89,19 +90,8 @@ struct OneChannelConvolution : torch::autograd::Function<OneChannelConvolution> 
     // are float, and so is every gradient returned.
     const at::Tensor g = grads[0].to(x.scalar_type());
     if (at::GradMode::is_enabled()) {  // create_graph: LibTorch's own, differentiated again
-      torch::autograd::variable_list wanted;
-      std::vector<int> which;
-      for (int k = 0; k < 3; ++k) {
-        if (ctx->needs_input_grad(k)) {
-          wanted.push_back(saved[k]);
-          which.push_back(k);
-        }
-      }
-      const at::Tensor y = at::conv2d(x, weight, bias, stride, padding);
-      const auto found = torch::autograd::grad({y}, wanted, {g}, true, true, true);
-      torch::autograd::variable_list out(5);
-      for (size_t k = 0; k < which.size(); ++k) out[which[k]] = found[k];
-      return out;
+      return referenceGradients(ctx, {x, weight, bias},
+                                at::conv2d(x, weight, bias, stride, padding), g, 2);
     }
     at::Tensor dx, dweight, dbias;
     if (ctx->needs_input_grad(0)) {

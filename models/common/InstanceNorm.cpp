@@ -1,13 +1,13 @@
 #include "models/common/InstanceNorm.h"
 
 #include <ATen/ATen.h>
-#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "framework/base/ParallelFor.h"
+#include "models/common/ReferenceGradients.h"
 
 namespace gentrain::models {
 
@@ -126,7 +126,11 @@ struct InstanceNormFunction : torch::autograd::Function<InstanceNormFunction> {
     auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1], &bias = saved[2];
     const at::Tensor gy = grads[0];
-    if (at::GradMode::is_enabled()) return differentiableBackward(ctx, {x, weight, bias}, gy);
+    if (at::GradMode::is_enabled()) {  // create_graph: LibTorch's own, differentiated again
+      return referenceGradients(ctx, {x, weight, bias},
+                                instanceNormOps(x, weight, bias, ctx->saved_data["eps"].toDouble()),
+                                gy, 1);
+    }
     const at::Tensor input = x.contiguous(), g = gy.contiguous(), w = weight.contiguous();
     const int64_t channels = x.size(1), planes = x.size(0) * channels;
     const bool wantDx = ctx->needs_input_grad(0);
@@ -144,26 +148,6 @@ struct InstanceNormFunction : torch::autograd::Function<InstanceNormFunction> {
     });
     return {dx, dweight.view({x.size(0), channels}).sum(0),
             dbias.view({x.size(0), channels}).sum(0), at::Tensor()};
-  }
-
-  // create_graph: the gradients need graphs of their own, so LibTorch's instance norm is made
-  // again and differentiated, for the inputs that want a gradient.
-  static torch::autograd::variable_list differentiableBackward(
-      torch::autograd::AutogradContext* ctx, const torch::autograd::variable_list& inputs,
-      const at::Tensor& gy) {
-    torch::autograd::variable_list wanted;
-    for (size_t k = 0; k < inputs.size(); ++k) {
-      if (ctx->needs_input_grad(k)) wanted.push_back(inputs[k]);
-    }
-    const at::Tensor y =
-        instanceNormOps(inputs[0], inputs[1], inputs[2], ctx->saved_data["eps"].toDouble());
-    const auto found = torch::autograd::grad({y}, wanted, {gy}, /*retain_graph=*/true,
-                                             /*create_graph=*/true, /*allow_unused=*/true);
-    torch::autograd::variable_list out(inputs.size() + 1);  // and none for eps
-    for (size_t k = 0, next = 0; k < inputs.size(); ++k) {
-      if (ctx->needs_input_grad(k)) out[k] = found[next++];
-    }
-    return out;
   }
 };
 
