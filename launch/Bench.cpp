@@ -28,6 +28,15 @@
 namespace gentrain {
 namespace {
 
+// Milliseconds per call of `body`, after one untimed call, over `iterations` calls.
+template <class Body>
+double msPerCall(int iterations, const Body& body) {
+  body();
+  const double start = monotonicSeconds();
+  for (int i = 0; i < iterations; ++i) body();
+  return (monotonicSeconds() - start) / iterations * 1e3;
+}
+
 // Note [what publishing costs]
 // Stall detection adds two things to a rank: the calls that publish its phase, step and bucket
 // (a clock read and an uncontended lock each), on the training thread; and the monitor thread,
@@ -249,12 +258,7 @@ int benchInstanceNorm(Runtime& runtime, const KernelBenchOptions& options) {
     const at::Tensor x = at::randn(shape).requires_grad_(true), grad = at::randn(shape);
     const at::Tensor w = at::rand({shape[1]}).requires_grad_(true);
     const at::Tensor b = at::zeros({shape[1]}).requires_grad_(true);
-    const auto time = [&](auto body) {  // ms per call, after one untimed call
-      body();
-      const double start = monotonicSeconds();
-      for (int i = 0; i < options.iterations; ++i) body();
-      return (monotonicSeconds() - start) / options.iterations * 1e3;
-    };
+    const auto time = [&](const auto& body) { return msPerCall(options.iterations, body); };
     double forward[2], both[2];  // ours, LibTorch's
     for (int k = 0; k < 2; ++k) {
       {
@@ -290,12 +294,7 @@ int benchOneChannel(Runtime& runtime, const KernelBenchOptions& options) {
   const at::Tensor w2 = at::randn({32, 1, 4, 4}).requires_grad_(true);
   const at::Tensor b2 = at::zeros({1}).requires_grad_(true);
   const at::Tensor g2 = at::randn({n, 1, 28, 28});
-  const auto time = [&](const auto& body) {
-    body();
-    const double start = monotonicSeconds();
-    for (int i = 0; i < options.iterations; ++i) body();
-    return (monotonicSeconds() - start) / options.iterations * 1e3;
-  };
+  const auto time = [&](const auto& body) { return msPerCall(options.iterations, body); };
   constexpr int kRounds = 8;
   double first[2] = {0, 0}, last[2] = {0, 0};
   for (int round = 0; round < kRounds; ++round) {
@@ -342,12 +341,7 @@ int benchWinograd(Runtime& runtime, const KernelBenchOptions& options) {
   // and a gradient penalty's second order through x.
   const auto timeConvolution = [&](const auto& conv, const at::Tensor& x, const at::Tensor& grad,
                                    double& forward, double& both, double& penalty) {
-    const auto time = [&](auto body) {
-      body();
-      const double start = monotonicSeconds();
-      for (int i = 0; i < options.iterations; ++i) body();
-      return (monotonicSeconds() - start) / options.iterations * 1e3;
-    };
+    const auto time = [&](const auto& body) { return msPerCall(options.iterations, body); };
     {
       at::NoGradGuard noGrad;
       forward = time([&] { conv(); });
