@@ -46,7 +46,8 @@ State& state() {
   return s;
 }
 
-std::atomic<double> offset{0};
+std::mutex offsetMutex;  // the offset and its error are read together
+activity::ClockOffset offset;
 std::atomic<bool> enabled{true};
 
 /// Ends the open segment at `now` (caller holds the lock).
@@ -237,8 +238,15 @@ std::vector<TraceSegment> takeTrace() {
   return out;
 }
 
-void setClockOffset(double seconds) { offset.store(seconds); }
-double clockOffset() { return offset.load(); }
+void setClockOffset(ClockOffset estimate) {
+  std::lock_guard<std::mutex> lock(offsetMutex);
+  offset = estimate;
+}
+
+ClockOffset clockOffset() {
+  std::lock_guard<std::mutex> lock(offsetMutex);
+  return offset;
+}
 
 }  // namespace activity
 

@@ -104,9 +104,13 @@ int64_t publishCalls();
 /// Tracing: while on, every phase and collective wait is kept as a segment.
 void setTracing(bool on);
 std::vector<TraceSegment> takeTrace();
-/// Add to this rank's monotonic clock to read rank 0's (kept by the stall monitor).
-void setClockOffset(double seconds);
-double clockOffset();
+/// Add `seconds` to this rank's monotonic clock to read rank 0's, true to within +-`error`
+/// seconds (half the round trip it was measured over; kept by the stall monitor).
+struct ClockOffset {
+  double seconds = 0, error = 0;
+};
+void setClockOffset(ClockOffset estimate);
+ClockOffset clockOffset();
 
 }  // namespace activity
 

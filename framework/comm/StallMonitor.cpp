@@ -353,12 +353,14 @@ void beat(Monitor& m) {
       zero = b;
       heardAt = received;
       heard = true;
-      // Clock offset to rank 0 from the fastest round trip of the last hundred (Cristian).
+      // Clock offset to rank 0 from the fastest round trip of the last hundred (Cristian):
+      // rank 0 stamped sentAt somewhere inside the round trip, so the midpoint is off by at most
+      // half of it.
       const double rtt = received - b.echo;
       if (++samples % 100 == 0) bestRtt = std::numeric_limits<double>::infinity();
       if (rtt < bestRtt) {
         bestRtt = rtt;
-        activity::setClockOffset(b.sentAt - (b.echo + received) / 2);
+        activity::setClockOffset({b.sentAt - (b.echo + received) / 2, rtt / 2});
       }
     }
     if (!heard) continue;

@@ -16,10 +16,11 @@ namespace gentrain {
 // (a few per step: the cost is a vector append). The segments tile each rank's time, so a
 // step's phases add up to the step. At the end of the window every rank sends its segments to
 // rank 0 (one all-gather), with its times moved onto rank 0's clock by the offset the stall
-// monitor measured (the fastest of a hundred heartbeat round trips: tens of microseconds on one
-// host, well under a millisecond between hosts). Rank 0 writes the Chrome trace format: a
-// process per rank (named with its host), the steps on thread 0 and the phases and waits on
-// thread 1, in microseconds.
+// monitor measured (from the fastest of a hundred heartbeat round trips, true to within half of
+// it: tens of microseconds on one quiet host, up to 1.2 ms seen with 3 ranks on a busy 2-core
+// VM; each rank's process entry carries both, clock_offset_us and clock_offset_error_us). Rank 0
+// writes the Chrome trace format: a process per rank (named with its host), the steps on
+// thread 0 and the phases and waits on thread 1, in microseconds.
 
 namespace {
 
@@ -62,17 +63,19 @@ void StepTrace::endStep(int64_t step, double t0, double t2) {
   if (recording_) steps_.push_back({static_cast<double>(step), t0, t2});
 }
 
-std::string StepTrace::events(int rank, const std::string& host, double clockOffset,
+std::string StepTrace::events(int rank, const std::string& host, activity::ClockOffset clock,
                               const std::vector<TraceSegment>& segments,
                               const std::vector<std::vector<double>>& steps) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(3);
   out << "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":" << rank << ",\"args\":{\"name\":\"rank "
-      << rank << " (" << escaped(host) << ")\",\"clock_offset_us\":" << clockOffset * 1e6 << "}},\n"
+      << rank << " (" << escaped(host) << ")\",\"clock_offset_us\":" << clock.seconds * 1e6
+      << ",\"clock_offset_error_us\":" << clock.error * 1e6 << "}},\n"
       << "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":" << rank
       << ",\"tid\":0,\"args\":{\"name\":\"steps\"}},\n"
       << "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":" << rank
       << ",\"tid\":1,\"args\":{\"name\":\"phases and waits\"}}";
+  const double clockOffset = clock.seconds;
   std::ostringstream body;
   body << std::fixed << std::setprecision(3);
   for (const std::vector<double>& s : steps) {

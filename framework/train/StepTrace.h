@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "framework/base/Activity.h"
+
 namespace gentrain {
 
 class Communicator;
@@ -30,8 +32,8 @@ class StepTrace {
   bool recording() const { return recording_; }
 
   /// This rank's part of the trace as JSON event objects, comma-separated (pure; tests).
-  static std::string events(int rank, const std::string& host, double clockOffset,
-                            const std::vector<struct TraceSegment>& segments,
+  static std::string events(int rank, const std::string& host, activity::ClockOffset clock,
+                            const std::vector<TraceSegment>& segments,
                             const std::vector<std::vector<double>>& steps);
 
  private:
