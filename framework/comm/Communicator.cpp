@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "framework/base/Error.h"
+
 namespace gentrain {
 namespace {
 
@@ -20,6 +22,10 @@ std::unique_ptr<Work> Communicator::allReduceAsync(at::Tensor& tensor, ReduceOp 
 
 at::Tensor Communicator::collectiveBuffer(int64_t numel, const at::TensorOptions& options) {
   return at::zeros({numel}, options);
+}
+
+std::uint64_t Communicator::nodeBarrier(std::uint64_t flags) {
+  throw CommError("internal: nodeBarrier without node shared memory");
 }
 
 }  // namespace gentrain

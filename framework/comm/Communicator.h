@@ -67,6 +67,16 @@ class Communicator {
   /// one node: memory all ranks map, Note [all-reduce through shared memory]); every rank must
   /// ask for the same sizes in the same order. By default, ordinary memory.
   virtual at::Tensor collectiveBuffer(int64_t numel, const at::TensorOptions& options);
+  /// Collective: `numel` zeros of which this node keeps one copy, the same memory on every rank
+  /// (state that ranks update in parts: Note [one update per node] in
+  /// framework/parallel/DistributedOptimizer.cpp), or an undefined tensor on every rank where
+  /// there is no such memory (by default; MPI with ranks on several nodes, or no room in /dev/shm).
+  virtual at::Tensor nodeSharedTensor(int64_t numel, const at::TensorOptions& options) {
+    return {};
+  }
+  /// Collective, for the ranks of nodeSharedTensor's memory only: returns once every rank has
+  /// called it, with the OR of every rank's `flags`. Through counters in that memory.
+  virtual std::uint64_t nodeBarrier(std::uint64_t flags);
   /// In place: every rank ends with `root`'s values.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;

@@ -143,6 +143,21 @@ at::Tensor MpiCommunicator::collectiveBuffer(int64_t numel, const at::TensorOpti
       NodeSharedMemory::data(*segment), {numel}, [segment](void*) {}, options);
 }
 
+at::Tensor MpiCommunicator::nodeSharedTensor(int64_t numel, const at::TensorOptions& options) {
+  if (!node_ || !options.device().is_cpu()) return {};
+  const auto bytes = static_cast<std::size_t>(numel) * options.dtype().itemsize();
+  std::shared_ptr<NodeSegment> segment = node_->allocateOne(bytes);
+  if (!segment) return {};
+  return at::from_blob(
+      NodeSharedMemory::data(*segment), {numel}, [segment](void*) {}, options);
+}
+
+std::uint64_t MpiCommunicator::nodeBarrier(std::uint64_t flags) {
+  if (!node_) return Communicator::nodeBarrier(flags);
+  Watchdog::Scope wait("a barrier of the ranks on this node");
+  return node_->barrier(flags);
+}
+
 void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   Watchdog::Scope wait("an MPI broadcast");
   if (!tensor.is_contiguous()) throw CommError("broadcast needs a contiguous tensor");

@@ -27,6 +27,8 @@ class MpiCommunicator : public Communicator {
   void allReduce(at::Tensor& tensor, ReduceOp op) override { allReduceChecked(tensor, op); }
   std::optional<bool> allReduceChecked(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor collectiveBuffer(int64_t numel, const at::TensorOptions& options) override;
+  at::Tensor nodeSharedTensor(int64_t numel, const at::TensorOptions& options) override;
+  std::uint64_t nodeBarrier(std::uint64_t flags) override;
   /// Collective: whether collectiveBuffer() may hand out memory every rank maps, when all ranks
   /// run on one node (runtime.shm_allreduce; off until asked).
   void shareNodeMemory(bool enable);

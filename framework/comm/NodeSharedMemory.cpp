@@ -233,18 +233,34 @@ std::unique_ptr<NodeSharedMemory> NodeSharedMemory::create(MPI_Comm comm) {
   int allHere = nodeSize == size ? 1 : 0;
   checkMpiHere(MPI_Allreduce(MPI_IN_PLACE, &allHere, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
   if (!allHere) return nullptr;
-  return std::unique_ptr<NodeSharedMemory>(new NodeSharedMemory(comm, rank, size));
+  std::unique_ptr<NodeSharedMemory> memory(new NodeSharedMemory(comm, rank, size));
+  memory->barrierSegment_ = memory->allocate(2 * sizeof(std::uint64_t));
+  if (!memory->barrierSegment_) return nullptr;  // the same answer on every rank
+  return memory;
 }
 
 std::shared_ptr<NodeSegment> NodeSharedMemory::allocate(std::size_t bytes) {
+  return allocateSegment(bytes, false);
+}
+
+std::shared_ptr<NodeSegment> NodeSharedMemory::allocateOne(std::size_t bytes) {
+  return allocateSegment(bytes, true);
+}
+
+std::shared_ptr<NodeSegment> NodeSharedMemory::allocateSegment(std::size_t bytes, bool one) {
   const std::size_t dataBytes = (std::max<std::size_t>(bytes, 1) + 63) / 64 * 64;
   const std::size_t mapped = NodeSegment::kControl + dataBytes;
+  // One buffer per rank, or (`one`) rank 0's alone, which every rank maps.
+  const std::size_t buffers = one ? 1 : static_cast<std::size_t>(size_);
+  const bool creates = !one || rank_ == 0;
   constexpr int kName = 64;
   char name[kName] = {};
   // Unique on the node: the pid, and a count over every communicator of this process.
   static std::atomic<unsigned long long> allocations{0};
-  std::snprintf(name, kName, "/gentrain.%ld.%llu", static_cast<long>(getpid()), allocations++);
-  std::vector<char*> bases(static_cast<std::size_t>(size_), nullptr);
+  if (creates) {
+    std::snprintf(name, kName, "/gentrain.%ld.%llu", static_cast<long>(getpid()), allocations++);
+  }
+  std::vector<char*> bases(buffers, nullptr);
   auto unmapAll = [&] {
     for (char*& base : bases) {
       if (base) munmap(base, mapped);
@@ -254,25 +270,28 @@ std::shared_ptr<NodeSegment> NodeSharedMemory::allocate(std::size_t bytes) {
 
   // Our own buffer, its pages reserved now (posix_fallocate) so that a full /dev/shm is an error
   // here rather than a SIGBUS in the middle of a step.
-  shm_unlink(name);  // a leftover of a dead process that had our pid
-  int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-  int ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(mapped)) == 0 &&
-           posix_fallocate(fd, 0, static_cast<off_t>(mapped)) == 0;
-  if (ok) {
-    void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ok = base != MAP_FAILED;
-    if (ok) bases[static_cast<std::size_t>(rank_)] = static_cast<char*>(base);
+  int ok = 1;
+  if (creates) {
+    shm_unlink(name);  // a leftover of a dead process that had our pid
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    ok = fd >= 0 && ftruncate(fd, static_cast<off_t>(mapped)) == 0 &&
+         posix_fallocate(fd, 0, static_cast<off_t>(mapped)) == 0;
+    if (ok) {
+      void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      ok = base != MAP_FAILED;
+      if (ok) bases[one ? 0 : static_cast<std::size_t>(rank_)] = static_cast<char*>(base);
+    }
+    if (fd >= 0) close(fd);
   }
-  if (fd >= 0) close(fd);
 
   std::vector<char> names(static_cast<std::size_t>(size_) * kName);
   checkMpiHere(MPI_Allgather(name, kName, MPI_CHAR, names.data(), kName, MPI_CHAR, comm_),
                "MPI_Allgather");
   checkMpiHere(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce");
   if (ok) {
-    for (int peer = 0; peer < size_ && ok; ++peer) {
-      if (peer == rank_) continue;
-      const int peerFd = shm_open(&names[static_cast<std::size_t>(peer) * kName], O_RDWR, 0600);
+    for (std::size_t buffer = 0; buffer < buffers && ok; ++buffer) {
+      if (bases[buffer] != nullptr) continue;  // our own
+      const int peerFd = shm_open(&names[buffer * kName], O_RDWR, 0600);
       if (peerFd < 0) {
         ok = 0;
         break;
@@ -282,25 +301,28 @@ std::shared_ptr<NodeSegment> NodeSharedMemory::allocate(std::size_t bytes) {
       if (base == MAP_FAILED) {
         ok = 0;
       } else {
-        bases[static_cast<std::size_t>(peer)] = static_cast<char*>(base);
+        bases[buffer] = static_cast<char*>(base);
       }
     }
   }
   // Every rank has mapped every buffer (or given up): the names are no longer needed.
   checkMpiHere(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce");
-  shm_unlink(name);
+  if (creates) shm_unlink(name);
   if (!ok) {
     unmapAll();
     static bool told = false;
     if (!told && rank_ == 0) {
-      log::warn(
-          log::cat("gradient buckets stay in ordinary memory: a rank could not create or map ",
-                   bytes, " bytes in /dev/shm (the all-reduce goes through MPI instead)"));
+      log::warn(log::cat("a rank could not create or map ", bytes, " bytes in /dev/shm: ",
+                         one ? "each rank keeps its own copy of the optimizer state"
+                             : "gradient buckets stay in ordinary memory (the all-reduce goes "
+                               "through MPI instead)"));
     }
     told = true;
     return nullptr;
   }
-  auto segment = std::make_shared<NodeSegment>(std::move(bases), mapped, dataBytes, rank_);
+  auto segment =
+      std::make_shared<NodeSegment>(std::move(bases), mapped, dataBytes, one ? 0 : rank_);
+  if (one) return segment;  // not for tryAllReduce, which needs a buffer per rank
   std::lock_guard<std::mutex> lock(mutex_);
   segments_.erase(std::remove_if(segments_.begin(), segments_.end(),
                                  [](const std::weak_ptr<NodeSegment>& s) { return s.expired(); }),
@@ -363,6 +385,22 @@ bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement t
     }
   }
   return true;
+}
+
+std::uint64_t NodeSharedMemory::barrier(std::uint64_t flags) {
+  NodeSegment& segment = *barrierSegment_;
+  const std::uint64_t sequence = segment.next();
+  // Barrier n's flags go to slot n % 2 of each rank's data. A rank writes its slot of n + 2 only
+  // after all have arrived at n + 1, which each does only after reading the flags of n.
+  const auto slot = [&](int rank) {
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(segment.data(rank)) + sequence % 2;
+  };
+  slot(rank_)->store(flags, std::memory_order_relaxed);
+  segment.arrived(rank_).store(sequence, std::memory_order_release);
+  waitForAll(segment, sequence, false);
+  std::uint64_t all = 0;
+  for (int rank = 0; rank < size_; ++rank) all |= slot(rank)->load(std::memory_order_relaxed);
+  return all;
 }
 
 }  // namespace gentrain

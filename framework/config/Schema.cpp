@@ -317,6 +317,10 @@ void addRunKeys(Schema& s) {
   s.add({"runtime.shm_allreduce", KeyType::Bool, "true",
          "on the CPU with every rank on one node, keep gradient buckets in memory all ranks map "
          "and average them there (false: MPI_Allreduce)"});
+  s.add({"runtime.shm_optimizer", KeyType::Bool, "true",
+         "with runtime.shm_allreduce on: keep one copy of the parameters and of Adam's state for "
+         "all ranks of the node, each rank updating a part of it (false: every rank updates a copy "
+         "of its own, whole)"});
   s.add({"runtime.backend",
          KeyType::String,
          "auto",

@@ -41,9 +41,22 @@ at::Tensor laidOutAs(const at::Tensor& p, const at::Tensor& moment) {
   return at::empty_like(p).copy_(moment);
 }
 
-struct Coefficients {
-  float beta1, beta2, oneMinusBeta1, oneMinusBeta2, sqrtCorrection2, eps, stepSize, decay;
-};
+using Coefficients = AdamCoefficients;
+
+Coefficients coefficients(const torch::optim::AdamOptions& options, int64_t step) {
+  const double beta1 = std::get<0>(options.betas());
+  const double beta2 = std::get<1>(options.betas());
+  const double correction1 = 1 - std::pow(beta1, double(step));
+  const double correction2 = 1 - std::pow(beta2, double(step));
+  return {float(beta1),
+          float(beta2),
+          float(1 - beta1),
+          float(1 - beta2),
+          float(std::sqrt(correction2)),
+          float(options.eps()),
+          float(-options.lr() / correction1),
+          float(options.weight_decay())};
+}
 
 // The same arithmetic as Adam::step, element by element (Note: division by sqrt(bias
 // correction 2) is kept, not folded into the step size, to stay as close to torch as possible).
@@ -137,18 +150,7 @@ void FusedAdam::stepLoop() {
       if (!p.grad().defined()) continue;
       auto& state = stateOf(p);
       state.step(state.step() + 1);
-      const double beta1 = std::get<0>(options.betas());
-      const double beta2 = std::get<1>(options.betas());
-      const double correction1 = 1 - std::pow(beta1, state.step());
-      const double correction2 = 1 - std::pow(beta2, state.step());
-      const Coefficients c{float(beta1),
-                           float(beta2),
-                           float(1 - beta1),
-                           float(1 - beta2),
-                           float(std::sqrt(correction2)),
-                           float(options.eps()),
-                           float(-options.lr() / correction1),
-                           float(options.weight_decay())};
+      const Coefficients c = coefficients(options, state.step());
       state.exp_avg(laidOutAs(p, state.exp_avg()));
       state.exp_avg_sq(laidOutAs(p, state.exp_avg_sq()));
       float* param = p.data_ptr<float>();
@@ -160,6 +162,59 @@ void FusedAdam::stepLoop() {
       });
     }
   }
+}
+
+bool FusedAdam::partsPossible() const {
+  if (captured() || (kernel_ != Kernel::Auto && kernel_ != Kernel::Loop)) return false;
+  for (const auto& group : param_groups_) {
+    if (static_cast<const torch::optim::AdamOptions&>(group.options()).amsgrad()) return false;
+    for (const auto& p : group.params()) {
+      if (p.grad().defined() && !fusable(p)) return false;
+    }
+  }
+  return true;
+}
+
+std::vector<at::Tensor> FusedAdam::elementState(const at::Tensor& param) {
+  auto& state = stateOf(param);
+  return {state.exp_avg(), state.exp_avg_sq()};
+}
+
+void FusedAdam::setElementState(const at::Tensor& param, const std::vector<at::Tensor>& state) {
+  TORCH_CHECK(state.size() == 2, "Adam keeps two moments per parameter");
+  auto& adam = stateOf(param);
+  adam.exp_avg(state[0]);
+  adam.exp_avg_sq(state[1]);
+}
+
+void FusedAdam::beginParts() {
+  parts_.clear();
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) {
+        parts_.emplace_back();
+        continue;
+      }
+      auto& state = stateOf(p);
+      state.step(state.step() + 1);
+      state.exp_avg(laidOutAs(p, state.exp_avg()));
+      state.exp_avg_sq(laidOutAs(p, state.exp_avg_sq()));
+      parts_.push_back(Part{p.data_ptr<float>(), p.grad().data_ptr<float>(),
+                            state.exp_avg().data_ptr<float>(), state.exp_avg_sq().data_ptr<float>(),
+                            coefficients(options, state.step())});
+    }
+  }
+  lastKernel_ = Kernel::Loop;
+}
+
+void FusedAdam::stepPart(std::size_t index, int64_t begin, int64_t end) {
+  TORCH_CHECK(index < parts_.size(), "stepPart before beginParts");
+  if (!parts_[index]) return;
+  const Part& part = *parts_[index];
+  at::parallel_for(begin, end, 1 << 15, [&](int64_t from, int64_t to) {
+    update(part.param, part.grad, part.m, part.v, from, to, part.coefficients);
+  });
 }
 
 void FusedAdam::stepForeach() {

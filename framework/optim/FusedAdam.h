@@ -10,12 +10,31 @@
 
 #include <torch/optim/adam.h>
 
+#include <optional>
+#include <vector>
+
+#include "framework/optim/PartialStep.h"
+
 namespace gentrain {
 
-class FusedAdam : public torch::optim::Adam {
+/// One parameter's scalars for one step of the fused loop.
+struct AdamCoefficients {
+  float beta1, beta2, oneMinusBeta1, oneMinusBeta2, sqrtCorrection2, eps, stepSize, decay;
+};
+
+class FusedAdam : public torch::optim::Adam, public PartialStep {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
+
+  /// Steps in parts take the fused loop: where step() would take it on its own (Kernel::Auto or
+  /// Loop, not captured).
+  bool partsPossible() const override;
+  std::size_t elementStateCount() const override { return 2; }
+  std::vector<at::Tensor> elementState(const at::Tensor& param) override;
+  void setElementState(const at::Tensor& param, const std::vector<at::Tensor>& state) override;
+  void beginParts() override;
+  void stepPart(std::size_t index, int64_t begin, int64_t end) override;
 
   enum class Kernel { Auto, Loop, Foreach, Torch, Captured };
   /// Forces one implementation (tests compare them all on the CPU).
@@ -49,6 +68,14 @@ class FusedAdam : public torch::optim::Adam {
     double hostLr = 0;
   };
   std::vector<CapturedGroup> captured_;  // one per group while captured
+  struct Part {
+    float* param;
+    const float* grad;
+    float* m;
+    float* v;
+    AdamCoefficients coefficients;
+  };
+  std::vector<std::optional<Part>> parts_;  // per parameter, from beginParts()
   Kernel kernel_ = Kernel::Auto;
   Kernel lastKernel_ = Kernel::Auto;
 };

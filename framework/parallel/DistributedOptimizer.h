@@ -36,9 +36,13 @@ enum class NonFinitePolicy { Off, Skip, Stop };
 
 class DistributedOptimizer {
  public:
+  /// With `oneCopyPerNode`, ranks on one node keep one copy of the parameters and the
+  /// optimizer's state, each updating a part, where they can (Note [one update per node]).
   DistributedOptimizer(std::string name, std::unique_ptr<torch::optim::Optimizer> optimizer,
                        Communicator& comm, ReducerOptions reducer, StepTimes* times,
-                       NonFinitePolicy nonFinite = NonFinitePolicy::Off);
+                       NonFinitePolicy nonFinite = NonFinitePolicy::Off,
+                       bool oneCopyPerNode = false);
+  ~DistributedOptimizer();
 
   /// Drops this optimizer's gradients, and arms the reducer for the backward pass that follows
   /// (see Note [micro-batches]).
@@ -53,6 +57,8 @@ class DistributedOptimizer {
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   GradientReducer& reducer() { return reducer_; }
   NonFinitePolicy nonFinite() const { return nonFinite_; }
+  /// Whether the last step() was taken in parts over one copy per node.
+  bool lastStepInParts() const { return lastInParts_; }
   void setLearningRate(double lr);
 
  private:
@@ -63,6 +69,9 @@ class DistributedOptimizer {
   int micro_ = 0;
   int microCount_ = 1;
   NonFinitePolicy nonFinite_;
+  struct NodeCopy;
+  std::unique_ptr<NodeCopy> nodeCopy_;  // Note [one update per node]; null where not
+  bool lastInParts_ = false;
 };
 
 }  // namespace gentrain

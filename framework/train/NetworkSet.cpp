@@ -34,7 +34,8 @@ DistributedOptimizer& NetworkSet::addOptimizer(const std::string& name,
                                  : nonFinite == "auto" && !device_.is_cuda() ? NonFinitePolicy::Stop
                                                                              : NonFinitePolicy::Off;
   auto optimizer = std::make_unique<DistributedOptimizer>(name, makeOptimizer(spec_, name, params),
-                                                          comm_, reducer, &times_, policy);
+                                                          comm_, reducer, &times_, policy,
+                                                          spec_.flag("runtime.shm_optimizer"));
   schedules_[name] = LrSchedule::fromSpec(spec_, name);
   for (auto& existing : optimizers_) {
     if (existing->name() == name) {

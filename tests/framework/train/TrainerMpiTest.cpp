@@ -7,6 +7,7 @@
 #include <mpi.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -14,6 +15,7 @@
 #include "MpiUtil.h"
 #include "framework/base/Error.h"
 #include "framework/data/DeviceStager.h"
+#include "framework/optim/FusedAdam.h"
 #include "framework/parallel/Consistency.h"
 #include "framework/tracking/RunDirectory.h"
 #include "framework/train.h"
@@ -117,6 +119,12 @@ TEST_P(Equivalence, RanksOnShardsMatchOneProcessOnTheWholeBatch) {
   mine.insert(mine.end(), c.distributedOnly.begin(), c.distributedOnly.end());
   Trainer distributed(world(), testDevice(), test::smokeSpec(c.model, data, dir + "/ranks", mine));
   distributed.run();
+  // On the CPU, ranks of one node update one copy of their parameters in parts where the
+  // optimizer is Adam (Note [one update per node]; the GANs' cases here use SGD).
+  for (const auto& optimizer : distributed.networkSet().optimizers()) {
+    const bool adam = dynamic_cast<FusedAdam*>(&optimizer->optimizer()) != nullptr;
+    EXPECT_EQ(optimizer->lastStepInParts(), adam && testDevice().is_cpu()) << optimizer->name();
+  }
   const double metric = distributed.evaluate(false).at(smoke.parityMetric);
   double difference = 0, metricDifference = 0;
   if (world().rank() == 0) {
@@ -145,6 +153,47 @@ std::string caseName(const ::testing::TestParamInfo<EquivalenceCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Models, Equivalence, ::testing::ValuesIn(modelCases()), caseName);
 INSTANTIATE_TEST_SUITE_P(Reducer, Equivalence, ::testing::ValuesIn(reducerCases()), caseName);
+
+// Note [one update per node]: every model on its smoke config with its own optimizers (Adam),
+// ranks keeping one copy per node end with the bits of ranks that keep a copy each.
+class OneCopyPerNode : public ::testing::TestWithParam<EquivalenceCase> {};
+
+std::vector<EquivalenceCase> adamCases() {
+  std::vector<EquivalenceCase> cases;
+  for (EquivalenceCase c : modelCases()) {
+    const SmokeTest& smoke = ModelRegistry::instance().get(c.model).smoke;
+    for (const std::string& parity : smoke.parityOverrides) {
+      c.overrides.erase(std::remove(c.overrides.begin(), c.overrides.end(), parity),
+                        c.overrides.end());
+    }
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+TEST_P(OneCopyPerNode, MatchesACopyPerRankBitForBit) {
+  REQUIRE_RANKS();
+  if (!testDevice().is_cpu()) GTEST_SKIP() << "a CPU path";
+  const EquivalenceCase& c = GetParam();
+  const std::string dir = sharedDir("onecopy");
+  const std::string data = test::sharedSmokeData(c.model, dir);
+  std::vector<std::vector<at::Tensor>> results;
+  for (const char* flag : {"runtime.shm_optimizer=true", "runtime.shm_optimizer=false"}) {
+    std::vector<std::string> overrides = c.overrides;
+    overrides.push_back(flag);
+    Trainer trainer(
+        world(), testDevice(),
+        test::smokeSpec(c.model, data, dir + "/" + std::to_string(results.size()), overrides));
+    trainer.run();
+    for (const auto& optimizer : trainer.networkSet().optimizers()) {
+      EXPECT_EQ(optimizer->lastStepInParts(), results.empty()) << optimizer->name();
+    }
+    results.push_back(copies(trainer.parameters()));
+  }
+  EXPECT_EQ(world().allReduceScalar(maxDifference(results[0], results[1]), ReduceOp::Max), 0.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, OneCopyPerNode, ::testing::ValuesIn(adamCases()), caseName);
 
 TEST(Mpi, ResumeReproducesTheUninterruptedRunExactly) {
   REQUIRE_RANKS();
