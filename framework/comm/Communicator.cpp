@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "framework/base/Error.h"
+#include "framework/comm/NodeSharedMemory.h"
 
 namespace gentrain {
 namespace {
@@ -16,12 +17,23 @@ struct DoneWork : Work {
 
 }  // namespace
 
+std::unique_ptr<Work> Communicator::doneWork(std::optional<bool> resultFinite) {
+  return std::make_unique<DoneWork>(resultFinite);
+}
+
 std::unique_ptr<Work> Communicator::allReduceAsync(at::Tensor& tensor, ReduceOp op) {
-  return std::make_unique<DoneWork>(allReduceChecked(tensor, op));
+  return doneWork(allReduceChecked(tensor, op));
 }
 
 at::Tensor Communicator::collectiveBuffer(int64_t numel, const at::TensorOptions& options) {
   return at::zeros({numel}, options);
+}
+
+std::pair<int64_t, int64_t> Communicator::scatterSlice(int64_t numel,
+                                                       std::size_t elementSize) const {
+  const auto [begin, end] =
+      NodeSharedMemory::sliceOf(static_cast<std::size_t>(numel), elementSize, rank(), size());
+  return {static_cast<int64_t>(begin), static_cast<int64_t>(end)};
 }
 
 std::uint64_t Communicator::nodeBarrier(std::uint64_t flags) {

@@ -11,10 +11,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/TensorOptions.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gentrain {
@@ -56,6 +58,17 @@ class Communicator {
   /// reduction is done by the time this returns: Open MPI's non-blocking all-reduce took twice
   /// as long as the blocking one for a 2.6 MB bucket here, and only progresses inside MPI calls.
   virtual std::unique_ptr<Work> allReduceAsync(at::Tensor& tensor, ReduceOp op);
+  /// allReduceAsync for a caller that needs only this rank's slice of the result at once
+  /// (scatterSlice): a backend that sums by slices leaves the rest of `tensor` as it was (MPI
+  /// through node memory) until gatherSlices(); by default the whole all-reduce.
+  virtual std::unique_ptr<Work> reduceScatterAsync(at::Tensor& tensor, ReduceOp op) {
+    return allReduceAsync(tensor, op);
+  }
+  /// Collective, after reduceScatterAsync on `tensor` has completed: the whole result everywhere.
+  virtual void gatherSlices(at::Tensor& tensor) {}
+  /// Elements [begin, end) of a tensor of `numel` elements of `elementSize` bytes: this rank's
+  /// slice of reduceScatterAsync. The ranks' slices tile the tensor, in whole cache lines.
+  std::pair<int64_t, int64_t> scatterSlice(int64_t numel, std::size_t elementSize) const;
   /// Whether allReduceAsync may be called from threads other than the main one (autograd runs
   /// CUDA backward on threads of its own; MPI is initialised for the main thread only).
   virtual bool launchesFromAnyThread() const { return false; }
@@ -97,6 +110,10 @@ class Communicator {
     allReduceHost(values.data(), values.size(), op);
     return values;
   }
+
+ protected:
+  /// A Work for a collective already done when it is returned.
+  static std::unique_ptr<Work> doneWork(std::optional<bool> resultFinite);
 };
 
 }  // namespace gentrain

@@ -88,6 +88,23 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 std::optional<bool> MpiCommunicator::allReduceChecked(at::Tensor& tensor, ReduceOp op) {
+  return reduceChecked(tensor, op, false);
+}
+
+std::unique_ptr<Work> MpiCommunicator::reduceScatterAsync(at::Tensor& tensor, ReduceOp op) {
+  return doneWork(reduceChecked(tensor, op, true));
+}
+
+void MpiCommunicator::gatherSlices(at::Tensor& tensor) {
+  // Only a sum through node memory leaves slices to gather; MPI_Allreduce left the whole result.
+  if (!node_ || !tensor.device().is_cpu() || !tensor.is_contiguous()) return;
+  const std::optional<NodeElement> element = nodeElement(tensor.scalar_type());
+  if (!element) return;
+  Watchdog::Scope wait("gathering all-reduced slices");
+  node_->tryGatherSlices(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()), *element);
+}
+
+std::optional<bool> MpiCommunicator::reduceChecked(at::Tensor& tensor, ReduceOp op, bool scatter) {
   Watchdog::Scope wait("an MPI all-reduce");
   if (!tensor.is_contiguous()) throw CommError("allReduce needs a contiguous tensor");
   if (!tensor.device().is_cpu()) {
@@ -102,7 +119,7 @@ std::optional<bool> MpiCommunicator::allReduceChecked(at::Tensor& tensor, Reduce
     const std::optional<NodeElement> element = nodeElement(tensor.scalar_type());
     bool finite = true;
     if (element && node_->tryAllReduce(tensor.data_ptr(), static_cast<std::size_t>(tensor.numel()),
-                                       *element, op == ReduceOp::Mean, &finite)) {
+                                       *element, op == ReduceOp::Mean, &finite, scatter)) {
       return finite;
     }
   }

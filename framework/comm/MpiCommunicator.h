@@ -27,6 +27,8 @@ class MpiCommunicator : public Communicator {
   void allReduce(at::Tensor& tensor, ReduceOp op) override { allReduceChecked(tensor, op); }
   std::optional<bool> allReduceChecked(at::Tensor& tensor, ReduceOp op) override;
   at::Tensor collectiveBuffer(int64_t numel, const at::TensorOptions& options) override;
+  std::unique_ptr<Work> reduceScatterAsync(at::Tensor& tensor, ReduceOp op) override;
+  void gatherSlices(at::Tensor& tensor) override;
   at::Tensor nodeSharedTensor(int64_t numel, const at::TensorOptions& options) override;
   std::uint64_t nodeBarrier(std::uint64_t flags) override;
   /// Collective: whether collectiveBuffer() may hand out memory every rank maps, when all ranks
@@ -43,6 +45,8 @@ class MpiCommunicator : public Communicator {
   MPI_Comm handle() const { return comm_; }
 
  private:
+  /// allReduceChecked; with `scatter`, through node memory only this rank's slice of the result.
+  std::optional<bool> reduceChecked(at::Tensor& tensor, ReduceOp op, bool scatter);
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;

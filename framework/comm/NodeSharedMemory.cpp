@@ -148,7 +148,7 @@ constexpr std::size_t kBlock = 1024;
 
 template <typename T>
 bool sumSlice(const NodeSegment& segment, std::size_t offset, std::size_t begin, std::size_t end,
-              T scale, bool scaled) {
+              T scale, bool scaled, bool scatter) {
   const int ranks = segment.ranks();
   alignas(64) T sum[kBlock];
   FiniteOf<T> check;
@@ -165,6 +165,7 @@ bool sumSlice(const NodeSegment& segment, std::size_t offset, std::size_t begin,
     }
     check.add(sum, n);
     for (int rank = 0; rank < ranks; ++rank) {
+      if (scatter && segment.data(rank) != segment.ownData()) continue;
       std::memcpy(reinterpret_cast<T*>(segment.data(rank) + offset) + block, sum, n * sizeof(T));
     }
   }
@@ -172,7 +173,7 @@ bool sumSlice(const NodeSegment& segment, std::size_t offset, std::size_t begin,
 }
 
 bool sumSliceBf16(const NodeSegment& segment, std::size_t offset, std::size_t begin,
-                  std::size_t end, float scale, bool scaled) {
+                  std::size_t end, float scale, bool scaled, bool scatter) {
   const int ranks = segment.ranks();
   float sum[kBlock];
   alignas(64) std::uint16_t out[kBlock];
@@ -187,6 +188,7 @@ bool sumSliceBf16(const NodeSegment& segment, std::size_t offset, std::size_t be
     for (std::size_t i = 0; i < n; ++i) out[i] = toBf16(scaled ? sum[i] * scale : sum[i]);
     check.add(out, n);
     for (int rank = 0; rank < ranks; ++rank) {
+      if (scatter && segment.data(rank) != segment.ownData()) continue;
       std::memcpy(reinterpret_cast<std::uint16_t*>(segment.data(rank) + offset) + block, out,
                   n * sizeof(std::uint16_t));
     }
@@ -345,8 +347,37 @@ NodeSegment* NodeSharedMemory::find(const void* data, std::size_t bytes) const {
   return nullptr;
 }
 
+std::pair<std::size_t, std::size_t> NodeSharedMemory::sliceOf(std::size_t count,
+                                                              std::size_t elementSize, int rank,
+                                                              int ranks) {
+  const std::size_t perLine = std::max<std::size_t>(1, 64 / elementSize);
+  const std::size_t lines = (count + perLine - 1) / perLine;
+  const std::size_t linesPerRank = (lines + static_cast<std::size_t>(ranks) - 1) / ranks;
+  const std::size_t begin =
+      std::min(count, static_cast<std::size_t>(rank) * linesPerRank * perLine);
+  return {begin, std::min(count, begin + linesPerRank * perLine)};
+}
+
+bool NodeSharedMemory::tryGatherSlices(void* data, std::size_t count, NodeElement type) {
+  const std::size_t size = elementSize(type);
+  NodeSegment* segment = find(data, count * size);
+  if (!segment) return false;
+  const std::size_t offset =
+      static_cast<std::size_t>(static_cast<char*>(data) - segment->ownData());
+  // Every rank's slice is final (tryAllReduce returned only once all were done); a rank
+  // overwrites its buffer only after all have copied from it (the barrier).
+  for (int rank = 0; rank < size_; ++rank) {
+    if (rank == rank_) continue;
+    const auto [begin, end] = sliceOf(count, size, rank, size_);
+    std::memcpy(segment->ownData() + offset + begin * size,
+                segment->data(rank) + offset + begin * size, (end - begin) * size);
+  }
+  barrier(0);
+  return true;
+}
+
 bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean,
-                                    bool* finite) {
+                                    bool* finite, bool scatter) {
   NodeSegment* segment = find(data, count * elementSize(type));
   if (!segment) return false;
   const std::size_t offset =
@@ -356,23 +387,20 @@ bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement t
   waitForAll(*segment, sequence, false);
 
   // This rank's slice, in whole cache lines, so that no two ranks write one line.
-  const std::size_t perLine = 64 / elementSize(type);
-  const std::size_t lines = (count + perLine - 1) / perLine;
-  const std::size_t linesPerRank = (lines + static_cast<std::size_t>(size_) - 1) / size_;
-  const std::size_t begin =
-      std::min(count, static_cast<std::size_t>(rank_) * linesPerRank * perLine);
-  const std::size_t end = std::min(count, begin + linesPerRank * perLine);
+  const auto [begin, end] = sliceOf(count, elementSize(type), rank_, size_);
   const double scale = 1.0 / size_;
   bool sliceFinite = true;
   switch (type) {
     case NodeElement::Float32:
-      sliceFinite = sumSlice<float>(*segment, offset, begin, end, static_cast<float>(scale), mean);
+      sliceFinite =
+          sumSlice<float>(*segment, offset, begin, end, static_cast<float>(scale), mean, scatter);
       break;
     case NodeElement::Float64:
-      sliceFinite = sumSlice<double>(*segment, offset, begin, end, scale, mean);
+      sliceFinite = sumSlice<double>(*segment, offset, begin, end, scale, mean, scatter);
       break;
     case NodeElement::BFloat16:
-      sliceFinite = sumSliceBf16(*segment, offset, begin, end, static_cast<float>(scale), mean);
+      sliceFinite =
+          sumSliceBf16(*segment, offset, begin, end, static_cast<float>(scale), mean, scatter);
       break;
   }
   segment->finite(rank_).store(sliceFinite ? 1 : 0, std::memory_order_relaxed);

@@ -21,9 +21,18 @@ namespace gentrain {
 // updates element by element (PartialStep: the fused Adam) and the ranks share node memory
 // (runtime.shm_allreduce), the node keeps one copy instead: each parameter's storage, and its
 // state's, move into memory every rank maps (Communicator::nodeSharedTensor), and each rank
-// updates one contiguous part of those elements (cut at cache lines, so that no two ranks write
-// one line). The averaged gradients are the same on every rank, so the result is bit for bit
-// the one every rank computed alone; the step counts stay per rank, each counting every step.
+// updates the elements whose average its own slices of the gradient buckets hold
+// (GradientReducer::ownedSpans). The average is the same wherever it is computed, so the result
+// is bit for bit the one every rank computed alone; the step counts stay per rank, each counting
+// every step.
+//
+// Those slices are all a rank needs, so the buckets are averaged by slices (reduceScatterAsync,
+// asked for in zeroGrad()): the shared-memory sum writes each slice's result into its own rank's
+// buffer only, not into every rank's. Writing the others' buffers took their cache lines from
+// the cores that fill them next step; without it the reducer's hooks went from 1.02 and 1.37 to
+// 0.73 and 0.90 ms a 2-rank VAE step (two runs each, `bench train --profile`). A step that
+// turns out not to be taken in parts first gathers the slices (gatherSlices), so that every
+// rank has the whole average; `.grad()` is otherwise read by nothing after the update.
 //
 // Two barriers bound the update (Communicator::nodeBarrier, counters in node memory): before it,
 // every rank has finished backward (no rank reads a parameter any more this step); after it,
@@ -50,7 +59,6 @@ struct DistributedOptimizer::NodeCopy {
   // The node's copies: the parameters', then each element state's, `length` elements apart.
   at::Tensor memory;
   int64_t length = 0;
-  int64_t begin = 0, end = 0;  // this rank's part of [0, length)
 
   /// Where copy `copy` (0: the parameters, k: element state k - 1) of parameter `index` starts.
   int64_t start(std::size_t copy, std::size_t index) const {
@@ -113,9 +121,10 @@ struct DistributedOptimizer::NodeCopy {
     }
   }
   /// Collective: the step, in parts where the optimizer can (true), else every rank whole.
-  bool step(torch::optim::Optimizer& optimizer) {
+  bool step(torch::optim::Optimizer& optimizer, GradientReducer& reducer) {
     const bool inParts = parts.partsPossible();
     if (!inParts) {
+      reducer.gatherSlices();
       comm.nodeBarrier(0);  // every rank is done with backward: read the node's copy alone
       leaveHome();
       comm.nodeBarrier(0);  // nobody writes it again before all have let go of it
@@ -127,10 +136,8 @@ struct DistributedOptimizer::NodeCopy {
       comm.nodeBarrier(0);
     }
     parts.beginParts();
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      const int64_t from = std::max(begin, offsets[i]);
-      const int64_t to = std::min(end, offsets[i] + params[i].numel());
-      if (from < to) parts.stepPart(i, from - offsets[i], to - offsets[i]);
+    for (const GradientReducer::Span& span : reducer.ownedSpans()) {
+      parts.stepPart(span.param, span.begin, span.end);
     }
     comm.nodeBarrier(0);
     return true;
@@ -184,9 +191,6 @@ DistributedOptimizer::DistributedOptimizer(std::string name,
   const auto copies = static_cast<int64_t>(1 + parts->elementStateCount());
   copy->memory = comm.nodeSharedTensor(copies * copy->length, at::TensorOptions(at::kFloat));
   if (!copy->memory.defined()) return;  // on every rank alike
-  const int64_t lines = copy->length / kLine;
-  copy->begin = lines * comm.rank() / comm.size() * kLine;
-  copy->end = lines * (comm.rank() + 1) / comm.size() * kLine;
   nodeCopy_ = std::move(copy);
 }
 
@@ -201,7 +205,11 @@ void DistributedOptimizer::setMicroBatch(int index, int count) {
 void DistributedOptimizer::zeroGrad() {
   activity::setPhase(Phase::Forward);  // models clear gradients, then run forward
   if (micro_ == 0) reducer_.zeroGrad();
-  if (micro_ == microCount_ - 1) reducer_.arm();
+  if (micro_ == microCount_ - 1) {
+    // Averages needed only where this rank updates (Note [one update per node]).
+    reducer_.setScatter(nodeCopy_ && nodeCopy_->parts.partsPossible());
+    reducer_.arm();
+  }
 }
 
 void DistributedOptimizer::step() {
@@ -220,7 +228,7 @@ void DistributedOptimizer::step() {
   const double checked = monotonicSeconds();
   if (nodeCopy_) {
     torch::NoGradGuard noGrad;
-    lastInParts_ = nodeCopy_->step(*optimizer_);
+    lastInParts_ = nodeCopy_->step(*optimizer_, reducer_);
   } else {
     optimizer_->step();
   }

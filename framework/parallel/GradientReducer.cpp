@@ -203,9 +203,36 @@ void GradientReducer::launchReady() {
 void GradientReducer::launch(Bucket& bucket) {
   // The mean over ranks: averaged in the collective, or a sum of gradients scaled on the way in.
   activity::setBucket(static_cast<int>(&bucket - storage_.data()));
-  bucket.work = comm_.allReduceAsync(bucket.flat,
-                                     comm_.averagesInCollective() ? ReduceOp::Mean : ReduceOp::Sum);
+  const ReduceOp op = comm_.averagesInCollective() ? ReduceOp::Mean : ReduceOp::Sum;
+  // By slices only where the gradients are the bucket's views (not bf16 on the wire, whose
+  // float gradients are converted from the whole bucket).
+  bucket.scattered =
+      scatter_ && bucket.flat.scalar_type() == params_[bucket.params.front()].scalar_type();
+  bucket.work = bucket.scattered ? comm_.reduceScatterAsync(bucket.flat, op)
+                                 : comm_.allReduceAsync(bucket.flat, op);
   activity::setBucket(-1);
+}
+
+void GradientReducer::gatherSlices() {
+  for (Bucket& bucket : storage_) {
+    if (bucket.scattered) comm_.gatherSlices(bucket.flat);
+    bucket.scattered = false;
+  }
+}
+
+std::vector<GradientReducer::Span> GradientReducer::ownedSpans() const {
+  std::vector<Span> spans;
+  for (const Bucket& bucket : storage_) {
+    const auto [first, last] = comm_.scatterSlice(
+        bucket.flat.numel(), static_cast<std::size_t>(bucket.flat.element_size()));
+    for (std::size_t position = 0; position < bucket.params.size(); ++position) {
+      const int64_t offset = bucket.offsets[position];
+      const int64_t begin = std::max(first, offset);
+      const int64_t end = std::min(last, offset + params_[bucket.params[position]].numel());
+      if (begin < end) spans.push_back({bucket.params[position], begin - offset, end - offset});
+    }
+  }
+  return spans;
 }
 
 void GradientReducer::reduce() {

@@ -65,6 +65,20 @@ class GradientReducer {
   /// reduce the same buckets).
   void reduce();
 
+  /// Averages by slices from now on (Communicator::reduceScatterAsync): after reduce(), a
+  /// gradient is sure to be the average only in this rank's elements (ownedSpans()) until
+  /// gatherSlices(). For an optimizer that updates just those (Note [one update per node]).
+  void setScatter(bool on) { scatter_ = on; }
+  /// Collective, after reduce(): every gradient the whole average, if it was reduced by slices.
+  void gatherSlices();
+  /// A parameter's elements [begin, end), in memory order.
+  struct Span {
+    std::size_t param;
+    int64_t begin, end;
+  };
+  /// The elements whose average this rank's slices hold (all ranks' spans tile every gradient).
+  std::vector<Span> ownedSpans() const;
+
   /// After reduce(): whether every gradient is finite. The same answer on every rank (the
   /// gradients are the same there); on a GPU it waits for them.
   bool gradientsFinite() const;
@@ -86,6 +100,7 @@ class GradientReducer {
     std::size_t pending = 0;       // parameters still to arrive this step (armed)
     bool filled = false;           // holds this step's gradients
     std::unique_ptr<Work> work;    // the all-reduce in flight
+    bool scattered = false;        // reduced by slices, not gathered yet
     std::optional<bool> finite;    // what the last all-reduce found, where it found out
   };
   at::Tensor viewOf(const Bucket& bucket, std::size_t position) const;
@@ -106,6 +121,7 @@ class GradientReducer {
   ReducerOptions options_;
   bool active_ = false;      // buckets exist: several ranks, or `always`
   bool hookLaunch_ = false;  // hooks may start collectives (else they only fill buckets)
+  bool scatter_ = false;
   int microBatches_ = 1;
   std::vector<std::vector<std::size_t>> buckets_;
   std::vector<Bucket> storage_;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <functional>
 #include <sstream>
 
 #include "MpiUtil.h"
@@ -42,8 +43,8 @@ struct Training {
         std::make_unique<DistributedOptimizer>("net", std::move(owned), world(), ReducerOptions{},
                                                nullptr, NonFinitePolicy::Stop, oneCopy);
   }
-  /// One step on a loss that differs by rank and step.
-  void step(int index) {
+  /// One step on a loss that differs by rank and step; `beforeUpdate` runs after backward.
+  void step(int index, const std::function<void()>& beforeUpdate = {}) {
     optimizer->zeroGrad();
     at::Tensor loss = at::zeros({});
     for (std::size_t k = 0; k < params.size(); ++k) {
@@ -51,6 +52,7 @@ struct Training {
       loss = loss + (params[k] * params[k]).sum() * weight + params[k].sin().sum();
     }
     loss.backward();
+    if (beforeUpdate) beforeUpdate();
     optimizer->step();
   }
   /// Parameters and moments, serialised: the same bytes for the same bits.
@@ -139,19 +141,26 @@ TEST(Mpi, OneCopyPerNodeStepsWholeWhereItCannotStepInParts) {
   shared.step(0);
   own.step(0);
   // LibTorch's own Adam kernel cannot step a part: every rank takes the whole step, on a private
-  // copy (else each would apply it to the one copy: N times).
-  shared.adam->setKernel(FusedAdam::Kernel::Torch);
-  own.adam->setKernel(FusedAdam::Kernel::Torch);
-  shared.step(1);
-  own.step(1);
+  // copy (else each would apply it to the one copy: N times). Told after backward, when the
+  // gradients were averaged by slices for a step in parts, the ranks first gather the slices.
+  const auto whole = [](Training& t) {
+    return [&t] { t.adam->setKernel(FusedAdam::Kernel::Torch); };
+  };
+  shared.step(1, whole(shared));
+  own.step(1, whole(own));
   EXPECT_FALSE(shared.optimizer->lastStepInParts());
   EXPECT_EQ(world().allReduceScalar(shared.bits() == own.bits() ? 0 : 1, ReduceOp::Max), 0);
   EXPECT_TRUE(sameEverywhere(shared.bits()));
+  // Told before: averaged whole from the start.
+  shared.step(2);
+  own.step(2);
+  EXPECT_FALSE(shared.optimizer->lastStepInParts());
+  EXPECT_EQ(world().allReduceScalar(shared.bits() == own.bits() ? 0 : 1, ReduceOp::Max), 0);
   // And back to parts: everything returns to the node's copy.
   shared.adam->setKernel(FusedAdam::Kernel::Auto);
   own.adam->setKernel(FusedAdam::Kernel::Auto);
-  shared.step(2);
-  own.step(2);
+  shared.step(3);
+  own.step(3);
   EXPECT_TRUE(shared.optimizer->lastStepInParts());
   EXPECT_EQ(world().allReduceScalar(shared.bits() == own.bits() ? 0 : 1, ReduceOp::Max), 0);
 }
