@@ -29,8 +29,9 @@ namespace gentrain {
 // Those slices are all a rank needs, so the buckets are averaged by slices (reduceScatterAsync,
 // asked for in zeroGrad()): the shared-memory sum writes each slice's result into its own rank's
 // buffer only, not into every rank's. Writing the others' buffers took their cache lines from
-// the cores that fill them next step; without it the reducer's hooks went from 1.02 and 1.37 to
-// 0.73 and 0.90 ms a 2-rank VAE step (two runs each, `bench train --profile`). A step that
+// the cores that fill them next step: in one binary with the sum's writes to other buffers
+// switched off by hand (an experiment), the reducer's hooks went from 1.02 and 1.37 to 0.73 and
+// 0.90 ms a 2-rank VAE step (two runs each, `bench train --profile`). A step that
 // turns out not to be taken in parts first gathers the slices (gatherSlices), so that every
 // rank has the whole average; `.grad()` is otherwise read by nothing after the update.
 //
