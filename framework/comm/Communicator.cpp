@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "framework/base/Error.h"
-#include "framework/comm/NodeSharedMemory.h"
+#include "framework/comm/Slices.h"
 
 namespace gentrain {
 namespace {
@@ -32,7 +32,7 @@ at::Tensor Communicator::collectiveBuffer(int64_t numel, const at::TensorOptions
 std::pair<int64_t, int64_t> Communicator::scatterSlice(int64_t numel,
                                                        std::size_t elementSize) const {
   const auto [begin, end] =
-      NodeSharedMemory::sliceOf(static_cast<std::size_t>(numel), elementSize, rank(), size());
+      cacheLineSlice(static_cast<std::size_t>(numel), elementSize, rank(), size());
   return {static_cast<int64_t>(begin), static_cast<int64_t>(end)};
 }
 

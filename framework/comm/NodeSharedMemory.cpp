@@ -13,6 +13,7 @@
 
 #include "framework/base/Error.h"
 #include "framework/base/Log.h"
+#include "framework/comm/Slices.h"
 
 namespace gentrain {
 
@@ -347,17 +348,6 @@ NodeSegment* NodeSharedMemory::find(const void* data, std::size_t bytes) const {
   return nullptr;
 }
 
-std::pair<std::size_t, std::size_t> NodeSharedMemory::sliceOf(std::size_t count,
-                                                              std::size_t elementSize, int rank,
-                                                              int ranks) {
-  const std::size_t perLine = std::max<std::size_t>(1, 64 / elementSize);
-  const std::size_t lines = (count + perLine - 1) / perLine;
-  const std::size_t linesPerRank = (lines + static_cast<std::size_t>(ranks) - 1) / ranks;
-  const std::size_t begin =
-      std::min(count, static_cast<std::size_t>(rank) * linesPerRank * perLine);
-  return {begin, std::min(count, begin + linesPerRank * perLine)};
-}
-
 bool NodeSharedMemory::tryGatherSlices(void* data, std::size_t count, NodeElement type) {
   const std::size_t size = elementSize(type);
   NodeSegment* segment = find(data, count * size);
@@ -368,7 +358,7 @@ bool NodeSharedMemory::tryGatherSlices(void* data, std::size_t count, NodeElemen
   // overwrites its buffer only after all have copied from it (the barrier).
   for (int rank = 0; rank < size_; ++rank) {
     if (rank == rank_) continue;
-    const auto [begin, end] = sliceOf(count, size, rank, size_);
+    const auto [begin, end] = cacheLineSlice(count, size, rank, size_);
     std::memcpy(segment->ownData() + offset + begin * size,
                 segment->data(rank) + offset + begin * size, (end - begin) * size);
   }
@@ -387,7 +377,7 @@ bool NodeSharedMemory::tryAllReduce(void* data, std::size_t count, NodeElement t
   waitForAll(*segment, sequence, false);
 
   // This rank's slice, in whole cache lines, so that no two ranks write one line.
-  const auto [begin, end] = sliceOf(count, elementSize(type), rank_, size_);
+  const auto [begin, end] = cacheLineSlice(count, elementSize(type), rank_, size_);
   const double scale = 1.0 / size_;
   bool sliceFinite = true;
   switch (type) {

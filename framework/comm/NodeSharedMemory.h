@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <utility>
 #include <vector>
 
 namespace gentrain {
@@ -45,18 +44,15 @@ class NodeSharedMemory {
   /// with the same bits. False, touching nothing, where the elements are not inside one live
   /// segment of this rank's (ordinary memory: the caller reduces them another way). With
   /// `finite`, also whether every element of the result is finite (the same answer on all ranks).
-  /// With `scatter`, only this rank's slice (sliceOf) of its own buffer is sure to get the
-  /// result (the others keep what this rank put there); gatherSlices() completes it.
+  /// With `scatter`, only this rank's slice of its own buffer is sure to get the
+  /// result (the others keep what this rank put there; slices: cacheLineSlice in Slices.h);
+  /// tryGatherSlices() completes it.
   bool tryAllReduce(void* data, std::size_t count, NodeElement type, bool mean,
                     bool* finite = nullptr, bool scatter = false);
   /// Collective, after tryAllReduce(..., scatter): every rank's slice of the elements at `data`
   /// into this rank's buffer, so that every rank holds the whole result. False, touching nothing,
   /// where tryAllReduce would be.
   bool tryGatherSlices(void* data, std::size_t count, NodeElement type);
-  /// The slice [begin, end) of `count` elements of `elementSize` bytes that `rank` of `ranks`
-  /// sums in tryAllReduce: whole cache lines from the first element, in rank order.
-  static std::pair<std::size_t, std::size_t> sliceOf(std::size_t count, std::size_t elementSize,
-                                                     int rank, int ranks);
   /// Collective: returns once every rank has called it, with the OR of every rank's `flags`.
   /// Through shared counters: microseconds where MPI_Barrier takes tens.
   std::uint64_t barrier(std::uint64_t flags);

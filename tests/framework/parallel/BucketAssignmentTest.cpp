@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "framework/comm/Slices.h"
 #include "framework/parallel/BucketAssignment.h"
 
 using gentrain::assignBuckets;
@@ -42,4 +43,27 @@ TEST(BucketAssignment, EverySlotExactlyOnce) {
     EXPECT_TRUE(bucket.size() == 1 || bytes <= 120);
   }
   for (int count : seen) EXPECT_EQ(count, 1);
+}
+
+// How a bucket's all-reduce is split among ranks (and so which elements each rank updates:
+// Note [one update per node]): the slices tile the elements, each starts on a cache line.
+TEST(BucketAssignment, RankSlicesTileTheBucketInCacheLines) {
+  for (std::size_t elementSize : {2u, 4u, 8u}) {
+    for (std::size_t count : {0u, 1u, 15u, 16u, 17u, 1000u, 65537u}) {
+      for (int ranks : {1, 2, 3, 7}) {
+        std::size_t next = 0;
+        for (int rank = 0; rank < ranks; ++rank) {
+          const auto [begin, end] = gentrain::cacheLineSlice(count, elementSize, rank, ranks);
+          EXPECT_EQ(begin, next) << count << " " << ranks << " " << rank;
+          EXPECT_LE(begin, end);
+          if (begin < count) EXPECT_EQ(begin * elementSize % 64, 0u);
+          next = end;
+        }
+        EXPECT_EQ(next, count) << count << " elements over " << ranks << " ranks";
+      }
+    }
+  }
+  // Two ranks, 1000 floats: 63 lines, 32 to the first.
+  EXPECT_EQ(gentrain::cacheLineSlice(1000, 4, 0, 2),
+            std::make_pair(std::size_t{0}, std::size_t{512}));
 }
