@@ -84,41 +84,29 @@ struct DistributedOptimizer::NodeCopy {
     }
     return false;
   }
-  void goHome() {
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      at::Tensor& p = params[i];
-      if (!atHome(p, 0, i)) {
-        const at::Tensor to = home(0, i);
-        to.copy_(p);
-        p.set_(to);
-      }
-      std::vector<at::Tensor> state = parts.elementState(p);
-      bool moved = false;
-      for (std::size_t k = 0; k < state.size(); ++k) {
-        if (atHome(state[k], k + 1, i)) continue;
-        const at::Tensor to = home(k + 1, i);
-        to.copy_(state[k]);
-        state[k] = to;
-        moved = true;
-      }
-      if (moved) parts.setElementState(p, state);
-    }
+  /// `t`, tensor `copy` of parameter `index`, copied to the node's copy (`toNode`) or to private
+  /// memory; undefined where it is there already.
+  at::Tensor moved(const at::Tensor& t, std::size_t copy, std::size_t index, bool toNode) const {
+    if (atHome(t, copy, index) == toNode) return {};
+    at::Tensor to =
+        toNode ? home(copy, index) : at::empty_strided(t.sizes(), t.strides(), t.options());
+    to.copy_(t);
+    return to;
   }
-  void leaveHome() {
-    const auto privateCopy = [](const at::Tensor& t) {
-      return at::empty_strided(t.sizes(), t.strides(), t.options()).copy_(t);
-    };
+  /// Points every parameter and its state at the node's copy (`toNode`) or at private memory.
+  void moveAll(bool toNode) {
     for (std::size_t i = 0; i < params.size(); ++i) {
       at::Tensor& p = params[i];
-      if (atHome(p, 0, i)) p.set_(privateCopy(p));
+      if (at::Tensor to = moved(p, 0, i, toNode); to.defined()) p.set_(to);
       std::vector<at::Tensor> state = parts.elementState(p);
-      bool moved = false;
+      bool any = false;
       for (std::size_t k = 0; k < state.size(); ++k) {
-        if (!atHome(state[k], k + 1, i)) continue;
-        state[k] = privateCopy(state[k]);
-        moved = true;
+        if (at::Tensor to = moved(state[k], k + 1, i, toNode); to.defined()) {
+          state[k] = std::move(to);
+          any = true;
+        }
       }
-      if (moved) parts.setElementState(p, state);
+      if (any) parts.setElementState(p, state);
     }
   }
   /// Collective: the step, in parts where the optimizer can (true), else every rank whole.
@@ -127,13 +115,13 @@ struct DistributedOptimizer::NodeCopy {
     if (!inParts) {
       reducer.gatherSlices();
       comm.nodeBarrier(0);  // every rank is done with backward: read the node's copy alone
-      leaveHome();
+      moveAll(false);
       comm.nodeBarrier(0);  // nobody writes it again before all have let go of it
       optimizer.step();
       return false;
     }
     if (comm.nodeBarrier(away() ? 1 : 0) != 0) {
-      goHome();
+      moveAll(true);
       comm.nodeBarrier(0);
     }
     parts.beginParts();
