@@ -72,8 +72,9 @@ class Communicator {
   /// Whether allReduceAsync may be called from threads other than the main one (autograd runs
   /// CUDA backward on threads of its own; MPI is initialised for the main thread only).
   virtual bool launchesFromAnyThread() const { return false; }
-  /// Whether ReduceOp::Mean costs nothing over Sum (NCCL averages inside the collective; MPI
-  /// divides in a pass of its own, so callers better scale while they copy in).
+  /// Whether ReduceOp::Mean costs nothing over Sum (NCCL averages inside the collective, as does
+  /// MPI's sum through node memory; MPI_Allreduce is followed by a divide, a pass of its own, so
+  /// there callers better scale while they copy in). Fixed once the communicator is set up.
   virtual bool averagesInCollective() const { return false; }
   /// Collective: `numel` zeros for a tensor this communicator will all-reduce again and again
   /// (gradient buckets), from memory it reduces fastest where it has such (MPI with every rank on

@@ -35,6 +35,9 @@ class MpiCommunicator : public Communicator {
   /// run on one node (runtime.shm_allreduce; off until asked).
   void shareNodeMemory(bool enable);
   bool sharesNodeMemory() const { return node_ != nullptr; }
+  /// Through node memory the sum scales as it adds (one pass either way), so callers copy their
+  /// gradients in unscaled; a buffer that MPI_Allreduce sums after all is divided after it.
+  bool averagesInCollective() const override { return node_ != nullptr; }
   void broadcast(at::Tensor& tensor, int root) override;
   void barrier() override;
   void allReduceHost(double* values, std::size_t count, ReduceOp op) override;

@@ -34,7 +34,10 @@ namespace gentrain {
 
 GradientReducer::GradientReducer(Communicator& comm, std::vector<at::Tensor> params,
                                  ReducerOptions options)
-    : comm_(comm), params_(std::move(params)), options_(options) {
+    : comm_(comm),
+      params_(std::move(params)),
+      options_(options),
+      averaging_(comm_.averagesInCollective()) {
   std::map<std::string, int> groups;
   std::vector<GradientSlot> slots;
   for (const at::Tensor& p : params_) {
@@ -97,7 +100,7 @@ GradientReducer::~GradientReducer() {
 void GradientReducer::setMicroBatches(int count) {
   if (count < 1) throw UsageError("internal: micro-batch count must be positive");
   microBatches_ = count;
-  const double scale = 1.0 / (comm_.averagesInCollective() ? 1.0 : double(comm_.size())) / count;
+  const double scale = 1.0 / (averaging_ ? 1.0 : double(comm_.size())) / count;
   // A CPU wrapped number multiplies tensors of any device without a transfer.
   scaleScalar_ = at::scalar_tensor(scale, at::kDouble);
   scaleScalar_.unsafeGetTensorImpl()->set_wrapped_number(true);
@@ -147,11 +150,12 @@ void GradientReducer::fill(Bucket& bucket, std::size_t current, const at::Tensor
             !source.is_alias_of(bucket.flat);
     sources.push_back(std::move(source));
   }
-  // Where the collective averages for free, copy the bucket in with one kernel (launch-bound GPU
-  // steps); elsewhere scale by 1/ranks while copying, so that the sum is the mean.
-  const bool averaging = comm_.averagesInCollective();
-  const double scale = 1.0 / (averaging ? 1.0 : double(comm_.size())) / microBatches_;
-  if (averaging && whole && sources.size() > 1) {
+  // Where the collective averages for free, copy the bucket in unscaled, with one kernel where
+  // it can (launch-bound GPU steps); elsewhere scale by 1/ranks while copying, so that the sum is
+  // the mean. (A plain copy also beats a scaled one on the CPU: 0.078 vs 0.10 ms for the VAE's
+  // 2.6 MB from cache.)
+  const double scale = 1.0 / (averaging_ ? 1.0 : double(comm_.size())) / microBatches_;
+  if (averaging_ && whole && sources.size() > 1) {
     std::vector<at::Tensor> flat;
     for (const at::Tensor& source : sources) flat.push_back(source.reshape({-1}));
     at::cat_out(bucket.flat, flat, 0);
@@ -203,7 +207,7 @@ void GradientReducer::launchReady() {
 void GradientReducer::launch(Bucket& bucket) {
   // The mean over ranks: averaged in the collective, or a sum of gradients scaled on the way in.
   activity::setBucket(static_cast<int>(&bucket - storage_.data()));
-  const ReduceOp op = comm_.averagesInCollective() ? ReduceOp::Mean : ReduceOp::Sum;
+  const ReduceOp op = averaging_ ? ReduceOp::Mean : ReduceOp::Sum;
   // By slices only where the gradients are the bucket's views (not bf16 on the wire, whose
   // float gradients are converted from the whole bucket).
   bucket.scattered =

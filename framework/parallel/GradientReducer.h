@@ -134,6 +134,7 @@ class GradientReducer {
   std::vector<char> arrived_;
   std::size_t nextLaunch_ = 0;
   bool lastOverlapped_ = false;
+  bool averaging_ = false;  // the communicator's Mean is free: fill() copies in unscaled
   at::Tensor scaleScalar_;  // what fill() multiplies by where it scales
   // One rank with checkInHooks: per parameter, the gradients its hook read since zeroGrad()
   // (-1: one it could not read); whether any held NaN or infinity; the time the reads took.
