@@ -27,13 +27,14 @@ namespace gentrain {
 // rank r sums slice r (the r-th of `size` cache-line-aligned slices) over all ranks' buffers, in
 // rank order, and writes the result into every rank's buffer; every rank announces that its
 // slice is done, and waits for the others'. No copy in or out, and each slice is summed once on
-// one core, so every rank gets the same bits. Announcements are two counters per rank in a
-// control block before its data (release stores, acquire loads): `arrived` >= n means the data
-// of collective n is in place, `done` >= n that the rank's slice of collective n is written.
-// A rank leaves collective n only when all are done with it, so no one still reads a buffer its
-// owner starts to overwrite for collective n + 1. Waiting spins briefly, then yields the core (a
-// node may run more ranks than cores); a rank that never arrives is the watchdog's to catch, as
-// in any collective.
+// one core, so every rank gets the same bits. A mean is that sum scaled in the same pass, which
+// is why callers copy their gradients in unscaled here (MpiCommunicator::averagesInCollective).
+// Announcements are two counters per rank in a control block before its data (release stores,
+// acquire loads): `arrived` >= n means the data of collective n is in place, `done` >= n that
+// the rank's slice of collective n is written. A rank leaves collective n only when all are done
+// with it, so no one still reads a buffer its owner starts to overwrite for collective n + 1.
+// Waiting spins briefly, then yields the core (a node may run more ranks than cores); a rank
+// that never arrives is the watchdog's to catch, as in any collective.
 //
 // The sum also says whether the result is all finite, for the non-finite gradient check (Note
 // [non-finite check] in GradientReducer.cpp): each rank ORs the exponent bits of the values it

@@ -5,11 +5,15 @@
 # (best and median); gentrain's non-finite check's share of its step; then gentrain on 2 ranks
 # vs 1 rank, at the same global batch and at the same per-rank batch, and the most 2 ranks could
 # reach on this machine (two independent runs at once, one per core). Needs a build
-# (launch/setup.sh); installs python3-torch if missing. STEPS=N per run, ROUNDS=R.
+# (launch/setup.sh); installs python3-torch if missing. STEPS=N per run, ROUNDS=R; PARTS picks
+# what to run, of "vae conv ranks" (all by default: the VAE and the conv VAE against the peer,
+# and the 2-rank figures).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=${STEPS:-400}
 rounds=${ROUNDS:-5}
+parts=" ${PARTS:-vae conv ranks} "
+wants() { [[ "$parts" == *" $1 "* ]]; }
 source launch/bench/peer-setup.sh
 flags=(--oversubscribe)
 [ "$(id -u)" -ne 0 ] || flags+=(--allow-run-as-root)
@@ -23,6 +27,7 @@ ours_on() {  # ranks [overrides...]: gentrain under mpirun
   mpirun "${flags[@]}" -np "$ranks" build/gentrain bench train configs/vae-fashion-mnist.yaml \
     runtime.threads=1 "$@" --steps "$steps" --warmup 30 2>&1 | tee -a "$log" | rate
 }
+if wants vae; then
 run_ours() {  # one rank, started directly (as the peer is)
   build/gentrain bench train configs/vae-fashion-mnist.yaml runtime.threads=1 --steps "$steps" \
     --warmup 30 2>&1 | tee -a "$log" | rate
@@ -39,6 +44,8 @@ shares = [float(m) for m in re.findall(r"nonfinite_check_share=([0-9.]+)", open(
 print(f"non-finite check: {100 * statistics.median(shares):.1f}% of gentrain's step (median of "
       f"{len(shares)} runs, {100 * min(shares):.1f}% to {100 * max(shares):.1f}%)")
 PY
+fi
+if wants conv; then
 # The conv VAE (configs/vae-conv-fashion-mnist.yaml; the peer's --arch conv) the same way.
 run_ours() {
   build/gentrain bench train configs/vae-conv-fashion-mnist.yaml runtime.threads=1 \
@@ -51,6 +58,8 @@ run_peer() {
 peer_layouts=both  # Note [peer layouts]
 interleave "$rounds"
 report "conv vae 1x1" "${ours[*]}" "${peer[*]}"
+fi
+wants ranks || exit 0
 # What two ranks could reach here at most: two independent 1-rank runs at once, one pinned to
 # each core. Ranks that average gradients every step all go at the pace of the slower one.
 apart() {
