@@ -153,9 +153,11 @@ void GradientReducer::fill(Bucket& bucket, std::size_t current, const at::Tensor
   // Where the collective averages for free, copy the bucket in unscaled, with one kernel where
   // it can (launch-bound GPU steps); elsewhere scale by 1/ranks while copying, so that the sum is
   // the mean. (On the CPU a plain copy is also the cheaper: the default VAE's 2.6 MB bucket
-  // filled in 0.21 ms a step against 0.25 scaled, `bench train --profile` on 2 ranks.)
+  // filled in 0.21 ms a step against 0.25 scaled, `bench train --profile` on 2 ranks.) A CPU
+  // bucket still to be scaled by 1/micro-batches takes the one pass that copies and scales.
   const double scale = 1.0 / (averaging_ ? 1.0 : double(comm_.size())) / microBatches_;
-  if (averaging_ && whole && sources.size() > 1) {
+  const bool oneKernel = scale == 1.0 || !bucket.flat.device().is_cpu();
+  if (averaging_ && whole && sources.size() > 1 && oneKernel) {
     std::vector<at::Tensor> flat;
     for (const at::Tensor& source : sources) flat.push_back(source.reshape({-1}));
     at::cat_out(bucket.flat, flat, 0);
