@@ -61,6 +61,20 @@ std::optional<NodeElement> nodeElement(at::ScalarType type) {
 // MPI counts are ints: move larger buffers in pieces of at most this many elements.
 constexpr int64_t kMaxCount = INT_MAX / 2;
 
+std::size_t bytesOf(int64_t numel, const at::TensorOptions& options) {
+  return static_cast<std::size_t>(numel) * options.dtype().itemsize();
+}
+
+/// `numel` elements over node memory, which the tensor keeps mapped (it starts zeroed);
+/// undefined where there is no segment.
+at::Tensor overSegment(std::shared_ptr<NodeSegment> segment, int64_t numel,
+                       const at::TensorOptions& options) {
+  if (!segment) return {};
+  void* data = NodeSharedMemory::data(*segment);
+  return at::from_blob(
+      data, {numel}, [segment = std::move(segment)](void*) {}, options);
+}
+
 }  // namespace
 
 void checkMpi(int code, const char* call, const char* file, int line) {
@@ -152,21 +166,13 @@ at::Tensor MpiCommunicator::collectiveBuffer(int64_t numel, const at::TensorOpti
       !nodeElement(c10::typeMetaToScalarType(options.dtype()))) {
     return Communicator::collectiveBuffer(numel, options);
   }
-  const auto bytes = static_cast<std::size_t>(numel) * options.dtype().itemsize();
-  std::shared_ptr<NodeSegment> segment = node_->allocate(bytes);
-  if (!segment) return Communicator::collectiveBuffer(numel, options);
-  // The tensor keeps its segment mapped; the memory starts zeroed.
-  return at::from_blob(
-      NodeSharedMemory::data(*segment), {numel}, [segment](void*) {}, options);
+  at::Tensor buffer = overSegment(node_->allocate(bytesOf(numel, options)), numel, options);
+  return buffer.defined() ? buffer : Communicator::collectiveBuffer(numel, options);
 }
 
 at::Tensor MpiCommunicator::nodeSharedTensor(int64_t numel, const at::TensorOptions& options) {
   if (!node_ || !options.device().is_cpu()) return {};
-  const auto bytes = static_cast<std::size_t>(numel) * options.dtype().itemsize();
-  std::shared_ptr<NodeSegment> segment = node_->allocateOne(bytes);
-  if (!segment) return {};
-  return at::from_blob(
-      NodeSharedMemory::data(*segment), {numel}, [segment](void*) {}, options);
+  return overSegment(node_->allocateOne(bytesOf(numel, options)), numel, options);
 }
 
 std::uint64_t MpiCommunicator::nodeBarrier(std::uint64_t flags) {

@@ -41,9 +41,7 @@ at::Tensor laidOutAs(const at::Tensor& p, const at::Tensor& moment) {
   return at::empty_like(p).copy_(moment);
 }
 
-using Coefficients = AdamCoefficients;
-
-Coefficients coefficients(const torch::optim::AdamOptions& options, int64_t step) {
+AdamCoefficients coefficients(const torch::optim::AdamOptions& options, int64_t step) {
   const double beta1 = std::get<0>(options.betas());
   const double beta2 = std::get<1>(options.betas());
   const double correction1 = 1 - std::pow(beta1, double(step));
@@ -61,7 +59,7 @@ Coefficients coefficients(const torch::optim::AdamOptions& options, int64_t step
 // The same arithmetic as Adam::step, element by element (Note: division by sqrt(bias
 // correction 2) is kept, not folded into the step size, to stay as close to torch as possible).
 void update(float* __restrict p, const float* __restrict g, float* __restrict m,
-            float* __restrict v, int64_t begin, int64_t end, const Coefficients& c) {
+            float* __restrict v, int64_t begin, int64_t end, const AdamCoefficients& c) {
   for (int64_t i = begin; i < end; ++i) {
     const float grad = c.decay != 0.0f ? g[i] + c.decay * p[i] : g[i];
     const float mi = m[i] * c.beta1 + c.oneMinusBeta1 * grad;
@@ -144,23 +142,11 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
 }
 
 void FusedAdam::stepLoop() {
-  for (auto& group : param_groups_) {
-    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      auto& state = stateOf(p);
-      state.step(state.step() + 1);
-      const Coefficients c = coefficients(options, state.step());
-      state.exp_avg(laidOutAs(p, state.exp_avg()));
-      state.exp_avg_sq(laidOutAs(p, state.exp_avg_sq()));
-      float* param = p.data_ptr<float>();
-      const float* grad = p.grad().data_ptr<float>();
-      float* m = state.exp_avg().data_ptr<float>();
-      float* v = state.exp_avg_sq().data_ptr<float>();
-      at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-        update(param, grad, m, v, begin, end, c);
-      });
-    }
+  // The whole step is the step in parts, each part a whole parameter.
+  beginParts();
+  std::size_t index = 0;
+  for (const auto& group : param_groups_) {
+    for (const auto& p : group.params()) stepPart(index++, 0, p.numel());
   }
 }
 
